@@ -1,1 +1,4 @@
-
+pub mod auth;
+pub mod demo;
+pub mod devenv;
+pub mod protocol;

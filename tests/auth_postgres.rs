@@ -425,3 +425,170 @@ fn postgres_cross_check() {
         other => panic!("wrong md5 password: expected 28P01, got {other:?}"),
     }
 }
+
+/// Accepts one connection, panicking after `limit` so that a psql that never
+/// connects fails the test instead of hanging it.
+fn accept_within(listener: &TcpListener, limit: Duration) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "psql did not connect");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Serves one connection as a fake PostgreSQL whose only real part is our
+/// `ScramServer`: enough protocol for `psql -c "select current_user"`.
+fn serve_one(listener: &TcpListener, verifier: &ScramVerifier) -> Result<(), ScramError> {
+    let mut stream = accept_within(listener, Duration::from_secs(30));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+    stream.read_exact(&mut startup).unwrap();
+    assert_eq!(
+        startup[..4],
+        196_608u32.to_be_bytes(),
+        "sslmode=disable sends no SSLRequest"
+    );
+    let params: Vec<&[u8]> = startup[4..].split(|&b| b == 0).collect();
+    let user_at = params
+        .iter()
+        .position(|p| *p == b"user")
+        .expect("user parameter");
+    let user = String::from_utf8(params[user_at + 1].to_vec()).unwrap();
+
+    let mut sasl = 10u32.to_be_bytes().to_vec();
+    sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
+    send(&mut stream, b'R', &sasl);
+
+    let result = (|| {
+        let (tag, body) = recv(&mut stream);
+        assert_eq!(tag, b'p');
+        let nul = body.iter().position(|&b| b == 0).unwrap();
+        let mech = std::str::from_utf8(&body[..nul]).unwrap();
+        let mut server = ScramServer::new(verifier.clone(), mech, ChannelBinding::None)?;
+        let server_first = server.handle_client_first(&body[nul + 5..])?;
+        send(
+            &mut stream,
+            b'R',
+            &[&11u32.to_be_bytes()[..], &server_first].concat(),
+        );
+        let (tag, body) = recv(&mut stream);
+        assert_eq!(tag, b'p');
+        let server_final = server.handle_client_final(&body)?;
+        send(
+            &mut stream,
+            b'R',
+            &[&12u32.to_be_bytes()[..], &server_final].concat(),
+        );
+        Ok(())
+    })();
+    if let Err(e) = &result {
+        // Mirror PostgreSQL's wording so psql's message is familiar.
+        let msg = match e {
+            ScramError::InvalidProof => {
+                format!("password authentication failed for user \"{user}\"")
+            }
+            other => other.to_string(),
+        };
+        let body = format!("SFATAL\0C{}\0M{msg}\0\0", e.sqlstate());
+        send(&mut stream, b'E', body.as_bytes());
+        return result;
+    }
+
+    send(&mut stream, b'R', &0u32.to_be_bytes());
+    for (k, v) in [
+        ("server_version", "15.0"),
+        ("client_encoding", "UTF8"),
+        ("standard_conforming_strings", "on"),
+    ] {
+        send(&mut stream, b'S', format!("{k}\0{v}\0").as_bytes());
+    }
+    send(&mut stream, b'K', &[0, 0, 0, 1, 0, 0, 0, 2]);
+    send(&mut stream, b'Z', b"I");
+
+    let (tag, _) = recv(&mut stream);
+    assert_eq!(tag, b'Q');
+    // One text column named current_user, then the single row.
+    let mut desc = 1u16.to_be_bytes().to_vec();
+    desc.extend_from_slice(b"current_user\0");
+    desc.extend_from_slice(&0u32.to_be_bytes()); // table oid
+    desc.extend_from_slice(&0u16.to_be_bytes()); // column number
+    desc.extend_from_slice(&25u32.to_be_bytes()); // text
+    desc.extend_from_slice(&(-1i16).to_be_bytes());
+    desc.extend_from_slice(&(-1i32).to_be_bytes());
+    desc.extend_from_slice(&0u16.to_be_bytes());
+    send(&mut stream, b'T', &desc);
+    let mut row = 1u16.to_be_bytes().to_vec();
+    row.extend_from_slice(&u32::try_from(user.len()).unwrap().to_be_bytes());
+    row.extend_from_slice(user.as_bytes());
+    send(&mut stream, b'D', &row);
+    send(&mut stream, b'C', b"SELECT 1\0");
+    send(&mut stream, b'Z', b"I");
+    Ok(())
+}
+
+/// libpq, the client most agents use, against our ScramServer: proves our
+/// server-first and server-final messages are accepted by libpq (which
+/// verifies our server signature) and that libpq's proofs verify.
+#[test]
+fn libpq_against_scram_server() {
+    let Some(bin) = pg_bin() else {
+        eprintln!("SKIPPED libpq_against_scram_server: PostgreSQL binaries not found");
+        return;
+    };
+    let token = generate_token();
+    let verifier = hash_token(&token, DEFAULT_ITERATIONS);
+    let mock = sluice::auth::token::mock_verifier(&[9; 32], "ghost");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let psql = |user: &str, password: &str| {
+        let conninfo = format!("host=127.0.0.1 port={port} user={user} dbname=x sslmode=disable");
+        Command::new(bin.join("psql"))
+            .args(["-X", "-At", "-w", &conninfo, "-c", "select current_user"])
+            .env("PGPASSWORD", password)
+            .env("PGPASSFILE", "/dev/null")
+            .output()
+            .expect("run psql")
+    };
+
+    let server = std::thread::spawn(move || {
+        [
+            serve_one(&listener, &verifier),
+            serve_one(&listener, &verifier),
+            serve_one(&listener, &mock),
+        ]
+    });
+    let ok = psql("agent", &token);
+    let wrong = psql("agent", "slt_wrong");
+    let unknown = psql("ghost", &token);
+    let results = server.join().unwrap();
+
+    assert!(
+        ok.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "agent");
+    assert_eq!(results[0], Ok(()));
+
+    assert_eq!(results[1], Err(ScramError::InvalidProof));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"));
+    // An unknown agent is indistinguishable from a wrong token.
+    assert_eq!(results[2], Err(ScramError::InvalidProof));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("password authentication failed"));
+}

@@ -207,7 +207,7 @@ fn libpq_scram_sha_256_plus_over_tls() {
     let port = listener.local_addr().unwrap().port();
 
     let good = ChannelBinding::TlsServerEndPoint(cert_hash.clone());
-    let scenarios = vec![
+    let scenarios = [
         // Normal: PLUS offered and chosen, hashes agree.
         Scenario {
             advertise: advertised_mechanisms(&good),

@@ -256,14 +256,8 @@ fn print_banner(dir: &Path, options: &DemoOptions, p: &Prepared) {
 }
 
 /// Loads the generated config and runs the gateway until SIGINT/SIGTERM.
-///
-/// TEMPORARY: the lead's `config` and `server` modules are not in the tree
-/// yet. Once they are, the body becomes:
-/// `crate::server::serve_until_signal(crate::config::Config::load(config_file)?)?; Ok(())`
 fn serve(config_file: &Path) -> Result<(), Box<dyn Error>> {
-    Err(format!(
-        "the gateway is not built yet; the demo environment is ready (config {})",
-        config_file.display()
-    )
-    .into())
+    let config = crate::config::Config::load(config_file)?;
+    crate::server::serve_until_signal(config)?;
+    Ok(())
 }

@@ -1,1 +1,177 @@
-fn main(){}
+//! The `sluice` command: serve, check-config, hash-token, gen-token, demo.
+
+use std::{
+    io::{IsTerminal, Read},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+
+/// sluice: an enforcement point between AI agents and your databases.
+///
+/// Agents connect over TLS with their own identity; sluice holds the real
+/// upstream credentials, frames every PostgreSQL message, and (in later
+/// stages) decides, masks and records each statement.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGINT or SIGTERM (graceful drain).
+    Serve {
+        /// Configuration file (TOML); see deploy/sluice.example.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and explain what is wrong, by key path.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Read an agent token on standard input and print its verifier for
+    /// the `token_hash` config key (the token itself is never stored).
+    HashToken {
+        /// PBKDF2 iterations (4096 to 1000000).
+        #[arg(long, default_value_t = sluice::auth::token::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+    /// Print a fresh random agent token and its verifier.
+    GenToken,
+    /// Bring up a complete local setup: PostgreSQL with demo data, TLS
+    /// certificates, an agent token and sluice in front, until Ctrl-C.
+    Demo {
+        /// Directory for all demo state.
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+        /// Address sluice listens on.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: String,
+        /// Port of the demo PostgreSQL server (loopback only).
+        #[arg(long, default_value_t = 55432)]
+        pg_port: u16,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let config = match sluice::config::Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("sluice: invalid configuration {}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match sluice::server::serve_until_signal(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => match sluice::config::Config::load(&file) {
+            Ok(config) => {
+                // TLS material is loaded too, so a bad key fails here, not at start.
+                if let Err(e) = sluice::tls::server_config(&config) {
+                    eprintln!("{}: tls: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+                for target in &config.targets {
+                    if let Err(e) = sluice::tls::upstream_config(target) {
+                        eprintln!("{}: targets.{}: {e}", file.display(), target.name);
+                        return ExitCode::from(2);
+                    }
+                }
+                println!(
+                    "{}: OK ({} agents, {} targets, {} workers, listen {})",
+                    file.display(),
+                    config.agents.len(),
+                    config.targets.len(),
+                    config.worker_count(),
+                    config.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::HashToken { iterations } => {
+            let mut token = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut token) {
+                eprintln!("sluice: cannot read the token from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let token = token.trim_end_matches(['\n', '\r']);
+            if token.is_empty() {
+                eprintln!("sluice: empty token on standard input");
+                return ExitCode::from(2);
+            }
+            if !(sluice::auth::token::MIN_ITERATIONS..=sluice::auth::token::MAX_ITERATIONS)
+                .contains(&iterations)
+            {
+                eprintln!(
+                    "sluice: --iterations must be between {} and {}",
+                    sluice::auth::token::MIN_ITERATIONS,
+                    sluice::auth::token::MAX_ITERATIONS
+                );
+                return ExitCode::from(2);
+            }
+            println!("{}", sluice::auth::token::hash_token(token, iterations));
+            ExitCode::SUCCESS
+        }
+        Command::GenToken => {
+            let token = sluice::auth::token::generate_token();
+            let verifier =
+                sluice::auth::token::hash_token(&token, sluice::auth::token::DEFAULT_ITERATIONS);
+            println!("token:      {token}");
+            println!("token_hash: {verifier}");
+            ExitCode::SUCCESS
+        }
+        Command::Demo {
+            dir,
+            listen,
+            pg_port,
+        } => {
+            init_logging();
+            run_demo(dir, listen, pg_port)
+        }
+    }
+}
+
+fn run_demo(dir: PathBuf, listen: String, pg_port: u16) -> ExitCode {
+    let listen = match listen.parse() {
+        Ok(address) => address,
+        Err(e) => {
+            eprintln!("sluice demo: --listen {listen:?} is not an IP:port address: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = sluice::demo::DemoOptions { listen, pg_port };
+    match sluice::demo::run(&dir, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1029 @@
+//! The PostgreSQL session loop: from an accepted TCP connection to a framed,
+//! authenticated, two-way proxy.
+
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::net::TcpStream;
+
+use super::{ErrorSource, Phase};
+use crate::{
+    auth::{
+        scram::{ChannelBinding, ScramError, ScramServer, SCRAM_SHA_256},
+        token::{mock_verifier, ScramVerifier},
+    },
+    cancel::CancelTarget,
+    config::{Agent, Target},
+    protocol::pg::{
+        build::{self, Severity},
+        frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet,
+        parse_frontend, parse_sasl_initial_response, sqlstate,
+        Frame, StartupPacket,
+    },
+    server::{SessionControl, Worker, OVERFLOW_SESSIONS_MAX},
+    tls::ALPN_POSTGRESQL,
+    transport::{self, ReadMessageError, TransportReader, TransportWriter},
+    upstream::{self, UpstreamError},
+};
+
+/// Authentication messages from an agent are small; a bigger one is hostile.
+const AUTH_MESSAGE_BYTES_MAX: usize = 8 * 1024;
+/// Time allowed to forward a cancel to the upstream server.
+const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the agent leaves, how long the upstream gets to close its side.
+const UPSTREAM_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Startup parameters passed on to the upstream server. Everything else is
+/// not forwarded: `user` and `database` are sluice's to choose, `options`
+/// could set arbitrary server settings (including `session_authorization`)
+/// behind policy's back, and `replication` would open a replication session.
+const FORWARDED_PARAMETERS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "datestyle",
+    "TimeZone",
+    "timezone",
+    "extra_float_digits",
+    "IntervalStyle",
+    "intervalstyle",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "bytea_output",
+    "standard_conforming_strings",
+    "geqo",
+];
+
+/// A session-ending problem: what the agent is told, and where it came from.
+struct Failure {
+    source: ErrorSource,
+    phase: Phase,
+    /// SQLSTATE and message for the agent; None when the connection is
+    /// already unusable (the peer left, TLS failed) and nothing can be sent.
+    reply: Option<(&'static str, String)>,
+    hint: Option<&'static str>,
+    /// Fuller text for the operator's log (never secrets).
+    log: String,
+}
+
+impl Failure {
+    fn new(
+        source: ErrorSource,
+        phase: Phase,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        Failure {
+            source,
+            phase,
+            log: message.clone(),
+            reply: Some((code, message)),
+            hint: None,
+        }
+    }
+
+    fn silent(source: ErrorSource, phase: Phase, log: impl Into<String>) -> Self {
+        Failure {
+            source,
+            phase,
+            reply: None,
+            hint: None,
+            log: log.into(),
+        }
+    }
+
+    fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+}
+
+fn from_read(error: ReadMessageError, phase: Phase) -> Failure {
+    match error {
+        ReadMessageError::Closed => Failure::silent(ErrorSource::Downstream, phase, "agent closed the connection"),
+        ReadMessageError::Io(e) => Failure::silent(ErrorSource::Downstream, phase, format!("read failed: {e}")),
+        ReadMessageError::Frame(e) => Failure::new(
+            ErrorSource::Downstream,
+            phase,
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("invalid message: {e}"),
+        ),
+    }
+}
+
+/// How the agent proved who it is (recorded with the session later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Token,
+    Certificate,
+    CertificateAndToken,
+}
+
+/// Result of the phases before the upstream exists.
+struct Admitted {
+    agent: Agent,
+    target: Target,
+    forwarded: Vec<(String, String)>,
+    auth_method: AuthMethod,
+}
+
+/// Keeps a worker's counters right however the session ends.
+struct SlotGuard {
+    worker: Rc<Worker>,
+    overflow: bool,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if self.overflow {
+            self.worker.overflow.set(self.worker.overflow.get() - 1);
+        } else {
+            self.worker.active.set(self.worker.active.get() - 1);
+        }
+    }
+}
+
+/// Runs one agent connection to completion.
+pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let limits = worker.shared.config.limits.clone();
+    let overflow = worker.active.get() >= limits.connections_per_worker_max;
+    if overflow {
+        if worker.overflow.get() >= OVERFLOW_SESSIONS_MAX {
+            tracing::warn!(worker = worker.index, %peer, phase = "negotiate", "connection limit and overflow limit reached: closing without reply");
+            return;
+        }
+        worker.overflow.set(worker.overflow.get() + 1);
+    } else {
+        worker.active.set(worker.active.get() + 1);
+    }
+    let _slot = SlotGuard {
+        worker: worker.clone(),
+        overflow,
+    };
+    let session_id = worker.next_session_id();
+    let (mut reader, writer) = transport::plain(stream, limits.read_buffer_bytes);
+    let mut buffer = BytesMut::with_capacity(1024);
+
+    let startup_timeout = Duration::from_millis(limits.startup_timeout_ms);
+    let admitted = monoio::time::timeout(
+        startup_timeout,
+        admit(&worker, &mut reader, &writer, &mut buffer, overflow, peer),
+    )
+    .await;
+    let admitted = match admitted {
+        Err(_) => {
+            tracing::info!(session = session_id, %peer, phase = "startup", source = "downstream", "startup_timeout_ms elapsed before authentication completed");
+            if reader.is_tls() {
+                reply_fatal(&writer, sqlstate::PROTOCOL_VIOLATION, "startup did not complete within startup_timeout_ms", None).await;
+            }
+            writer.abort();
+            return;
+        }
+        Ok(Err(failure)) => {
+            finish_with(&writer, session_id, peer, failure).await;
+            return;
+        }
+        Ok(Ok(None)) => {
+            writer.close().await;
+            return;
+        }
+        Ok(Ok(Some(admitted))) => admitted,
+    };
+    if let Err(failure) = serve(&worker, session_id, peer, reader, &writer, buffer, admitted).await {
+        finish_with(&writer, session_id, peer, failure).await;
+        return;
+    }
+    writer.close().await;
+}
+
+async fn finish_with(writer: &TransportWriter, session_id: u64, peer: SocketAddr, failure: Failure) {
+    tracing::info!(
+        session = session_id,
+        %peer,
+        phase = failure.phase.as_str(),
+        source = failure.source.as_str(),
+        sqlstate = failure.reply.as_ref().map(|r| r.0).unwrap_or(""),
+        "session ended: {}",
+        failure.log
+    );
+    if let Some((code, message)) = &failure.reply {
+        reply_fatal(writer, code, message, failure.hint).await;
+        writer.close().await;
+    } else {
+        writer.abort();
+    }
+}
+
+async fn reply_fatal(writer: &TransportWriter, code: &str, message: &str, hint: Option<&str>) {
+    let mut out = BytesMut::new();
+    build::error_response(&mut out, Severity::Fatal, code, message, None, hint);
+    let _ = writer.write(out.freeze()).await;
+}
+
+async fn write_all(writer: &TransportWriter, out: BytesMut, phase: Phase) -> Result<(), Failure> {
+    writer
+        .write(out.freeze())
+        .await
+        .map_err(|e| Failure::silent(ErrorSource::Downstream, phase, format!("write failed: {e}")))
+}
+
+/// Phases negotiate → handshake → startup → authenticate. Returns None when
+/// the connection was a cancel request or the agent left politely.
+async fn admit(
+    worker: &Rc<Worker>,
+    reader: &mut TransportReader,
+    writer: &TransportWriter,
+    buffer: &mut BytesMut,
+    overflow: bool,
+    peer: SocketAddr,
+) -> Result<Option<Admitted>, Failure> {
+    // negotiate
+    let direct = loop {
+        if buffer.is_empty() && !read_more(reader, buffer, Phase::Negotiate).await? {
+            return Ok(None);
+        }
+        if looks_like_tls_client_hello(buffer) {
+            break true;
+        }
+        let (packet_kind, consumed) = match next_startup_packet(buffer) {
+            Ok(Some((packet, consumed))) => (classify(&packet), consumed),
+            Ok(None) => {
+                if !read_more(reader, buffer, Phase::Negotiate).await? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    ErrorSource::Downstream,
+                    Phase::Negotiate,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid startup packet: {e}"),
+                ))
+            }
+        };
+        match packet_kind {
+            Early::Ssl => {
+                if buffer.len() > consumed {
+                    // Plaintext bytes sent before the TLS handshake could be
+                    // injected by a man in the middle (CVE-2021-23214).
+                    return Err(Failure::silent(
+                        ErrorSource::Downstream,
+                        Phase::Negotiate,
+                        "data received after SSLRequest before the TLS handshake",
+                    ));
+                }
+                buffer.clear();
+                let mut out = BytesMut::new();
+                out.extend_from_slice(b"S");
+                write_all(writer, out, Phase::Negotiate).await?;
+                break false;
+            }
+            Early::Gss => {
+                // Decline GSS encryption exactly as a server without it does;
+                // the client then usually tries SSLRequest.
+                buffer.advance(consumed);
+                let mut out = BytesMut::new();
+                out.extend_from_slice(b"N");
+                write_all(writer, out, Phase::Negotiate).await?;
+            }
+            Early::Cancel(process_id, secret) => {
+                forward_cancel(worker, process_id, &secret, peer).await;
+                return Ok(None);
+            }
+            Early::Startup => {
+                return Err(Failure::new(
+                    ErrorSource::Downstream,
+                    Phase::Negotiate,
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "sluice accepts only TLS connections",
+                )
+                .hint("connect with sslmode=require or stronger (verify-full recommended)"));
+            }
+        }
+    };
+
+    // handshake
+    let connection = rustls::ServerConnection::new(worker.shared.tls_server.clone()).map_err(|e| {
+        Failure::silent(ErrorSource::Internal, Phase::Handshake, format!("TLS setup: {e}"))
+    })?;
+    let initial = std::mem::take(buffer);
+    reader
+        .handshake(writer, connection.into(), &initial)
+        .await
+        .map_err(|e| Failure::silent(ErrorSource::Downstream, Phase::Handshake, format!("TLS handshake failed: {e}")))?;
+    if direct {
+        let alpn_ok = reader
+            .with_tls(|tls| tls.alpn_protocol() == Some(ALPN_POSTGRESQL))
+            .unwrap_or(false);
+        if !alpn_ok {
+            // PostgreSQL 17 requires ALPN on direct TLS so that a TLS
+            // connection meant for another protocol cannot be replayed here.
+            return Err(Failure::new(
+                ErrorSource::Downstream,
+                Phase::Handshake,
+                sqlstate::PROTOCOL_VIOLATION,
+                "direct TLS connection without ALPN protocol \"postgresql\"",
+            ));
+        }
+    }
+
+    // startup
+    let startup = loop {
+        match next_startup_packet(buffer) {
+            Ok(Some((packet, consumed))) => {
+                match packet {
+                    StartupPacket::Startup {
+                        protocol_version,
+                        parameters,
+                    } => {
+                        let parsed = StartupInfo {
+                            protocol_minor: protocol_version & 0xffff,
+                            parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        };
+                        buffer.advance(consumed);
+                        break parsed;
+                    }
+                    StartupPacket::CancelRequest {
+                        process_id,
+                        secret_key,
+                    } => {
+                        let secret = secret_key.to_vec();
+                        forward_cancel(worker, process_id, &secret, peer).await;
+                        return Ok(None);
+                    }
+                    StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                        return Err(Failure::new(
+                            ErrorSource::Downstream,
+                            Phase::Startup,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "encryption request inside an encrypted connection",
+                        ))
+                    }
+                }
+            }
+            Ok(None) => {
+                if !read_more(reader, buffer, Phase::Startup).await? {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    ErrorSource::Downstream,
+                    Phase::Startup,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid startup packet: {e}"),
+                ))
+            }
+        }
+    };
+
+    if overflow {
+        return Err(Failure::new(
+            ErrorSource::Internal,
+            Phase::Startup,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        )
+        .hint("raise limits.connections_per_worker_max or add workers"));
+    }
+
+    let get = |name: &str| {
+        startup
+            .parameters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(user) = get("user").filter(|u| !u.is_empty()) else {
+        return Err(Failure::new(
+            ErrorSource::Downstream,
+            Phase::Startup,
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            "no PostgreSQL user name specified in startup packet",
+        ));
+    };
+    let user = user.to_string();
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
+    if let Some(replication) = get("replication") {
+        if !matches!(replication, "false" | "off" | "no" | "0") {
+            return Err(Failure::new(
+                ErrorSource::Downstream,
+                Phase::Startup,
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "replication connections are not allowed through sluice",
+            ));
+        }
+    }
+    if get("options").is_some_and(|o| !o.trim().is_empty()) {
+        return Err(Failure::new(
+            ErrorSource::Downstream,
+            Phase::Startup,
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "the startup option \"options\" is not supported by sluice",
+        )
+        .hint("unset PGOPTIONS and use SET after connecting"));
+    }
+    let protocol_options: Vec<&str> = startup
+        .parameters
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    if startup.protocol_minor > 0 || !protocol_options.is_empty() {
+        // sluice speaks protocol 3.0 to both sides.
+        let mut out = BytesMut::new();
+        build::negotiate_protocol_version(&mut out, 0, &protocol_options);
+        write_all(writer, out, Phase::Startup).await?;
+    }
+    let forwarded: Vec<(String, String)> = startup
+        .parameters
+        .iter()
+        .filter(|(k, _)| FORWARDED_PARAMETERS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+
+    // authenticate
+    let config = &worker.shared.config;
+    let agent = config.agent(&user).cloned();
+    let delay = Duration::from_millis(config.limits.auth_failure_delay_ms);
+    let certificate = reader
+        .with_tls(|tls| tls.peer_certificates().and_then(|c| c.first().cloned()))
+        .flatten();
+    let auth_method = match &agent {
+        Some(agent) if !agent.cert_identities.is_empty() => {
+            let matched = certificate.as_ref().is_some_and(|cert| {
+                agent
+                    .cert_identities
+                    .iter()
+                    .any(|identity| crate::tls::certificate_names(cert, identity))
+            });
+            if !matched {
+                monoio::time::sleep(delay).await;
+                return Err(Failure::new(
+                    ErrorSource::Downstream,
+                    Phase::Authenticate,
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    format!("certificate authentication failed for user \"{user}\""),
+                ));
+            }
+            match &agent.token {
+                None => AuthMethod::Certificate,
+                Some(verifier) => {
+                    scram_exchange(reader, writer, buffer, verifier.clone(), &user, delay).await?;
+                    AuthMethod::CertificateAndToken
+                }
+            }
+        }
+        Some(agent) => {
+            let verifier = agent
+                .token
+                .clone()
+                .expect("validated: an agent without certificates has a token");
+            scram_exchange(reader, writer, buffer, verifier, &user, delay).await?;
+            AuthMethod::Token
+        }
+        None => {
+            // Unknown agents run the same exchange against a fake verifier
+            // so that they are indistinguishable from a wrong token.
+            let verifier = mock_verifier(&worker.shared.mock_secret, &user);
+            scram_exchange(reader, writer, buffer, verifier, &user, delay).await?;
+            // A mock verifier cannot verify; reaching here would be a bug.
+            return Err(Failure::new(
+                ErrorSource::Internal,
+                Phase::Authenticate,
+                sqlstate::INVALID_PASSWORD,
+                format!("password authentication failed for user \"{user}\""),
+            ));
+        }
+    };
+    let agent = agent.expect("unknown agents returned above");
+    let mut out = BytesMut::new();
+    build::authentication_ok(&mut out);
+    write_all(writer, out, Phase::Authenticate).await?;
+
+    // Target selection happens after authentication, as PostgreSQL checks the
+    // database only after the password, so that target names do not leak to
+    // unauthenticated peers.
+    let Some(target) = config.target(&database).cloned() else {
+        return Err(Failure::new(
+            ErrorSource::Downstream,
+            Phase::Startup,
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("target \"{database}\" does not exist"),
+        )
+        .hint("the database name selects a sluice target; ask the operator for the target list"));
+    };
+    if !agent.may_use(&target.name) {
+        return Err(Failure::new(
+            ErrorSource::Downstream,
+            Phase::Startup,
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("agent \"{}\" may not use target \"{}\"", agent.name, target.name),
+        ));
+    }
+    Ok(Some(Admitted {
+        agent,
+        target,
+        forwarded,
+        auth_method,
+    }))
+}
+
+struct StartupInfo {
+    protocol_minor: u32,
+    parameters: Vec<(String, String)>,
+}
+
+enum Early {
+    Ssl,
+    Gss,
+    Cancel(u32, Vec<u8>),
+    Startup,
+}
+
+fn classify(packet: &StartupPacket<'_>) -> Early {
+    match packet {
+        StartupPacket::SslRequest => Early::Ssl,
+        StartupPacket::GssEncRequest => Early::Gss,
+        StartupPacket::CancelRequest {
+            process_id,
+            secret_key,
+        } => Early::Cancel(*process_id, secret_key.to_vec()),
+        StartupPacket::Startup { .. } => Early::Startup,
+    }
+}
+
+async fn read_more(reader: &mut TransportReader, buffer: &mut BytesMut, phase: Phase) -> Result<bool, Failure> {
+    match reader.read_into(buffer).await {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(Failure::silent(ErrorSource::Downstream, phase, format!("read failed: {e}"))),
+    }
+}
+
+/// Reads one authentication message ('p'); None if the agent hung up, which
+/// libpq does on purpose when it needs to prompt for a password.
+async fn read_password_message(
+    reader: &mut TransportReader,
+    buffer: &mut BytesMut,
+) -> Result<Option<Bytes>, Failure> {
+    match reader.read_message(buffer, AUTH_MESSAGE_BYTES_MAX).await {
+        Ok(message) if message[0] == b'p' => Ok(Some(message)),
+        Ok(message) if message[0] == b'X' => Ok(None),
+        Ok(message) => Err(Failure::new(
+            ErrorSource::Downstream,
+            Phase::Authenticate,
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "expected a password message, got message type {:?}",
+                message[0] as char
+            ),
+        )),
+        Err(ReadMessageError::Closed) => Ok(None),
+        Err(e) => Err(from_read(e, Phase::Authenticate)),
+    }
+}
+
+fn agent_left() -> Failure {
+    Failure::silent(
+        ErrorSource::Downstream,
+        Phase::Authenticate,
+        "agent closed the connection during authentication",
+    )
+}
+
+async fn scram_exchange(
+    reader: &mut TransportReader,
+    writer: &TransportWriter,
+    buffer: &mut BytesMut,
+    verifier: ScramVerifier,
+    user: &str,
+    delay: Duration,
+) -> Result<(), Failure> {
+    let mut out = BytesMut::new();
+    build::authentication_sasl(&mut out, &[SCRAM_SHA_256]);
+    write_all(writer, out, Phase::Authenticate).await?;
+    let Some(first) = read_password_message(reader, buffer).await? else {
+        return Err(agent_left());
+    };
+    let violation = |what: String| {
+        Failure::new(
+            ErrorSource::Downstream,
+            Phase::Authenticate,
+            sqlstate::PROTOCOL_VIOLATION,
+            what,
+        )
+    };
+    let (mechanism, data) = parse_sasl_initial_response(&first[5..])
+        .map_err(|e| violation(format!("malformed SASLInitialResponse: {e}")))?;
+    let Some(data) = data else {
+        return Err(violation("SASLInitialResponse without data".into()));
+    };
+    let scram_failure = |e: ScramError| {
+        if e == ScramError::InvalidProof {
+            Failure::new(
+                ErrorSource::Downstream,
+                Phase::Authenticate,
+                sqlstate::INVALID_PASSWORD,
+                format!("password authentication failed for user \"{user}\""),
+            )
+        } else {
+            Failure::new(
+                ErrorSource::Downstream,
+                Phase::Authenticate,
+                e.sqlstate(),
+                format!("SCRAM authentication failed: {e}"),
+            )
+        }
+    };
+    let mut server =
+        ScramServer::new(verifier, mechanism, ChannelBinding::None).map_err(scram_failure)?;
+    let server_first = server.handle_client_first(data).map_err(scram_failure)?;
+    let mut out = BytesMut::new();
+    build::authentication_sasl_continue(&mut out, &server_first);
+    write_all(writer, out, Phase::Authenticate).await?;
+    let Some(client_final) = read_password_message(reader, buffer).await? else {
+        return Err(agent_left());
+    };
+    match server.handle_client_final(&client_final[5..]) {
+        Ok(server_final) => {
+            let mut out = BytesMut::new();
+            build::authentication_sasl_final(&mut out, &server_final);
+            write_all(writer, out, Phase::Authenticate).await?;
+            Ok(())
+        }
+        Err(e) => {
+            // The delay is a timer: it slows guessing without costing CPU or
+            // blocking the worker.
+            monoio::time::sleep(delay).await;
+            Err(scram_failure(e))
+        }
+    }
+}
+
+async fn forward_cancel(worker: &Rc<Worker>, process_id: u32, secret: &[u8], peer: SocketAddr) {
+    match worker.shared.cancel.lookup(process_id, secret) {
+        Some(target) => {
+            if let Err(e) = upstream::send_cancel(&target, CANCEL_FORWARD_TIMEOUT).await {
+                tracing::warn!(%peer, phase = "negotiate", source = "upstream", "cancel forwarding failed: {e}");
+            } else {
+                tracing::info!(%peer, phase = "negotiate", process_id, "cancel forwarded upstream");
+            }
+        }
+        None => {
+            // PostgreSQL answers nothing either way; so does sluice.
+            tracing::info!(%peer, phase = "negotiate", process_id, "cancel request matches no session");
+        }
+    }
+}
+
+fn upstream_failure(target: &Target, error: UpstreamError) -> Failure {
+    let source = ErrorSource::Upstream;
+    let phase = Phase::ConnectUpstream;
+    match error {
+        UpstreamError::AuthenticationRejected { sqlstate: code, message } => Failure {
+            source,
+            phase,
+            reply: Some((
+                sqlstate::CONNECTION_FAILURE,
+                format!("upstream for target \"{}\" rejected sluice's credential", target.name),
+            )),
+            hint: Some("the operator must check the target's user and password_file"),
+            log: format!("upstream authentication rejected ({code}): {message}"),
+        },
+        UpstreamError::Refused { sqlstate: code, message } => {
+            let code: &'static str = match code.as_str() {
+                "3D000" => sqlstate::INVALID_CATALOG_NAME,
+                "53300" => sqlstate::TOO_MANY_CONNECTIONS,
+                "57P03" => sqlstate::CANNOT_CONNECT_NOW,
+                "57P01" => sqlstate::ADMIN_SHUTDOWN,
+                _ => sqlstate::CONNECTION_FAILURE,
+            };
+            Failure::new(source, phase, code, format!("upstream for target \"{}\": {message}", target.name))
+        }
+        other => Failure::new(
+            source,
+            phase,
+            sqlstate::CONNECTION_FAILURE,
+            format!("could not connect to upstream for target \"{}\": {other}", target.name),
+        ),
+    }
+}
+
+/// connect_upstream → proxy → close.
+async fn serve(
+    worker: &Rc<Worker>,
+    session_id: u64,
+    peer: SocketAddr,
+    mut client_reader: TransportReader,
+    client_writer: &TransportWriter,
+    client_buffer: BytesMut,
+    admitted: Admitted,
+) -> Result<(), Failure> {
+    let Admitted {
+        agent,
+        target,
+        forwarded,
+        auth_method,
+    } = admitted;
+    let limits = &worker.shared.config.limits;
+    let upstream_tls = worker
+        .shared
+        .upstream_tls
+        .get(&target.name)
+        .cloned()
+        .flatten();
+    let parameters: Vec<(&str, &str)> = forwarded
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let upstream = upstream::connect(
+        &target,
+        upstream_tls.as_ref(),
+        &parameters,
+        Duration::from_millis(limits.upstream_connect_timeout_ms),
+        limits.read_buffer_bytes,
+    )
+    .await
+    .map_err(|e| upstream_failure(&target, e))?;
+
+    let mut secret_key = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret_key);
+    let process_id = worker
+        .shared
+        .cancel
+        .register(
+            worker.index,
+            CancelTarget {
+                secret_key,
+                upstream_address: upstream.address,
+                upstream_tls,
+                upstream_process_id: upstream.process_id,
+                upstream_secret_key: upstream.secret_key.clone(),
+            },
+        )
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorSource::Internal,
+                Phase::ConnectUpstream,
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "no free cancel key on this worker",
+            )
+        })?;
+    let _cancel_guard = CancelGuard {
+        worker: worker.clone(),
+        process_id,
+    };
+
+    // The agent sees the upstream's parameters, sluice's own cancel key, and
+    // the upstream's ReadyForQuery, in PostgreSQL's order.
+    let mut out = upstream.relay;
+    build::backend_key_data(&mut out, process_id, &secret_key);
+    out.extend_from_slice(&upstream.ready_for_query);
+    write_all(client_writer, out, Phase::ConnectUpstream).await?;
+
+    tracing::info!(
+        session = session_id,
+        worker = worker.index,
+        %peer,
+        agent = %agent.name,
+        target = %target.name,
+        auth = ?auth_method,
+        tls = ?client_reader.with_tls(|t| t.protocol_version()).flatten(),
+        upstream = %upstream.address,
+        phase = "proxy",
+        "session established"
+    );
+
+    let control = Rc::new(SessionControl {
+        client: client_writer.clone(),
+        upstream_fd: Cell::new(Some(upstream.writer.raw_fd())),
+        last_activity: Cell::new(Instant::now()),
+        idle_in_protocol: Cell::new(true),
+    });
+    worker.sessions.borrow_mut().insert(session_id, control.clone());
+    let _registration = SessionRegistration {
+        worker: worker.clone(),
+        session_id,
+    };
+
+    let downstream_task = monoio::spawn(upstream_to_client(
+        upstream.reader,
+        upstream.leftover,
+        client_writer.clone(),
+        control.clone(),
+        limits.message_bytes_max,
+    ));
+    let outcome = client_to_upstream(
+        &mut client_reader,
+        client_buffer,
+        &upstream.writer,
+        &control,
+        limits.message_bytes_max,
+    )
+    .await;
+    // Let the upstream finish its side, but never wait on it unboundedly.
+    upstream.writer.close().await;
+    let upstream_outcome = match monoio::time::timeout(UPSTREAM_CLOSE_GRACE, downstream_task).await {
+        Ok(result) => result,
+        Err(_) => {
+            if let Some(fd) = control.upstream_fd.get() {
+                transport::shutdown_fd(fd, libc::SHUT_RDWR);
+            }
+            Ok(())
+        }
+    };
+    tracing::info!(session = session_id, phase = "close", agent = %agent.name, target = %target.name, "session closed");
+    match (outcome, upstream_outcome) {
+        (Err(failure), _) | (_, Err(failure)) => Err(failure),
+        _ => Ok(()),
+    }
+}
+
+struct CancelGuard {
+    worker: Rc<Worker>,
+    process_id: u32,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        self.worker.shared.cancel.unregister(self.worker.index, self.process_id);
+    }
+}
+
+struct SessionRegistration {
+    worker: Rc<Worker>,
+    session_id: u64,
+}
+
+impl Drop for SessionRegistration {
+    fn drop(&mut self) {
+        self.worker.sessions.borrow_mut().remove(&self.session_id);
+    }
+}
+
+/// Agent → upstream. Every frontend message is framed and validated in
+/// place; complete messages are forwarded as one write of the same bytes.
+async fn client_to_upstream(
+    reader: &mut TransportReader,
+    mut buffer: BytesMut,
+    upstream: &TransportWriter,
+    control: &SessionControl,
+    message_bytes_max: usize,
+) -> Result<(), Failure> {
+    loop {
+        let mut framed = frames(&buffer, message_bytes_max);
+        let mut terminated = false;
+        let mut violation = None;
+        for frame in framed.by_ref() {
+            match frame {
+                Ok(frame) => {
+                    if let Err(e) = check_frontend(frame) {
+                        violation = Some(e);
+                        break;
+                    }
+                    if frame.tag == b'X' {
+                        terminated = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    violation = Some(format!("{e}"));
+                    break;
+                }
+            }
+        }
+        let consumed = framed.consumed();
+        if consumed > 0 {
+            let chunk = buffer.split_to(consumed).freeze();
+            if let Err(e) = upstream.write(chunk).await {
+                return Err(Failure::new(
+                    ErrorSource::Upstream,
+                    Phase::Proxy,
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("lost the upstream connection: {e}"),
+                ));
+            }
+        }
+        if let Some(violation) = violation {
+            return Err(Failure::new(
+                ErrorSource::Downstream,
+                Phase::Proxy,
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("invalid frontend message: {violation}"),
+            ));
+        }
+        if terminated {
+            return Ok(());
+        }
+        if let Some(needed) = needed_bytes(&buffer) {
+            if needed > buffer.capacity() {
+                buffer.reserve(needed - buffer.len());
+            }
+        }
+        match reader.read_into(&mut buffer).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => control.last_activity.set(Instant::now()),
+            Err(e) => {
+                return Err(Failure::silent(
+                    ErrorSource::Downstream,
+                    Phase::Proxy,
+                    format!("agent read failed: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+fn check_frontend(frame: Frame<'_>) -> Result<(), String> {
+    parse_frontend(frame).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Upstream → agent: framed in place, ReadyForQuery tracked, same bytes out.
+async fn upstream_to_client(
+    mut reader: TransportReader,
+    mut buffer: BytesMut,
+    client: TransportWriter,
+    control: Rc<SessionControl>,
+    message_bytes_max: usize,
+) -> Result<(), Failure> {
+    let result = async {
+        loop {
+            let mut framed = frames(&buffer, message_bytes_max);
+            let mut violation = None;
+            for frame in framed.by_ref() {
+                match frame {
+                    Ok(frame) => {
+                        if frame.tag == b'Z' {
+                            control
+                                .idle_in_protocol
+                                .set(frame.body.first() == Some(&b'I'));
+                        }
+                    }
+                    Err(e) => {
+                        violation = Some(e);
+                        break;
+                    }
+                }
+            }
+            let consumed = framed.consumed();
+            if consumed > 0 {
+                let chunk = buffer.split_to(consumed).freeze();
+                if let Err(e) = client.write(chunk).await {
+                    return Err(Failure::silent(
+                        ErrorSource::Downstream,
+                        Phase::Proxy,
+                        format!("agent write failed: {e}"),
+                    ));
+                }
+            }
+            if let Some(e) = violation {
+                return Err(Failure::new(
+                    ErrorSource::Upstream,
+                    Phase::Proxy,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid message from upstream: {e}"),
+                ));
+            }
+            if let Some(needed) = needed_bytes(&buffer) {
+                if needed > buffer.capacity() {
+                    buffer.reserve(needed - buffer.len());
+                }
+            }
+            match reader.read_into(&mut buffer).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => control.last_activity.set(Instant::now()),
+                Err(e) => {
+                    return Err(Failure::silent(
+                        ErrorSource::Upstream,
+                        Phase::Proxy,
+                        format!("upstream read failed: {e}"),
+                    ))
+                }
+            }
+        }
+    }
+    .await;
+    control.upstream_fd.set(None);
+    // The upstream is gone (or misbehaved): the agent's reader must wake up.
+    if let Err(failure) = &result {
+        if let Some((code, message)) = &failure.reply {
+            reply_fatal(&client, code, message, failure.hint).await;
+        }
+    }
+    client.close().await;
+    client.abort();
+    result
+}

@@ -556,6 +556,13 @@ impl StoredRecord {
     }
 }
 
+/// A record's leaf inputs.
+pub struct LeafRecord {
+    pub index: u64,
+    pub descriptor: Descriptor,
+    pub payload_hash: Hash,
+}
+
 /// Read-only access for the listing, replay, export and proof commands.
 pub struct LedgerReader<'s> {
     storage: &'s dyn Storage,
@@ -587,6 +594,35 @@ impl<'s> LedgerReader<'s> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// Like `for_each_record`, keeping every leaf hash; records are given with their payload hash.
+    pub fn for_each_record_with_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafRecord) -> Result<()>,
+    ) -> Result<ScanResult> {
+        let options = ScanOptions {
+            keep_leaves: true,
+            ..ScanOptions::default()
+        };
+        scan(
+            self.storage,
+            &options,
+            &mut |r| {
+                let payload_hash = match r.payload {
+                    StoredPayload::Present { salt, payload } => {
+                        crate::record::payload_hash(salt, payload)
+                    }
+                    StoredPayload::Redacted(tombstone) => tombstone.payload_hash,
+                };
+                visit(LeafRecord {
+                    index: r.index,
+                    descriptor: r.descriptor,
+                    payload_hash,
+                })
+            },
+            &mut |_, _| {},
+        )
     }
 
     /// Every leaf hash and the scan summary.

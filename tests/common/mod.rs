@@ -654,6 +654,11 @@ pub fn config_toml(env: &Env, opts: &GatewayOpts, port: u16) -> String {
     }
     let _ = writeln!(w, "{}", opts.extra_limits);
     for a in &env.agents {
+        // A certificate-only agent cannot authenticate without mTLS, and
+        // check-config rightly rejects it there.
+        if a.token.is_none() && !opts.mtls {
+            continue;
+        }
         let _ = writeln!(w, "[[agents]]\nname = {}", toml_str(a.name));
         if let Some(t) = &a.token {
             let hash = sluice::auth::token::hash_token(t, sluice::auth::token::DEFAULT_ITERATIONS);

@@ -479,18 +479,23 @@ impl PgConn {
         }
     }
 
-    /// Reads messages until an ErrorResponse or end of stream; returns the
-    /// error (if any) and whether the stream then ended.
-    pub fn read_until_error(&mut self) -> (Option<PgError>, bool) {
+    /// Reads messages until an ErrorResponse; returns it and whether the
+    /// stream ended right after it. Err describes what came instead.
+    pub fn read_until_error(&mut self) -> Result<(PgError, bool), String> {
+        let mut seen = Vec::new();
         loop {
             match read_message(&mut self.io) {
                 Ok((b'E', body)) => {
                     let err = PgError::parse(&body);
-                    let closed = matches!(read_message(&mut self.io), Err(_));
-                    return (Some(err), closed);
+                    let closed = read_message(&mut self.io).is_err();
+                    return Ok((err, closed));
                 }
-                Ok(_) => continue,
-                Err(_) => return (None, true),
+                Ok((kind, _)) => seen.push(kind as char),
+                Err(e) => {
+                    return Err(format!(
+                        "no ErrorResponse (messages seen: {seen:?}), then: {e}"
+                    ))
+                }
             }
         }
     }

@@ -73,7 +73,10 @@ fn check_config_accepts_a_valid_file_and_names_the_key_of_an_invalid_one() {
             good.replace("targets = [\"db\"]", "targets = [\"nope\"]"),
             "agents[0].targets",
         ),
-        (good.replace("tls = \"disable\"", "tls = \"maybe\""), "targets[0].tls"),
+        (
+            good.replace("tls = \"disable\"", "tls = \"maybe\""),
+            "targets[0].tls",
+        ),
     ] {
         let p = dir.path().join("broken.toml");
         std::fs::write(&p, &broken).unwrap();
@@ -126,9 +129,17 @@ fn hash_token_output_authenticates_through_the_gateway() {
     let mut c = gw
         .login(Negotiation::SslRequest, "operator-bot", Some(token), "app")
         .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
-    assert_eq!(c.query_one("SELECT 'hashed'").unwrap().as_deref(), Some("hashed"));
+    assert_eq!(
+        c.query_one("SELECT 'hashed'").unwrap().as_deref(),
+        Some("hashed")
+    );
     let e = gw
-        .login(Negotiation::SslRequest, "operator-bot", Some("slt_other"), "app")
+        .login(
+            Negotiation::SslRequest,
+            "operator-bot",
+            Some("slt_other"),
+            "app",
+        )
         .err()
         .expect("wrong token accepted");
     assert_eq!(e.sqlstate(), Some("28P01"));

@@ -63,11 +63,15 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     let prepared = sluice::demo::prepare(&dir, &options).unwrap();
     let direct = read_env_file(&prepared.direct_env);
     assert_eq!(
-        psql_with(&direct, "SELECT count(*) FROM customers").unwrap().trim(),
+        psql_with(&direct, "SELECT count(*) FROM customers")
+            .unwrap()
+            .trim(),
         sluice::devenv::seed::CUSTOMERS.to_string()
     );
     assert_eq!(
-        psql_with(&direct, "SELECT count(*) FROM orders").unwrap().trim(),
+        psql_with(&direct, "SELECT count(*) FROM orders")
+            .unwrap()
+            .trim(),
         sluice::devenv::seed::ORDERS.to_string()
     );
     // PII really is in there, including inside free text and JSON.
@@ -79,13 +83,22 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     .unwrap();
     assert!(n.trim().parse::<u32>().unwrap() > 50, "{n}");
     // Secrets are private; the token is only in agent.env, never in the config.
-    for f in ["agent.env", "direct.env", "upstream.password", "tls/server.key", "tls/ca.key"] {
+    for f in [
+        "agent.env",
+        "direct.env",
+        "upstream.password",
+        "tls/server.key",
+        "tls/ca.key",
+    ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     let config = std::fs::read_to_string(&prepared.config_file).unwrap();
     assert!(!config.contains(&prepared.token), "token in sluice.toml");
     let password = std::fs::read_to_string(dir.join("upstream.password")).unwrap();
-    assert!(!config.contains(password.trim()), "upstream password in sluice.toml");
+    assert!(
+        !config.contains(password.trim()),
+        "upstream password in sluice.toml"
+    );
     let agent = read_env_file(&prepared.agent_env);
     assert!(agent.contains(&("PGPASSWORD".to_string(), prepared.token.clone())));
     assert!(agent.contains(&("PGSSLMODE".to_string(), "verify-full".to_string())));
@@ -96,12 +109,18 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
         .arg(&prepared.config_file)
         .output_within(Duration::from_secs(30))
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Seeding again is a no-op (idempotent) and keeps the data.
     let password = password.trim().to_string();
     sluice::devenv::seed::apply(&prepared.cluster, "sluice_upstream", &password).unwrap();
     assert_eq!(
-        psql_with(&direct, "SELECT count(*) FROM customers").unwrap().trim(),
+        psql_with(&direct, "SELECT count(*) FROM customers")
+            .unwrap()
+            .trim(),
         sluice::devenv::seed::CUSTOMERS.to_string()
     );
     drop(prepared);
@@ -139,7 +158,11 @@ impl Demo {
                 .ok()
                 .map(|_| ())
         });
-        assert!(ready.is_some(), "sluice demo not ready:\n{}", demo.log_tail());
+        assert!(
+            ready.is_some(),
+            "sluice demo not ready:\n{}",
+            demo.log_tail()
+        );
         demo
     }
 
@@ -153,9 +176,15 @@ impl Demo {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, signal);
         }
-        let status = wait_for(Duration::from_secs(30), || self.child.try_wait().ok().flatten());
+        let status = wait_for(Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten()
+        });
         let status = status.unwrap_or_else(|| panic!("demo did not stop:\n{}", self.log_tail()));
-        assert!(status.success(), "demo exited with {status}:\n{}", self.log_tail());
+        assert!(
+            status.success(),
+            "demo exited with {status}:\n{}",
+            self.log_tail()
+        );
         t0.elapsed()
     }
 }
@@ -180,18 +209,31 @@ fn sluice_demo_runs_and_stops_cleanly() {
     let out = psql_with(&agent, "SELECT count(*) FROM customers")
         .unwrap_or_else(|e| panic!("{e}\n{}", demo.log_tail()));
     assert_eq!(out.trim(), "1000");
-    let out = psql_with(&agent, "SELECT current_user, count(*) FROM orders GROUP BY 1").unwrap();
+    let out = psql_with(
+        &agent,
+        "SELECT current_user, count(*) FROM orders GROUP BY 1",
+    )
+    .unwrap();
     assert_eq!(out.trim(), "sluice_upstream|5000");
     // Comparison path: the same database directly.
     let direct = read_env_file(&dir.join("direct.env"));
-    assert_eq!(psql_with(&direct, "SELECT count(*) FROM orders").unwrap().trim(), "5000");
+    assert_eq!(
+        psql_with(&direct, "SELECT count(*) FROM orders")
+            .unwrap()
+            .trim(),
+        "5000"
+    );
     // A wrong token is refused.
     let mut wrong = agent.clone();
     wrong.retain(|(k, _)| k != "PGPASSWORD");
     wrong.push(("PGPASSWORD".into(), "slt_wrong".into()));
     assert!(psql_with(&wrong, "SELECT 1").is_err());
     // Leave a mark that must survive a restart.
-    psql_with(&agent, "UPDATE customers SET notes = 'kept across restarts' WHERE id = 1").unwrap();
+    psql_with(
+        &agent,
+        "UPDATE customers SET notes = 'kept across restarts' WHERE id = 1",
+    )
+    .unwrap();
 
     let took = demo.stop(libc::SIGINT);
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
@@ -203,9 +245,17 @@ fn sluice_demo_runs_and_stops_cleanly() {
 
     let mut demo = Demo::start(&dir, port, pg_port);
     let agent2 = read_env_file(&dir.join("agent.env"));
-    let token = |v: &[(String, String)]| v.iter().find(|(k, _)| k == "PGPASSWORD").unwrap().1.clone();
-    assert_ne!(token(&agent), token(&agent2), "token not rotated on restart");
-    assert!(psql_with(&agent, "SELECT 1").is_err(), "old token still accepted");
+    let token =
+        |v: &[(String, String)]| v.iter().find(|(k, _)| k == "PGPASSWORD").unwrap().1.clone();
+    assert_ne!(
+        token(&agent),
+        token(&agent2),
+        "token not rotated on restart"
+    );
+    assert!(
+        psql_with(&agent, "SELECT 1").is_err(),
+        "old token still accepted"
+    );
     let out = psql_with(&agent2, "SELECT notes FROM customers WHERE id = 1").unwrap();
     assert_eq!(out.trim(), "kept across restarts");
     demo.stop(libc::SIGTERM);

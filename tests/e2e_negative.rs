@@ -20,15 +20,30 @@ fn refused(r: Result<PgConn, ConnectError>, what: &str, gw: &Gateway) -> Connect
 fn wrong_token_is_28p01_and_unknown_agent_is_indistinguishable() {
     let gw = Gateway::start(GatewayOpts::default());
     let wrong = refused(
-        gw.login(Negotiation::SslRequest, "agent", Some("slt_not-the-token"), "app"),
+        gw.login(
+            Negotiation::SslRequest,
+            "agent",
+            Some("slt_not-the-token"),
+            "app",
+        ),
         "wrong token",
         &gw,
     );
-    assert_eq!(wrong.sqlstate(), Some("28P01"), "{wrong}\n{}", gw.log_tail());
+    assert_eq!(
+        wrong.sqlstate(),
+        Some("28P01"),
+        "{wrong}\n{}",
+        gw.log_tail()
+    );
     gw.assert_serves();
 
     let unknown = refused(
-        gw.login(Negotiation::SslRequest, "nobody", Some("slt_not-the-token"), "app"),
+        gw.login(
+            Negotiation::SslRequest,
+            "nobody",
+            Some("slt_not-the-token"),
+            "app",
+        ),
         "unknown agent",
         &gw,
     );
@@ -38,7 +53,10 @@ fn wrong_token_is_28p01_and_unknown_agent_is_indistinguishable() {
     let (ConnectError::Server(a), ConnectError::Server(b)) = (&wrong, &unknown) else {
         unreachable!()
     };
-    assert_eq!(a.message().replace("agent", "X"), b.message().replace("nobody", "X"));
+    assert_eq!(
+        a.message().replace("agent", "X"),
+        b.message().replace("nobody", "X")
+    );
     gw.assert_serves();
 
     // psql shows PostgreSQL's usual words for it.
@@ -63,7 +81,11 @@ fn failed_authentication_is_delayed() {
         &gw,
     );
     assert_eq!(e.sqlstate(), Some("28P01"));
-    assert!(t0.elapsed() >= Duration::from_millis(400), "answered after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "answered after {:?}",
+        t0.elapsed()
+    );
     gw.assert_serves();
 }
 
@@ -101,15 +123,21 @@ fn gssencrequest_is_declined_then_tls_works() {
     // the client may continue on the same connection with SSLRequest.
     let mut tcp = std::net::TcpStream::connect(gw.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]).unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .unwrap();
     let mut b = [0u8; 1];
     tcp.read_exact(&mut b).unwrap();
     assert_eq!(b[0], b'N', "{}", gw.log_tail());
-    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .unwrap();
     tcp.read_exact(&mut b).unwrap();
     assert_eq!(b[0], b'S', "{}", gw.log_tail());
     // libpq's gssencmode=prefer path (the default) against it.
-    let out = gw.agent("app").var("PGGSSENCMODE", "prefer").psql("SELECT 7").unwrap();
+    let out = gw
+        .agent("app")
+        .var("PGGSSENCMODE", "prefer")
+        .psql("SELECT 7")
+        .unwrap();
     assert_eq!(out.trim(), "7");
 }
 
@@ -117,7 +145,12 @@ fn gssencrequest_is_declined_then_tls_works() {
 fn unknown_database_is_3d000() {
     let gw = Gateway::start(GatewayOpts::default());
     let e = refused(
-        gw.login(Negotiation::SslRequest, "agent", Some(&env().token("agent")), "nope"),
+        gw.login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env().token("agent")),
+            "nope",
+        ),
         "unknown database",
         &gw,
     );
@@ -139,7 +172,10 @@ fn agent_not_allowed_on_target_is_42501() {
     let mut c = gw
         .login(Negotiation::SslRequest, "limited", Some(&token), "app")
         .unwrap();
-    assert_eq!(c.query_one("SELECT 'mine'").unwrap().as_deref(), Some("mine"));
+    assert_eq!(
+        c.query_one("SELECT 'mine'").unwrap().as_deref(),
+        Some("mine")
+    );
     c.terminate();
     gw.assert_serves();
 }
@@ -149,16 +185,30 @@ fn upstream_down_is_08006() {
     let gw = Gateway::start(GatewayOpts::default());
     let t0 = Instant::now();
     let e = refused(
-        gw.login(Negotiation::SslRequest, "agent", Some(&env().token("agent")), "down"),
+        gw.login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env().token("agent")),
+            "down",
+        ),
         "target down",
         &gw,
     );
     assert_eq!(e.sqlstate(), Some("08006"), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
     // No upstream secret in what the agent sees.
-    let ConnectError::Server(err) = &e else { unreachable!() };
+    let ConnectError::Server(err) = &e else {
+        unreachable!()
+    };
     let shown = format!("{:?}", err.fields);
-    assert!(!shown.contains(&env().upstream_password), "upstream password leaked: {shown}");
+    assert!(
+        !shown.contains(&env().upstream_password),
+        "upstream password leaked: {shown}"
+    );
     assert!(
         !gw.log_tail().contains(&env().upstream_password),
         "upstream password in sluice's log"
@@ -174,8 +224,12 @@ fn over_connections_per_worker_max_is_53300() {
         ..GatewayOpts::default()
     });
     let token = env().token("agent");
-    let a = gw.login(Negotiation::SslRequest, "agent", Some(&token), "app").unwrap();
-    let b = gw.login(Negotiation::SslRequest, "agent", Some(&token), "app").unwrap();
+    let a = gw
+        .login(Negotiation::SslRequest, "agent", Some(&token), "app")
+        .unwrap();
+    let b = gw
+        .login(Negotiation::SslRequest, "agent", Some(&token), "app")
+        .unwrap();
     let e = refused(
         gw.login(Negotiation::SslRequest, "agent", Some(&token), "app"),
         "third connection",
@@ -185,9 +239,14 @@ fn over_connections_per_worker_max_is_53300() {
     a.terminate();
     // Once a slot frees up, a new session is admitted again.
     let ok = wait_for(Duration::from_secs(5), || {
-        gw.login(Negotiation::SslRequest, "agent", Some(&token), "app").ok()
+        gw.login(Negotiation::SslRequest, "agent", Some(&token), "app")
+            .ok()
     });
-    assert!(ok.is_some(), "no slot freed after Terminate\n{}", gw.log_tail());
+    assert!(
+        ok.is_some(),
+        "no slot freed after Terminate\n{}",
+        gw.log_tail()
+    );
     drop(ok);
     b.terminate();
 }
@@ -198,7 +257,12 @@ fn protocol_garbage_is_08p01() {
     let gw = Gateway::start(GatewayOpts::default());
     // A message whose length field is below the minimum of 4.
     let mut c = gw
-        .login(Negotiation::SslRequest, "agent", Some(&env.token("agent")), "app")
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
         .unwrap();
     c.io.write_all(&[b'Q', 0, 0, 0, 2]).unwrap();
     c.io.flush().unwrap();
@@ -234,7 +298,12 @@ fn protocol_garbage_is_08p01() {
     let mut seed: u64 = 0x1234_5678;
     for _ in 0..20 {
         let mut c = gw
-            .login(Negotiation::SslRequest, "agent", Some(&env.token("agent")), "app")
+            .login(
+                Negotiation::SslRequest,
+                "agent",
+                Some(&env.token("agent")),
+                "app",
+            )
             .unwrap();
         let junk: Vec<u8> = (0..64)
             .map(|_| {
@@ -270,15 +339,14 @@ fn tls_1_2_is_refused_by_default() {
     .with_no_client_auth();
     let mut tcp = std::net::TcpStream::connect(gw.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .unwrap();
     let mut b = [0u8; 1];
     tcp.read_exact(&mut b).unwrap();
     assert_eq!(b[0], b'S');
-    let mut conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        "localhost".try_into().unwrap(),
-    )
-    .unwrap();
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
     let mut failed = false;
     while conn.is_handshaking() {
         if conn.complete_io(&mut tcp).is_err() {
@@ -298,7 +366,11 @@ fn mtls_gateway(required: bool) -> Gateway {
     })
 }
 
-fn with_client_cert(gw: &Gateway, ca_set: &sluice::devenv::certs::GeneratedCerts, name: &str) -> TlsOpts {
+fn with_client_cert(
+    gw: &Gateway,
+    ca_set: &sluice::devenv::certs::GeneratedCerts,
+    name: &str,
+) -> TlsOpts {
     let c = ca_set.client(name).expect("client cert");
     let mut tls = gw.tls();
     tls.client_cert = Some((c.cert.clone(), c.key.clone()));
@@ -321,7 +393,12 @@ fn mtls_certificate_maps_to_agent() {
     // The same agent without its certificate is refused (the agent is bound
     // to the certificate identity).
     let e = refused(
-        gw.login(Negotiation::SslRequest, "mtls-agent", Some(&env.token("mtls-agent")), "app"),
+        gw.login(
+            Negotiation::SslRequest,
+            "mtls-agent",
+            Some(&env.token("mtls-agent")),
+            "app",
+        ),
         "mtls-agent without certificate",
         &gw,
     );
@@ -329,7 +406,14 @@ fn mtls_certificate_maps_to_agent() {
     // Someone else's (valid) certificate does not map to this agent.
     let tls = with_client_cert(&gw, &env.certs, "stranger-bot");
     let e = refused(
-        pgwire::connect(gw.addr, Negotiation::SslRequest, Some(&tls), "mtls-agent", "app", Some(&env.token("mtls-agent"))),
+        pgwire::connect(
+            gw.addr,
+            Negotiation::SslRequest,
+            Some(&tls),
+            "mtls-agent",
+            "app",
+            Some(&env.token("mtls-agent")),
+        ),
         "stranger's certificate",
         &gw,
     );
@@ -343,9 +427,19 @@ fn mtls_certificate_only_agent() {
     let env = env();
     let gw = mtls_gateway(false);
     let tls = with_client_cert(&gw, &env.certs, "cert-only-bot");
-    let mut c = pgwire::connect(gw.addr, Negotiation::SslRequest, Some(&tls), "cert-only", "app", None)
-        .unwrap_or_else(|e| panic!("certificate-only login failed: {e}\n{}", gw.log_tail()));
-    assert_eq!(c.query_one("SELECT 'by cert'").unwrap().as_deref(), Some("by cert"));
+    let mut c = pgwire::connect(
+        gw.addr,
+        Negotiation::SslRequest,
+        Some(&tls),
+        "cert-only",
+        "app",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("certificate-only login failed: {e}\n{}", gw.log_tail()));
+    assert_eq!(
+        c.query_one("SELECT 'by cert'").unwrap().as_deref(),
+        Some("by cert")
+    );
     c.terminate();
     // psql too, with no password at all.
     let cert = env.certs.client("cert-only-bot").unwrap();
@@ -373,7 +467,14 @@ fn mtls_wrong_certificate_is_refused() {
     // Same name, but issued by a CA the gateway does not trust: the TLS
     // handshake itself fails.
     let tls = with_client_cert(&gw, &env.rogue, "mtls-bot");
-    let r = pgwire::connect(gw.addr, Negotiation::SslRequest, Some(&tls), "mtls-agent", "app", Some(&env.token("mtls-agent")));
+    let r = pgwire::connect(
+        gw.addr,
+        Negotiation::SslRequest,
+        Some(&tls),
+        "mtls-agent",
+        "app",
+        Some(&env.token("mtls-agent")),
+    );
     assert!(
         matches!(r, Err(ConnectError::Io(_))),
         "rogue certificate not refused in the handshake: {:?}",
@@ -383,10 +484,25 @@ fn mtls_wrong_certificate_is_refused() {
 
     // With client_cert_required, no certificate means no handshake.
     let gw = mtls_gateway(true);
-    let r = gw.login(Negotiation::SslRequest, "agent", Some(&env.token("agent")), "app");
-    assert!(matches!(r, Err(ConnectError::Io(_))), "no-certificate handshake accepted");
+    let r = gw.login(
+        Negotiation::SslRequest,
+        "agent",
+        Some(&env.token("agent")),
+        "app",
+    );
+    assert!(
+        matches!(r, Err(ConnectError::Io(_))),
+        "no-certificate handshake accepted"
+    );
     let tls = with_client_cert(&gw, &env.certs, "cert-only-bot");
-    let mut c = pgwire::connect(gw.addr, Negotiation::SslRequest, Some(&tls), "cert-only", "app", None)
-        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    let mut c = pgwire::connect(
+        gw.addr,
+        Negotiation::SslRequest,
+        Some(&tls),
+        "cert-only",
+        "app",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
     assert_eq!(c.query_one("SELECT 1").unwrap().as_deref(), Some("1"));
 }

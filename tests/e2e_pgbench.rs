@@ -83,7 +83,10 @@ fn pgbench_prepared() {
     let r = pgbench(&gw, &["-M", "prepared", "-c", "4", "-j", "2", "-t", "100"]);
     assert_clean(&r, 400);
     // Read-only, more clients than workers, many prepared executions.
-    let r = pgbench(&gw, &["-S", "-M", "prepared", "-c", "8", "-j", "2", "-t", "250"]);
+    let r = pgbench(
+        &gw,
+        &["-S", "-M", "prepared", "-c", "8", "-j", "2", "-t", "250"],
+    );
     assert_clean(&r, 2000);
 }
 
@@ -91,9 +94,17 @@ fn pgbench_prepared() {
 fn pgbench_new_connection_per_transaction() {
     let gw = Gateway::start(GatewayOpts::default());
     // -C: a full TLS handshake and SCRAM exchange for every transaction.
-    let r = pgbench(&gw, &["-C", "-M", "simple", "-c", "2", "-j", "2", "-t", "40"]);
+    let r = pgbench(
+        &gw,
+        &["-C", "-M", "simple", "-c", "2", "-j", "2", "-t", "40"],
+    );
     assert_clean(&r, 80);
-    let r = pgbench(&gw, &["-C", "-S", "-M", "prepared", "-c", "2", "-j", "2", "-t", "40"]);
+    let r = pgbench(
+        &gw,
+        &[
+            "-C", "-S", "-M", "prepared", "-c", "2", "-j", "2", "-t", "40",
+        ],
+    );
     assert_clean(&r, 80);
 }
 
@@ -110,7 +121,14 @@ fn pgbench_direct_baseline() {
         .output_within(Duration::from_secs(60))
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("number of transactions actually processed: 100/100"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("number of transactions actually processed: 100/100"),
+        "{text}"
+    );
     assert!(text.contains("number of failed transactions: 0"), "{text}");
 }

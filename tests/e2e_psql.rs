@@ -17,7 +17,10 @@ use common::*;
 fn harness_reaches_postgres_directly() {
     let env = env();
     let direct = env.direct("app");
-    assert_eq!(direct.psql("SELECT count(*) FROM items").unwrap().trim(), "5000");
+    assert_eq!(
+        direct.psql("SELECT count(*) FROM items").unwrap().trim(),
+        "5000"
+    );
     // SCRAM over TCP is enforced: a wrong password is refused.
     let err = direct
         .clone()
@@ -92,10 +95,7 @@ fn psql_refuses_a_gateway_certificate_from_another_ca() {
     let gw = Gateway::start(GatewayOpts::default());
     let err = gw
         .agent("app")
-        .var(
-            "PGSSLROOTCERT",
-            &env().rogue.ca_cert.display().to_string(),
-        )
+        .var("PGSSLROOTCERT", &env().rogue.ca_cert.display().to_string())
         .psql("SELECT 1")
         .unwrap_err();
     assert!(err.contains("certificate verify failed"), "{err}");
@@ -118,9 +118,16 @@ fn multi_statement_simple_query() {
     // At the wire level: every statement's rows arrive, and an error stops
     // the rest of the message (one implicit transaction), as in PostgreSQL.
     let mut c = gw
-        .login(Negotiation::SslRequest, "agent", Some(&env().token("agent")), "app")
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env().token("agent")),
+            "app",
+        )
         .unwrap();
-    let rows = c.simple_query("SELECT 1; SELECT 2, 'b'; SELECT NULL").unwrap();
+    let rows = c
+        .simple_query("SELECT 1; SELECT 2, 'b'; SELECT NULL")
+        .unwrap();
     assert_eq!(
         rows,
         vec![
@@ -137,7 +144,10 @@ fn multi_statement_simple_query() {
     let e = c.simple_query("SELECT count(*) FROM u").unwrap_err();
     assert_eq!(e.sqlstate(), Some("42P01"));
     // The session is still usable.
-    assert_eq!(c.query_one("SELECT 'alive'").unwrap().as_deref(), Some("alive"));
+    assert_eq!(
+        c.query_one("SELECT 'alive'").unwrap().as_deref(),
+        Some("alive")
+    );
     c.terminate();
 }
 
@@ -156,21 +166,46 @@ fn copy_both_ways_is_byte_identical_to_direct() {
         let dir = env.dir.join(format!("copy-{label}-direct-{}", gw.port));
         let query = "(SELECT * FROM items ORDER BY id)";
         agent
-            .psql_script(&format!("\\copy {query} TO '{}' WITH {options}\n", via.display()))
-            .unwrap_or_else(|e| panic!("\\copy out through sluice ({label}): {e}\n{}", gw.log_tail()));
+            .psql_script(&format!(
+                "\\copy {query} TO '{}' WITH {options}\n",
+                via.display()
+            ))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "\\copy out through sluice ({label}): {e}\n{}",
+                    gw.log_tail()
+                )
+            });
         direct
-            .psql_script(&format!("\\copy {query} TO '{}' WITH {options}\n", dir.display()))
+            .psql_script(&format!(
+                "\\copy {query} TO '{}' WITH {options}\n",
+                dir.display()
+            ))
             .unwrap();
         let a = std::fs::read(&via).unwrap();
         let b = std::fs::read(&dir).unwrap();
-        assert!(b.len() > 100_000, "{label}: direct copy is only {} bytes", b.len());
-        assert!(a == b, "{label}: COPY TO through sluice differs from direct ({} vs {} bytes)", a.len(), b.len());
+        assert!(
+            b.len() > 100_000,
+            "{label}: direct copy is only {} bytes",
+            b.len()
+        );
+        assert!(
+            a == b,
+            "{label}: COPY TO through sluice differs from direct ({} vs {} bytes)",
+            a.len(),
+            b.len()
+        );
 
         // COPY FROM through sluice, then read the table back directly.
         direct.psql("TRUNCATE items_in").unwrap();
         agent
-            .psql_script(&format!("\\copy items_in FROM '{}' WITH {options}\n", via.display()))
-            .unwrap_or_else(|e| panic!("\\copy in through sluice ({label}): {e}\n{}", gw.log_tail()));
+            .psql_script(&format!(
+                "\\copy items_in FROM '{}' WITH {options}\n",
+                via.display()
+            ))
+            .unwrap_or_else(|e| {
+                panic!("\\copy in through sluice ({label}): {e}\n{}", gw.log_tail())
+            });
         let back = env.dir.join(format!("copy-{label}-back-{}", gw.port));
         direct
             .psql_script(&format!(
@@ -185,14 +220,20 @@ fn copy_both_ways_is_byte_identical_to_direct() {
     }
     // A COPY FROM that fails midway reports PostgreSQL's error and leaves
     // the session usable.
-    let bad = scratch_file(&format!("copy-bad-{}", gw.port), b"1\tok\n2\tnot-a-number-here\n");
+    let bad = scratch_file(
+        &format!("copy-bad-{}", gw.port),
+        b"1\tok\n2\tnot-a-number-here\n",
+    );
     let err = agent
         .psql_script(&format!(
             "CREATE TEMP TABLE t (a int, b int);\n\\copy t FROM '{}'\n",
             bad.display()
         ))
         .unwrap_err();
-    assert!(err.contains("invalid input syntax for type integer"), "{err}");
+    assert!(
+        err.contains("invalid input syntax for type integer"),
+        "{err}"
+    );
     gw.assert_serves();
 }
 
@@ -231,7 +272,11 @@ fn psql_cancel_with_sigint() {
             let _ = self.0.wait();
         }
     }
-    assert!(wait_active(&marker), "the query never started\n{}", gw.log_tail());
+    assert!(
+        wait_active(&marker),
+        "the query never started\n{}",
+        gw.log_tail()
+    );
     let t0 = Instant::now();
     // SAFETY: signalling our own child, which has not been reaped.
     unsafe {
@@ -239,11 +284,17 @@ fn psql_cancel_with_sigint() {
     }
     let mut stderr = child.stderr.take().unwrap();
     let mut guard = KillOnDrop(child);
-    let status = wait_for(Duration::from_secs(10), || guard.0.try_wait().ok().flatten());
+    let status = wait_for(Duration::from_secs(10), || {
+        guard.0.try_wait().ok().flatten()
+    });
     let elapsed = t0.elapsed();
     let mut err = String::new();
     let _ = stderr.read_to_string(&mut err);
-    assert!(status.is_some(), "psql still running 10 s after SIGINT\n{}", gw.log_tail());
+    assert!(
+        status.is_some(),
+        "psql still running 10 s after SIGINT\n{}",
+        gw.log_tail()
+    );
     assert!(
         err.contains("canceling statement due to user request"),
         "psql stderr: {err}\n--- sluice ---\n{}",
@@ -278,7 +329,11 @@ fn cancel_request_reaches_the_right_session_from_any_worker() {
             let r = victim.simple_query(&sql);
             (r, t.elapsed())
         });
-        assert!(wait_active(&marker), "query never started\n{}", gw.log_tail());
+        assert!(
+            wait_active(&marker),
+            "query never started\n{}",
+            gw.log_tail()
+        );
         let tls = gw.tls();
         let negotiation = if round % 2 == 0 {
             Negotiation::SslRequest
@@ -296,7 +351,10 @@ fn cancel_request_reaches_the_right_session_from_any_worker() {
             gw.log_tail()
         );
         assert!(took < Duration::from_secs(5), "cancel took {took:?}");
-        assert_eq!(bystander.query_one("SELECT 1").unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            bystander.query_one("SELECT 1").unwrap().as_deref(),
+            Some("1")
+        );
         bystander.terminate();
     }
     // A cancel with a made-up key does nothing (and does not crash anything).
@@ -326,15 +384,26 @@ fn listen_notify() {
         .output_within(Duration::from_secs(30))
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains(&format!("Asynchronous notification \"{channel}\" with payload \"hello\"")),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Asynchronous notification \"{channel}\" with payload \"hello\""
+        )),
         "{stdout}"
     );
     // Across sessions: a NOTIFY sent directly to PostgreSQL reaches an agent
     // listening through sluice while it is idle.
     let mut c = gw
-        .login(Negotiation::SslRequest, "agent", Some(&env.token("agent")), "app")
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
         .unwrap();
     c.simple_query(&format!("LISTEN {channel}")).unwrap();
     env.direct("app")
@@ -342,11 +411,18 @@ fn listen_notify() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        assert!(Instant::now() < deadline, "no notification\n{}", gw.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "no notification\n{}",
+            gw.log_tail()
+        );
         let (kind, body) = read_message(&mut c.io).expect("connection broke");
         if kind == b'A' {
             let text = String::from_utf8_lossy(&body[4..]).into_owned();
-            assert!(text.starts_with(&format!("{channel}\0from outside\0")), "{text:?}");
+            assert!(
+                text.starts_with(&format!("{channel}\0from outside\0")),
+                "{text:?}"
+            );
             break;
         }
     }
@@ -384,17 +460,32 @@ fn direct_tls_with_alpn() {
         );
     }
     let mut c = gw
-        .login(Negotiation::Direct, "agent", Some(&env.token("agent")), "app")
+        .login(
+            Negotiation::Direct,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
         .unwrap_or_else(|e| panic!("direct TLS login failed: {e}\n{}", gw.log_tail()));
     assert_eq!(c.io.alpn().as_deref(), Some(&b"postgresql"[..]));
     assert_eq!(c.io.tls_version(), Some(rustls::ProtocolVersion::TLSv1_3));
-    assert_eq!(c.query_one("SELECT 'direct ok'").unwrap().as_deref(), Some("direct ok"));
+    assert_eq!(
+        c.query_one("SELECT 'direct ok'").unwrap().as_deref(),
+        Some("direct ok")
+    );
     c.terminate();
     // Direct TLS offering another protocol is refused, as PostgreSQL 17
     // does (it protects against cross-protocol attacks).
     let mut tls = gw.tls();
     tls.alpn = vec![b"http/1.1".to_vec()];
-    let r = pgwire::connect(gw.addr, Negotiation::Direct, Some(&tls), "agent", "app", Some(&env.token("agent")));
+    let r = pgwire::connect(
+        gw.addr,
+        Negotiation::Direct,
+        Some(&tls),
+        "agent",
+        "app",
+        Some(&env.token("agent")),
+    );
     assert!(r.is_err(), "direct TLS with ALPN http/1.1 was accepted");
     gw.assert_serves();
 }
@@ -407,7 +498,10 @@ fn upstream_tls_verify_full() {
         .agent("app_tls")
         .psql("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
-    assert!(out.starts_with("t|TLSv1."), "upstream connection not TLS: {out}");
+    assert!(
+        out.starts_with("t|TLSv1."),
+        "upstream connection not TLS: {out}"
+    );
     // The plain target really is plaintext (so the check above means something).
     let out = gw
         .agent("app")

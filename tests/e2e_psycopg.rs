@@ -24,7 +24,15 @@ fn psycopg3_through_the_gateway() {
     let gw = Gateway::start(GatewayOpts::default());
     let tests_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
     let out = Command::new(&python)
-        .args(["-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", tests_dir])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-rfEs",
+            "-p",
+            "no:cacheprovider",
+            tests_dir,
+        ])
         .env("SLUICE_GW_PORT", gw.port.to_string())
         .env("SLUICE_AGENT", "agent")
         .env("SLUICE_TOKEN", env.token("agent"))

@@ -38,11 +38,19 @@ fn sigterm_with_an_idle_session_exits_within_the_drain_timeout() {
     assert_eq!(idle.query_one("SELECT 1").unwrap().as_deref(), Some("1"));
     let t0 = Instant::now();
     gw.signal(libc::SIGTERM);
-    let refused = wait_for(Duration::from_secs(2), || refuses_new_sessions(&gw).then_some(()));
-    gw.check(refused.is_some(), "new sessions still admitted 2 s after SIGTERM");
+    let refused = wait_for(Duration::from_secs(2), || {
+        refuses_new_sessions(&gw).then_some(())
+    });
+    gw.check(
+        refused.is_some(),
+        "new sessions still admitted 2 s after SIGTERM",
+    );
     let status = gw.wait_exit(Duration::from_millis(DRAIN_MS + 3000));
     let elapsed = t0.elapsed();
-    gw.check(status.is_some(), &format!("sluice still running {elapsed:?} after SIGTERM"));
+    gw.check(
+        status.is_some(),
+        &format!("sluice still running {elapsed:?} after SIGTERM"),
+    );
     gw.check(
         status.unwrap().success(),
         &format!("sluice exited with {status:?} after SIGTERM"),

@@ -378,8 +378,11 @@ impl Conn {
 /// Bounded execution of a prepared `Command`.
 pub trait CommandExt2 {
     fn output_within(&mut self, timeout: Duration) -> Result<Output, String>;
-    fn output_with_stdin_within(&mut self, stdin: &[u8], timeout: Duration)
-        -> Result<Output, String>;
+    fn output_with_stdin_within(
+        &mut self,
+        stdin: &[u8],
+        timeout: Duration,
+    ) -> Result<Output, String>;
 }
 
 impl CommandExt2 for Command {
@@ -481,7 +484,11 @@ impl Gateway {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "sluice exited during startup with {status}\n--- config ---\n{}\n--- sluice stderr ---\n{}",
                     std::fs::read_to_string(&self.config).unwrap_or_default(),
@@ -674,9 +681,24 @@ pub fn config_toml(env: &Env, opts: &GatewayOpts, port: u16) -> String {
     let ca = toml_str(&env.certs.ca_cert.display().to_string());
     for (name, db, port, tls) in [
         ("app", "app", env.pg_port, "tls = \"disable\"".to_string()),
-        ("bench", "bench", env.pg_port, "tls = \"disable\"".to_string()),
-        ("secret", "app", env.pg_port, "tls = \"disable\"".to_string()),
-        ("down", "app", env.down_port, "tls = \"disable\"".to_string()),
+        (
+            "bench",
+            "bench",
+            env.pg_port,
+            "tls = \"disable\"".to_string(),
+        ),
+        (
+            "secret",
+            "app",
+            env.pg_port,
+            "tls = \"disable\"".to_string(),
+        ),
+        (
+            "down",
+            "app",
+            env.down_port,
+            "tls = \"disable\"".to_string(),
+        ),
         (
             "app_tls",
             "app",

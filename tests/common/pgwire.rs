@@ -188,16 +188,20 @@ fn load_key(path: &PathBuf) -> io::Result<PrivateKeyDer<'static>> {
 }
 
 /// A rustls client configuration trusting only `opts.ca`.
-pub fn tls_config(opts: &TlsOpts, negotiation: Negotiation) -> io::Result<Arc<rustls::ClientConfig>> {
+pub fn tls_config(
+    opts: &TlsOpts,
+    negotiation: Negotiation,
+) -> io::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(&opts.ca)? {
         roots.add(c).map_err(io::Error::other)?;
     }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(io::Error::other)?
-            .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_root_certificates(roots);
     let mut config = match &opts.client_cert {
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
@@ -453,11 +457,8 @@ impl PgConn {
             let (kind, body) = read_message(&mut self.io)?;
             match kind {
                 b'D' => rows.push(parse_data_row(&body)),
-                b'E' => {
-                    if error.is_none() {
-                        error = Some(PgError::parse(&body));
-                    }
-                }
+                // Keep the first error: later ones are consequences.
+                b'E' if error.is_none() => error = Some(PgError::parse(&body)),
                 b'Z' => break,
                 _ => {}
             }
@@ -530,7 +531,8 @@ fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
 /// Reads the first message the server sends on `io` after `first_bytes`
 /// and returns it if it is an ErrorResponse.
 pub fn expect_error_after(io: &mut Transport, first_bytes: &[u8]) -> Result<PgError, String> {
-    io.write_all(first_bytes).map_err(|e| format!("write: {e}"))?;
+    io.write_all(first_bytes)
+        .map_err(|e| format!("write: {e}"))?;
     loop {
         match read_message(io) {
             Ok((b'E', body)) => return Ok(PgError::parse(&body)),

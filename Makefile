@@ -28,7 +28,7 @@ demo: setup
 # cargo test's own summary.
 test: setup lint
 	$(CARGO) build --workspace
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 lint: setup fmt-check clippy
 

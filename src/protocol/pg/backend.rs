@@ -211,6 +211,11 @@ pub enum BackendMessage<'a> {
         process_id: u32,
         secret_key: &'a [u8],
     },
+    /// Names and values must be UTF-8 or parsing fails with
+    /// [`ParseError::InvalidUtf8`]. The server sends them in the client
+    /// encoding, so a session whose client_encoding is not UTF8 and whose
+    /// values contain non-ASCII characters (say, an application_name) would
+    /// be rejected; sluice is expected to run with UTF8.
     ParameterStatus {
         name: &'a str,
         value: &'a str,

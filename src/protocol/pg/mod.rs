@@ -16,20 +16,79 @@
 //!
 //! Nothing here performs I/O or allocates per message on the hot path.
 
+// The parsers read attacker-controlled bytes, so indexing, unwrapping and
+// explicit panics are denied there mechanically rather than by review alone.
+// (Unit tests may still unwrap; the builders document their only panics; the
+// fuzz harness panics on purpose.)
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 pub mod backend;
 pub mod build;
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 mod cursor;
 pub mod error;
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 pub mod frame;
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 pub mod frontend;
 pub mod fuzz;
 pub mod sqlstate;
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 pub mod startup;
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 pub mod types;
 
 pub use backend::{
     parse_backend, Authentication, BackendMessage, FieldDescription, Fields, RowFields,
 };
+pub use build::Severity;
 pub use error::ParseError;
 pub use frame::{frames, needed_bytes, next_frame, Frame, FrameError, Frames, HEADER_BYTES};
 pub use frontend::{parse_frontend, parse_sasl_initial_response, FrontendMessage};

@@ -79,6 +79,12 @@ extern "C" fn cleanup_at_exit() {
         if let Ok(mut guard) = env.cluster.lock() {
             if let Some(mut cluster) = guard.take() {
                 let _ = cluster.stop();
+                // When the postgres account could not traverse the scratch
+                // directory, the cluster lives under /tmp instead.
+                let base = cluster.base_dir().to_path_buf();
+                if !base.starts_with(&env.dir) && std::env::var_os("SLUICE_E2E_KEEP").is_none() {
+                    let _ = std::fs::remove_dir_all(base);
+                }
             }
         }
         if std::env::var_os("SLUICE_E2E_KEEP").is_none() {

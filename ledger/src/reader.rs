@@ -160,6 +160,7 @@ pub fn scan(
             .map_err(|e| Error::io(format!("reading {name}"), e))?;
     }
     let mut scratch = Vec::new();
+    let mut decompressor = None;
     if options.capture_root_at == Some(0) {
         result.captured_root = Some(crate::merkle::empty_root());
     }
@@ -290,7 +291,8 @@ pub fn scan(
             };
             match kind {
                 frame_kind::RECORD_BLOCK => {
-                    let (block, entries) = decode_block(body, &location, &mut scratch)?;
+                    let (block, entries) =
+                        decode_block(body, &location, &mut scratch, &mut decompressor)?;
                     if block.first_index != result.frontier.size() {
                         return Err(Error::Tampered { location, reason: format!("block starts at record {} but {} records precede it (gap, duplicate or reorder)", block.first_index, result.frontier.size()) });
                     }

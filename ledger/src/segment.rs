@@ -323,6 +323,7 @@ pub fn decode_block<'a>(
     body: &'a [u8],
     location: &Location,
     scratch: &'a mut Vec<u8>,
+    decompressor: &mut Option<zstd::bulk::Decompressor<'static>>,
 ) -> Result<(BlockHeader, &'a [u8])> {
     let bad = |reason: String| Error::Decompression {
         location: location.clone(),
@@ -379,8 +380,13 @@ pub fn decode_block<'a>(
             }
             scratch.clear();
             scratch.reserve_exact(declared);
-            let written = zstd::bulk::Decompressor::new()
-                .and_then(|mut z| z.decompress_to_buffer(data, scratch))
+            if decompressor.is_none() {
+                *decompressor =
+                    Some(zstd::bulk::Decompressor::new().map_err(|e| bad(format!("zstd: {e}")))?);
+            }
+            let z = decompressor.as_mut().expect("created above");
+            let written = z
+                .decompress_to_buffer(data, scratch)
                 .map_err(|e| bad(format!("zstd: {e}")))?;
             if written != declared {
                 return Err(bad(format!(

@@ -387,6 +387,17 @@ impl LedgerWriter {
             poisoned: None,
             config,
         };
+        // A crash between a checkpoint frame and the checkpoint file leaves the file behind the log:
+        // make the segment durable as read, then publish the log's latest checkpoint.
+        if let Some(latest) = writer.last_checkpoint.clone() {
+            let current = read_checkpoint_file(writer.storage.as_ref())?;
+            if current.as_deref() != Some(latest.note.as_bytes()) {
+                writer.unsynced = true;
+                writer.written_size = writer.frontier.size();
+                writer.sync_segment()?;
+                writer.publish_checkpoint(&latest)?;
+            }
+        }
         if let Some((file, offset, quarantined_bytes, quarantine_file, reason)) = recovery {
             let segment_sequence = crate::segment::parse_segment_file_name(&file).unwrap_or(0);
             let index = writer.append(&Record {
@@ -664,8 +675,8 @@ impl LedgerWriter {
     }
 
     fn publish_checkpoint(&mut self, checkpoint: &SignedCheckpoint) -> Result<()> {
-        assert_eq!(
-            checkpoint.checkpoint.size, self.durable_size,
+        assert!(
+            checkpoint.checkpoint.size <= self.durable_size,
             "only durable records are checkpointed"
         );
         if let Err(e) = replace_file_atomically(

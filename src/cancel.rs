@@ -58,7 +58,9 @@ impl CancelRegistry {
     /// Registers a session on `worker` and returns the agent-visible process id.
     /// Returns None only if the worker already holds 2^20 live sessions.
     pub fn register(&self, worker: usize, target: CancelTarget) -> Option<u32> {
-        let mut shard = self.shards[worker].lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shards[worker]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if shard.sessions.len() as u32 >= SESSION_MASK {
             return None;
         }
@@ -80,7 +82,9 @@ impl CancelRegistry {
     }
 
     pub fn unregister(&self, worker: usize, process_id: u32) {
-        let mut shard = self.shards[worker].lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shards[worker]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         shard.sessions.remove(&process_id);
     }
 

@@ -400,7 +400,10 @@ fn check_readable_file(key_path: &str, path: &Path) -> Result<(), ConfigError> {
             key_path,
             format!("{} is not a regular file", path.display()),
         )),
-        Err(e) => Err(error(key_path, format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(error(
+            key_path,
+            format!("cannot read {}: {e}", path.display()),
+        )),
     }
 }
 

@@ -146,13 +146,30 @@ fn uring_available() -> bool {
 
 fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nodelay(true)?;
     socket.bind(&address.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// The secret behind fake SCRAM salts for unknown agents. It must be stable
+/// across restarts (a per-process random value would change an unknown
+/// name's salt on every restart while a real agent's stays, telling them
+/// apart), and secret, so it is derived from the TLS private key.
+fn mock_secret(config: &Config) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let key = std::fs::read(&config.tls.key_file).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(b"sluice mock SCRAM verifier secret v1\0");
+    hasher.update(&key);
+    hasher.finalize().into()
 }
 
 /// Starts the workers. Returns once every worker listens.
@@ -215,8 +232,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
             })?,
         );
     }
-    let mut mock_secret = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut mock_secret);
+    let mock_secret = mock_secret(&config);
     let pin = config.server.pin_workers;
     let shared = Arc::new(Shared {
         config,
@@ -262,12 +278,16 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
                         .with_entries(URING_ENTRIES)
                         .enable_timer()
                         .build()
-                        .map(|mut runtime| runtime.block_on(run_worker(worker, listener, ready.clone())))
+                        .map(|mut runtime| {
+                            runtime.block_on(run_worker(worker, listener, ready.clone()))
+                        })
                 } else {
                     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                         .enable_timer()
                         .build()
-                        .map(|mut runtime| runtime.block_on(run_worker(worker, listener, ready.clone())))
+                        .map(|mut runtime| {
+                            runtime.block_on(run_worker(worker, listener, ready.clone()))
+                        })
                 };
                 if let Err(e) = outcome {
                     let _ = ready.send(Err((index, format!("runtime: {e}"))));
@@ -392,7 +412,11 @@ async fn control_loop(worker: Rc<Worker>, listener_fd: RawFd) {
             let sessions = worker.sessions.borrow();
             for control in sessions.values() {
                 if now.duration_since(control.last_activity.get()) >= idle_timeout {
-                    tracing::info!(worker = worker.index, phase = "proxy", "idle timeout: closing session");
+                    tracing::info!(
+                        worker = worker.index,
+                        phase = "proxy",
+                        "idle timeout: closing session"
+                    );
                     control.abort();
                 }
             }
@@ -403,8 +427,8 @@ async fn control_loop(worker: Rc<Worker>, listener_fd: RawFd) {
 /// Lets sessions finish up to the drain timeout, then tells the rest that the
 /// administrator is shutting down (57P01, as PostgreSQL does) and closes them.
 async fn drain(worker: &Rc<Worker>) {
-    let deadline =
-        Instant::now() + Duration::from_millis(worker.shared.config.server.shutdown_drain_timeout_ms);
+    let deadline = Instant::now()
+        + Duration::from_millis(worker.shared.config.server.shutdown_drain_timeout_ms);
     while worker.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -427,7 +451,11 @@ async fn drain(worker: &Rc<Worker>) {
             None,
             None,
         );
-        let _ = monoio::time::timeout(Duration::from_millis(200), control.client.write(out.freeze())).await;
+        let _ = monoio::time::timeout(
+            Duration::from_millis(200),
+            control.client.write(out.freeze()),
+        )
+        .await;
         control.abort();
     }
     // Give aborted sessions a moment to unwind and release their resources.

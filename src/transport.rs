@@ -118,6 +118,7 @@ impl TransportReader {
         if !self.is_tls() {
             return read_append(&mut self.half, dst, self.read_buffer_bytes).await;
         }
+        let mut stalled = false;
         loop {
             {
                 let mut guard = self.shared.tls.borrow_mut();
@@ -138,13 +139,27 @@ impl TransportReader {
                     return Ok(0);
                 }
             }
-            let n = read_append(&mut self.half, &mut self.ciphertext, self.read_buffer_bytes)
-                .await?;
-            if n == 0 {
-                // A TCP close without close_notify: report end of stream; the
-                // session treats it as the peer going away.
-                return Ok(0);
+            if stalled {
+                // rustls accepted no ciphertext yet produced no plaintext:
+                // continuing would spin.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS input stalled: record buffer full without plaintext",
+                ));
             }
+            if self.ciphertext.is_empty() {
+                let n = read_append(&mut self.half, &mut self.ciphertext, self.read_buffer_bytes)
+                    .await?;
+                if n == 0 {
+                    // A TCP close without close_notify: report end of stream; the
+                    // session treats it as the peer going away.
+                    return Ok(0);
+                }
+            }
+            // Feed ciphertext only until plaintext is ready: rustls bounds its
+            // plaintext buffer, and feeding a whole 64 KiB read at once (bulk
+            // COPY FROM) would overflow it. What is left stays in
+            // `self.ciphertext` for the next call.
             let mut process_error = None;
             let mut needs_flush = false;
             {
@@ -154,11 +169,16 @@ impl TransportReader {
                     let mut slice = &self.ciphertext[..];
                     let consumed = tls.read_tls(&mut slice)?;
                     let _ = self.ciphertext.split_to(consumed);
-                    if let Err(e) = tls.process_new_packets() {
-                        process_error = Some(e);
-                        break;
+                    match tls.process_new_packets() {
+                        Err(e) => {
+                            process_error = Some(e);
+                            break;
+                        }
+                        Ok(state) if state.plaintext_bytes_to_read() > 0 => break,
+                        Ok(_) => {}
                     }
                     if consumed == 0 {
+                        stalled = true;
                         break;
                     }
                 }

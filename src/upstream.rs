@@ -150,12 +150,11 @@ async fn open(
             ));
         }
         buffer.clear();
-        let connection =
-            rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
-                .map_err(|e| UpstreamError::Tls {
-                    address,
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-                })?;
+        let connection = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+            .map_err(|e| UpstreamError::Tls {
+                address,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?;
         reader
             .handshake(&writer, connection.into(), &[])
             .await
@@ -264,9 +263,9 @@ async fn authenticate(
                 scram = Some(client);
             }
             BackendMessage::Authentication(Authentication::SaslContinue { data }) => {
-                let client = scram.as_mut().ok_or_else(|| {
-                    UpstreamError::Protocol("SASLContinue without SASL".into())
-                })?;
+                let client = scram
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::Protocol("SASLContinue without SASL".into()))?;
                 let response = client.handle_server_first(data)?;
                 build::sasl_response(&mut out, &response);
             }
@@ -280,7 +279,9 @@ async fn authenticate(
                 continue;
             }
             BackendMessage::Authentication(Authentication::KerberosV5) => {
-                return Err(UpstreamError::UnsupportedAuthentication { method: "Kerberos V5" })
+                return Err(UpstreamError::UnsupportedAuthentication {
+                    method: "Kerberos V5",
+                })
             }
             BackendMessage::Authentication(
                 Authentication::Gss | Authentication::GssContinue { .. },

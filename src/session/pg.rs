@@ -21,9 +21,8 @@ use crate::{
     config::{Agent, Target},
     protocol::pg::{
         build::{self, Severity},
-        frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet,
-        parse_frontend, parse_sasl_initial_response, sqlstate,
-        Frame, StartupPacket,
+        frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet, parse_frontend,
+        parse_sasl_initial_response, sqlstate, Frame, StartupPacket,
     },
     server::{SessionControl, Worker, OVERFLOW_SESSIONS_MAX},
     tls::ALPN_POSTGRESQL,
@@ -110,8 +109,14 @@ impl Failure {
 
 fn from_read(error: ReadMessageError, phase: Phase) -> Failure {
     match error {
-        ReadMessageError::Closed => Failure::silent(ErrorSource::Downstream, phase, "agent closed the connection"),
-        ReadMessageError::Io(e) => Failure::silent(ErrorSource::Downstream, phase, format!("read failed: {e}")),
+        ReadMessageError::Closed => Failure::silent(
+            ErrorSource::Downstream,
+            phase,
+            "agent closed the connection",
+        ),
+        ReadMessageError::Io(e) => {
+            Failure::silent(ErrorSource::Downstream, phase, format!("read failed: {e}"))
+        }
         ReadMessageError::Frame(e) => Failure::new(
             ErrorSource::Downstream,
             phase,
@@ -185,7 +190,13 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         Err(_) => {
             tracing::info!(session = session_id, %peer, phase = "startup", source = "downstream", "startup_timeout_ms elapsed before authentication completed");
             if reader.is_tls() {
-                reply_fatal(&writer, sqlstate::PROTOCOL_VIOLATION, "startup did not complete within startup_timeout_ms", None).await;
+                reply_fatal(
+                    &writer,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "startup did not complete within startup_timeout_ms",
+                    None,
+                )
+                .await;
             }
             writer.abort();
             return;
@@ -200,14 +211,20 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         }
         Ok(Ok(Some(admitted))) => admitted,
     };
-    if let Err(failure) = serve(&worker, session_id, peer, reader, &writer, buffer, admitted).await {
+    if let Err(failure) = serve(&worker, session_id, peer, reader, &writer, buffer, admitted).await
+    {
         finish_with(&writer, session_id, peer, failure).await;
         return;
     }
     writer.close().await;
 }
 
-async fn finish_with(writer: &TransportWriter, session_id: u64, peer: SocketAddr, failure: Failure) {
+async fn finish_with(
+    writer: &TransportWriter,
+    session_id: u64,
+    peer: SocketAddr,
+    failure: Failure,
+) {
     tracing::info!(
         session = session_id,
         %peer,
@@ -315,14 +332,25 @@ async fn admit(
     };
 
     // handshake
-    let connection = rustls::ServerConnection::new(worker.shared.tls_server.clone()).map_err(|e| {
-        Failure::silent(ErrorSource::Internal, Phase::Handshake, format!("TLS setup: {e}"))
-    })?;
+    let connection =
+        rustls::ServerConnection::new(worker.shared.tls_server.clone()).map_err(|e| {
+            Failure::silent(
+                ErrorSource::Internal,
+                Phase::Handshake,
+                format!("TLS setup: {e}"),
+            )
+        })?;
     let initial = std::mem::take(buffer);
     reader
         .handshake(writer, connection.into(), &initial)
         .await
-        .map_err(|e| Failure::silent(ErrorSource::Downstream, Phase::Handshake, format!("TLS handshake failed: {e}")))?;
+        .map_err(|e| {
+            Failure::silent(
+                ErrorSource::Downstream,
+                Phase::Handshake,
+                format!("TLS handshake failed: {e}"),
+            )
+        })?;
     if direct {
         let alpn_ok = reader
             .with_tls(|tls| tls.alpn_protocol() == Some(ALPN_POSTGRESQL))
@@ -342,37 +370,38 @@ async fn admit(
     // startup
     let startup = loop {
         match next_startup_packet(buffer) {
-            Ok(Some((packet, consumed))) => {
-                match packet {
-                    StartupPacket::Startup {
-                        protocol_version,
-                        parameters,
-                    } => {
-                        let parsed = StartupInfo {
-                            protocol_minor: protocol_version & 0xffff,
-                            parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                        };
-                        buffer.advance(consumed);
-                        break parsed;
-                    }
-                    StartupPacket::CancelRequest {
-                        process_id,
-                        secret_key,
-                    } => {
-                        let secret = secret_key.to_vec();
-                        forward_cancel(worker, process_id, &secret, peer).await;
-                        return Ok(None);
-                    }
-                    StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                        return Err(Failure::new(
-                            ErrorSource::Downstream,
-                            Phase::Startup,
-                            sqlstate::PROTOCOL_VIOLATION,
-                            "encryption request inside an encrypted connection",
-                        ))
-                    }
+            Ok(Some((packet, consumed))) => match packet {
+                StartupPacket::Startup {
+                    protocol_version,
+                    parameters,
+                } => {
+                    let parsed = StartupInfo {
+                        protocol_minor: protocol_version & 0xffff,
+                        parameters: parameters
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    };
+                    buffer.advance(consumed);
+                    break parsed;
                 }
-            }
+                StartupPacket::CancelRequest {
+                    process_id,
+                    secret_key,
+                } => {
+                    let secret = secret_key.to_vec();
+                    forward_cancel(worker, process_id, &secret, peer).await;
+                    return Ok(None);
+                }
+                StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                    return Err(Failure::new(
+                        ErrorSource::Downstream,
+                        Phase::Startup,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "encryption request inside an encrypted connection",
+                    ))
+                }
+            },
             Ok(None) => {
                 if !read_more(reader, buffer, Phase::Startup).await? {
                     return Ok(None);
@@ -415,7 +444,10 @@ async fn admit(
         ));
     };
     let user = user.to_string();
-    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
     if let Some(replication) = get("replication") {
         if !matches!(replication, "false" | "off" | "no" | "0") {
             return Err(Failure::new(
@@ -530,7 +562,10 @@ async fn admit(
             ErrorSource::Downstream,
             Phase::Startup,
             sqlstate::INSUFFICIENT_PRIVILEGE,
-            format!("agent \"{}\" may not use target \"{}\"", agent.name, target.name),
+            format!(
+                "agent \"{}\" may not use target \"{}\"",
+                agent.name, target.name
+            ),
         ));
     }
     Ok(Some(Admitted {
@@ -565,11 +600,19 @@ fn classify(packet: &StartupPacket<'_>) -> Early {
     }
 }
 
-async fn read_more(reader: &mut TransportReader, buffer: &mut BytesMut, phase: Phase) -> Result<bool, Failure> {
+async fn read_more(
+    reader: &mut TransportReader,
+    buffer: &mut BytesMut,
+    phase: Phase,
+) -> Result<bool, Failure> {
     match reader.read_into(buffer).await {
         Ok(0) => Ok(false),
         Ok(_) => Ok(true),
-        Err(e) => Err(Failure::silent(ErrorSource::Downstream, phase, format!("read failed: {e}"))),
+        Err(e) => Err(Failure::silent(
+            ErrorSource::Downstream,
+            phase,
+            format!("read failed: {e}"),
+        )),
     }
 }
 
@@ -693,17 +736,26 @@ fn upstream_failure(target: &Target, error: UpstreamError) -> Failure {
     let source = ErrorSource::Upstream;
     let phase = Phase::ConnectUpstream;
     match error {
-        UpstreamError::AuthenticationRejected { sqlstate: code, message } => Failure {
+        UpstreamError::AuthenticationRejected {
+            sqlstate: code,
+            message,
+        } => Failure {
             source,
             phase,
             reply: Some((
                 sqlstate::CONNECTION_FAILURE,
-                format!("upstream for target \"{}\" rejected sluice's credential", target.name),
+                format!(
+                    "upstream for target \"{}\" rejected sluice's credential",
+                    target.name
+                ),
             )),
             hint: Some("the operator must check the target's user and password_file"),
             log: format!("upstream authentication rejected ({code}): {message}"),
         },
-        UpstreamError::Refused { sqlstate: code, message } => {
+        UpstreamError::Refused {
+            sqlstate: code,
+            message,
+        } => {
             let code: &'static str = match code.as_str() {
                 "3D000" => sqlstate::INVALID_CATALOG_NAME,
                 "53300" => sqlstate::TOO_MANY_CONNECTIONS,
@@ -711,13 +763,21 @@ fn upstream_failure(target: &Target, error: UpstreamError) -> Failure {
                 "57P01" => sqlstate::ADMIN_SHUTDOWN,
                 _ => sqlstate::CONNECTION_FAILURE,
             };
-            Failure::new(source, phase, code, format!("upstream for target \"{}\": {message}", target.name))
+            Failure::new(
+                source,
+                phase,
+                code,
+                format!("upstream for target \"{}\": {message}", target.name),
+            )
         }
         other => Failure::new(
             source,
             phase,
             sqlstate::CONNECTION_FAILURE,
-            format!("could not connect to upstream for target \"{}\": {other}", target.name),
+            format!(
+                "could not connect to upstream for target \"{}\": {other}",
+                target.name
+            ),
         ),
     }
 }
@@ -813,7 +873,10 @@ async fn serve(
         last_activity: Cell::new(Instant::now()),
         idle_in_protocol: Cell::new(true),
     });
-    worker.sessions.borrow_mut().insert(session_id, control.clone());
+    worker
+        .sessions
+        .borrow_mut()
+        .insert(session_id, control.clone());
     let _registration = SessionRegistration {
         worker: worker.clone(),
         session_id,
@@ -834,9 +897,19 @@ async fn serve(
         limits.message_bytes_max,
     )
     .await;
+    // A failure on the agent's side is answered before anything is torn down,
+    // so the ErrorResponse reaches the agent ahead of the close.
+    let outcome = match outcome {
+        Err(failure) => {
+            finish_with(client_writer, session_id, peer, failure).await;
+            Ok(())
+        }
+        ok => ok,
+    };
     // Let the upstream finish its side, but never wait on it unboundedly.
     upstream.writer.close().await;
-    let upstream_outcome = match monoio::time::timeout(UPSTREAM_CLOSE_GRACE, downstream_task).await {
+    let upstream_outcome = match monoio::time::timeout(UPSTREAM_CLOSE_GRACE, downstream_task).await
+    {
         Ok(result) => result,
         Err(_) => {
             if let Some(fd) = control.upstream_fd.get() {
@@ -859,7 +932,10 @@ struct CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        self.worker.shared.cancel.unregister(self.worker.index, self.process_id);
+        self.worker
+            .shared
+            .cancel
+            .unregister(self.worker.index, self.process_id);
     }
 }
 

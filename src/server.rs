@@ -154,6 +154,9 @@ fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> 
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nodelay(true)?;
+    // The legacy (epoll) driver needs a non-blocking socket; io_uring does
+    // not care either way.
+    socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(1024)?;
     Ok(socket.into())

@@ -510,3 +510,63 @@ fn upstream_tls_verify_full() {
     assert_eq!(out.trim(), "f");
     let _ = env;
 }
+
+/// FunctionCall ('F', the fast-path interface) passes through: libpq's
+/// large-object functions behind psql's \lo_import and \lo_export use it.
+#[test]
+fn function_call_via_large_objects() {
+    let gw = Gateway::start(GatewayOpts::default());
+    let dir = gw.dir.join("lo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = dir.join("in.bin");
+    let exported = dir.join("out.bin");
+    // Every byte value, several times, so that text-mode mangling would show.
+    let payload: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&original, &payload).unwrap();
+    let script = format!(
+        "\\lo_import '{}'\n\\lo_export :LASTOID '{}'\n\\lo_unlink :LASTOID\n",
+        original.display(),
+        exported.display()
+    );
+    // A script file: psql runs only one backslash command per -c.
+    let script_file = dir.join("lo.sql");
+    std::fs::write(&script_file, script).unwrap();
+    let out = gw
+        .agent("app")
+        .command("psql")
+        .arg("-X")
+        .args(["-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&script_file)
+        .output_within(Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log_tail()
+    );
+    assert_eq!(std::fs::read(&exported).unwrap(), payload);
+}
+
+/// With the legacy (epoll) driver forced, the same session works: this is
+/// the path taken where seccomp blocks io_uring.
+#[test]
+fn legacy_driver_serves_sessions() {
+    let gw = Gateway::start(GatewayOpts {
+        io_driver: "legacy",
+        ..GatewayOpts::default()
+    });
+    let out = gw
+        .agent("app")
+        .command("psql")
+        .args(["-X", "-At", "-c", "SELECT 40 + 2"])
+        .output_within(Duration::from_secs(30))
+        .unwrap();
+    assert!(out.status.success(), "{}", gw.log_tail());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    assert!(
+        gw.log_tail().contains("io driver: legacy"),
+        "the driver choice must be logged\n{}",
+        gw.log_tail()
+    );
+}

@@ -416,6 +416,8 @@ pub struct GatewayOpts {
     pub auth_failure_delay_ms: u64,
     /// Extra lines appended to [limits].
     pub extra_limits: String,
+    /// `server.io_driver`: "auto", "io_uring" or "legacy".
+    pub io_driver: &'static str,
 }
 
 impl Default for GatewayOpts {
@@ -430,6 +432,7 @@ impl Default for GatewayOpts {
             // delay path is exercised.
             auth_failure_delay_ms: 50,
             extra_limits: String::new(),
+            io_driver: "auto",
         }
     }
 }
@@ -640,8 +643,8 @@ pub fn config_toml(env: &Env, opts: &GatewayOpts, port: u16) -> String {
     let _ = writeln!(
         w,
         "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = {}\npin_workers = false\n\
-         shutdown_drain_timeout_ms = {}\n",
-        opts.workers, opts.drain_ms
+         shutdown_drain_timeout_ms = {}\nio_driver = \"{}\"\n",
+        opts.workers, opts.drain_ms, opts.io_driver
     );
     let _ = writeln!(
         w,

@@ -38,6 +38,8 @@ use crate::{
 /// How often each worker looks at the process-wide shutdown flag and sweeps
 /// idle sessions. A timer tick per worker, not per session.
 const CONTROL_TICK: Duration = Duration::from_millis(100);
+/// Bound on writing the final FATAL message to an agent being terminated.
+const TERMINATE_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 1024;
 /// Connections over the limit still get a protocol-correct 53300 answer, but
@@ -412,19 +414,48 @@ async fn control_loop(worker: Rc<Worker>, listener_fd: RawFd) {
         let now = Instant::now();
         if now.duration_since(last_sweep) >= Duration::from_secs(1) {
             last_sweep = now;
-            let sessions = worker.sessions.borrow();
-            for control in sessions.values() {
-                if now.duration_since(control.last_activity.get()) >= idle_timeout {
-                    tracing::info!(
-                        worker = worker.index,
-                        phase = "proxy",
-                        "idle timeout: closing session"
-                    );
-                    control.abort();
-                }
+            let idle: Vec<Rc<SessionControl>> = worker
+                .sessions
+                .borrow()
+                .values()
+                .filter(|c| now.duration_since(c.last_activity.get()) >= idle_timeout)
+                .cloned()
+                .collect();
+            for control in idle {
+                // Mark it active again so the next sweep does not repeat this.
+                control.last_activity.set(now);
+                tracing::info!(
+                    worker = worker.index,
+                    phase = "proxy",
+                    idle_timeout_ms = worker.shared.config.limits.idle_timeout_ms,
+                    "idle timeout: closing session"
+                );
+                monoio::spawn(terminate_session(
+                    control,
+                    crate::protocol::pg::sqlstate::IDLE_SESSION_TIMEOUT,
+                    "terminating connection due to idle-session timeout",
+                ));
             }
         }
     }
+}
+
+/// Tells an agent why its session ends (a FATAL ErrorResponse, as
+/// PostgreSQL sends for the same reasons) and closes both sides. The write
+/// is bounded so a stalled agent cannot hold up the worker's shutdown.
+async fn terminate_session(control: Rc<SessionControl>, code: &str, message: &str) {
+    let mut out = bytes::BytesMut::new();
+    crate::protocol::pg::build::error_response(
+        &mut out,
+        crate::protocol::pg::build::Severity::Fatal,
+        code,
+        message,
+        None,
+        None,
+    );
+    let _ =
+        monoio::time::timeout(TERMINATE_WRITE_TIMEOUT, control.client.write(out.freeze())).await;
+    control.abort();
 }
 
 /// Lets sessions finish up to the drain timeout, then tells the rest that the
@@ -444,22 +475,13 @@ async fn drain(worker: &Rc<Worker>) {
             "drain timeout reached: terminating remaining sessions"
         );
     }
-    for control in &remaining {
-        let mut out = bytes::BytesMut::new();
-        crate::protocol::pg::build::error_response(
-            &mut out,
-            crate::protocol::pg::build::Severity::Fatal,
+    for control in remaining {
+        terminate_session(
+            control,
             crate::protocol::pg::sqlstate::ADMIN_SHUTDOWN,
             "terminating connection due to administrator command",
-            None,
-            None,
-        );
-        let _ = monoio::time::timeout(
-            Duration::from_millis(200),
-            control.client.write(out.freeze()),
         )
         .await;
-        control.abort();
     }
     // Give aborted sessions a moment to unwind and release their resources.
     let grace = Instant::now() + Duration::from_secs(2);

@@ -506,3 +506,79 @@ fn mtls_wrong_certificate_is_refused() {
     .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
     assert_eq!(c.query_one("SELECT 1").unwrap().as_deref(), Some("1"));
 }
+
+/// limits.idle_timeout_ms: a silent session is told why (57P05, as
+/// PostgreSQL's idle_session_timeout does) and closed.
+#[test]
+fn idle_session_is_closed_with_57p05() {
+    let env = env();
+    let gw = Gateway::start(GatewayOpts {
+        extra_limits: "idle_timeout_ms = 1500".into(),
+        ..GatewayOpts::default()
+    });
+    let mut c = gw
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let (err, closed) = c
+        .read_until_error()
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(err.code(), "57P05", "{err}");
+    assert!(closed, "session not closed after the idle timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(6),
+        "closed after {waited:?}, expected about 1.5 s"
+    );
+    gw.assert_serves();
+}
+
+/// limits.message_bytes_max: a message declaring more is refused as soon as
+/// its header arrives (nothing is buffered), with 08P01 naming the bound.
+#[test]
+fn oversized_message_is_refused_before_buffering() {
+    let env = env();
+    let gw = Gateway::start(GatewayOpts {
+        extra_limits: "message_bytes_max = 65536".into(),
+        ..GatewayOpts::default()
+    });
+    let mut c = gw
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
+        .unwrap();
+    // A Query header declaring 100 MB, and no body.
+    c.io.write_all(&[b'Q', 0x05, 0xf5, 0xe1, 0x00]).unwrap();
+    c.io.flush().unwrap();
+    let (err, closed) = c
+        .read_until_error()
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(err.code(), "08P01", "{err}");
+    assert!(
+        err.message().contains("65536"),
+        "the error should name the bound: {err}"
+    );
+    assert!(closed);
+    // A query just under the bound still works on a new session.
+    let mut c = gw
+        .login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env.token("agent")),
+            "app",
+        )
+        .unwrap();
+    let padding = "x".repeat(60_000);
+    let got = c
+        .query_one(&format!("SELECT length('{padding}')"))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", gw.log_tail()));
+    assert_eq!(got.as_deref(), Some("60000"));
+}

@@ -148,6 +148,7 @@ impl std::fmt::Display for VerifierKey {
 }
 
 /// A private Ed25519 key that signs checkpoints.
+#[derive(Clone)]
 pub struct SignerKey {
     pub name: String,
     pub id: [u8; 4],

@@ -47,7 +47,7 @@ fn hash_lines(lines: &mut std::str::Split<'_, char>, what: &'static str) -> Resu
     }
 }
 
-fn rest_after_blank<'a>(text: &'a str, consumed_lines: usize) -> &'a str {
+fn rest_after_blank(text: &str, consumed_lines: usize) -> &str {
     let mut position = 0;
     for _ in 0..consumed_lines {
         position += text[position..]

@@ -76,6 +76,15 @@ pub fn verify_ledger(
     let checkpoint_file = read_checkpoint_file(storage)?;
     match &checkpoint_file {
         Some(bytes) => {
+            // Cheap check first: the file must repeat a checkpoint the log holds (and whose signature was checked).
+            let digest: Hash = Sha256::digest(bytes).into();
+            if !scanned.checkpoint_note_hashes.contains(&digest) {
+                return Err(Error::tampered(
+                    CHECKPOINT_FILE,
+                    0,
+                    "the checkpoint file's checkpoint does not appear in the log: the file was altered, or the log truncated or replaced",
+                ));
+            }
             let checkpoint = open_with_any(bytes, keys).map_err(|e| {
                 Error::tampered(
                     CHECKPOINT_FILE,

@@ -161,6 +161,12 @@ impl SaltGenerator {
     }
 }
 
+enum FrameBody {
+    /// The block body in `LedgerWriter::body`.
+    Block,
+    Bytes(Vec<u8>),
+}
+
 struct ActiveSegment {
     sequence: u64,
     name: String,
@@ -177,7 +183,11 @@ pub struct LedgerWriter {
     key: SignerKey,
     config: WriterConfig,
     clock: Box<dyn Clock>,
-    segment: ActiveSegment,
+    /// The segment being written; `None` after a seal until the next frame is needed
+    /// (so no empty segment ever follows a sealed one).
+    segment: Option<ActiveSegment>,
+    /// Sequence number and previous-segment link of the next segment to create.
+    next_segment: (u64, Hash),
     frontier: Frontier,
     /// Uncompressed entries of the block being filled.
     block: Vec<u8>,
@@ -204,7 +214,7 @@ impl std::fmt::Debug for LedgerWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerWriter")
             .field("origin", &self.config.origin)
-            .field("segment", &self.segment.name)
+            .field("segment", &self.segment.as_ref().map(|s| s.name.clone()))
             .field("tree_size", &self.frontier.size())
             .field("durable_size", &self.durable_size)
             .field("poisoned", &self.poisoned)
@@ -330,34 +340,27 @@ impl LedgerWriter {
 
         let last = scanned.segments.last();
         let segment = match last {
-            Some(summary) if summary.seal.is_none() && !(removed_torn_segment) => {
+            Some(summary) if summary.seal.is_none() && !removed_torn_segment => {
                 let file = storage
                     .open_write(&summary.file)
                     .map_err(|e| Error::io(format!("opening {}", summary.file), e))?;
-                let header = summary.header.clone().encode();
-                ActiveSegment {
+                Some(ActiveSegment {
                     sequence: summary.header.sequence,
                     name: summary.file.clone(),
                     file,
-                    header,
+                    header: summary.header.clone().encode(),
                     first_index: summary.header.first_index,
                     created_at_ns: summary.header.created_at_ns,
                     length_bytes: summary.length_bytes,
-                }
+                })
             }
-            _ => {
-                let sequence = scanned.segments.len() as u64 + 1;
-                let link = scanned.next_link.unwrap_or([0u8; 32]);
-                create_segment(
-                    storage.as_ref(),
-                    &config.origin,
-                    sequence,
-                    scanned.frontier.size(),
-                    link,
-                    now,
-                )?
-            }
+            _ => None,
         };
+        let next_segment = (
+            scanned.segments.len() as u64 + 1,
+            scanned.next_link.unwrap_or([0u8; 32]),
+        );
+        let scanned_last_file = scanned.segments.last().map(|s| s.file.clone());
         let size = scanned.frontier.size();
         let (last_checkpoint_size, last_checkpoint) = match &scanned.last_checkpoint {
             Some(c) => (c.checkpoint.size, Some(c.clone())),
@@ -370,6 +373,7 @@ impl LedgerWriter {
             key,
             clock,
             segment,
+            next_segment,
             frontier: scanned.frontier,
             block: Vec::with_capacity(config.block_bytes_target + 4096),
             block_first_index: size,
@@ -392,9 +396,24 @@ impl LedgerWriter {
         if let Some(latest) = writer.last_checkpoint.clone() {
             let current = read_checkpoint_file(writer.storage.as_ref())?;
             if current.as_deref() != Some(latest.note.as_bytes()) {
-                writer.unsynced = true;
+                if let Some(last) = scanned_last_file
+                    .as_ref()
+                    .filter(|_| writer.segment.is_none())
+                {
+                    let mut file = writer
+                        .storage
+                        .open_write(last)
+                        .map_err(|e| Error::io(format!("opening {last}"), e))?;
+                    file.sync().map_err(|e| Error::SyncFailed {
+                        context: last.clone(),
+                        source: e,
+                    })?;
+                } else {
+                    writer.unsynced = writer.segment.is_some();
+                }
                 writer.written_size = writer.frontier.size();
                 writer.sync_segment()?;
+                writer.durable_size = writer.frontier.size();
                 writer.publish_checkpoint(&latest)?;
             }
         }
@@ -423,7 +442,10 @@ impl LedgerWriter {
             });
         }
         report.tree_size = writer.frontier.size();
-        report.segments = writer.segment.sequence;
+        report.segments = writer
+            .segment
+            .as_ref()
+            .map_or(writer.next_segment.0 - 1, |s| s.sequence);
         Ok((writer, report))
     }
 
@@ -550,14 +572,8 @@ impl LedgerWriter {
         } else {
             self.body.extend_from_slice(&self.block);
         }
-        let offset = self.segment.length_bytes + self.pending.len() as u64;
-        encode_frame(
-            &mut self.pending,
-            self.segment.sequence,
-            offset,
-            frame_kind::RECORD_BLOCK,
-            &self.body,
-        );
+        let first_index = self.block_first_index;
+        self.append_frame(first_index, frame_kind::RECORD_BLOCK, FrameBody::Block)?;
         self.block.clear();
         self.block_first_index = self.frontier.size();
         self.block_count = 0;
@@ -567,20 +583,61 @@ impl LedgerWriter {
         Ok(())
     }
 
+    /// Creates the next segment if none is open. `first_index`: index of the first record it will hold.
+    fn ensure_segment(&mut self, first_index: u64) -> Result<()> {
+        if self.segment.is_some() {
+            return Ok(());
+        }
+        assert!(
+            self.pending.is_empty(),
+            "no frames are pending without a segment"
+        );
+        let (sequence, link) = self.next_segment;
+        let now = self.clock.now_ns();
+        match create_segment(
+            self.storage.as_ref(),
+            &self.config.origin,
+            sequence,
+            first_index,
+            link,
+            now,
+        ) {
+            Ok(segment) => {
+                self.segment = Some(segment);
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    /// Frames the block body (or the given body) into the pending buffer at the next offset.
+    fn append_frame(&mut self, first_index: u64, kind: u8, body: FrameBody) -> Result<()> {
+        self.ensure_segment(first_index)?;
+        let segment = self.segment.as_ref().expect("ensured above");
+        let offset = segment.length_bytes + self.pending.len() as u64;
+        let bytes: &[u8] = match &body {
+            FrameBody::Block => &self.body,
+            FrameBody::Bytes(bytes) => bytes,
+        };
+        encode_frame(&mut self.pending, segment.sequence, offset, kind, bytes);
+        Ok(())
+    }
+
     /// Writes the pending frames to the segment file (no fsync).
     fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let result = self
+        let segment = self
             .segment
-            .file
-            .write_at(self.segment.length_bytes, &self.pending);
+            .as_mut()
+            .expect("pending frames belong to an open segment");
+        let result = segment.file.write_at(segment.length_bytes, &self.pending);
         if let Err(e) = result {
-            let error = Error::io(format!("writing {}", self.segment.name), e);
+            let error = Error::io(format!("writing {}", segment.name), e);
             return Err(self.poison(error));
         }
-        self.segment.length_bytes += self.pending.len() as u64;
+        segment.length_bytes += self.pending.len() as u64;
         self.pending.clear();
         self.written_size = self.block_first_index;
         self.unsynced = true;
@@ -591,9 +648,13 @@ impl LedgerWriter {
         if !self.unsynced {
             return Ok(());
         }
-        if let Err(e) = self.segment.file.sync() {
+        let segment = self
+            .segment
+            .as_mut()
+            .expect("unsynced writes belong to an open segment");
+        if let Err(e) = segment.file.sync() {
             let error = Error::SyncFailed {
-                context: self.segment.name.clone(),
+                context: segment.name.clone(),
                 source: e,
             };
             return Err(self.poison(error));
@@ -623,14 +684,16 @@ impl LedgerWriter {
     pub fn tick(&mut self) -> Result<()> {
         self.check_alive()?;
         let now = self.clock.now_ns();
-        let has_records = self.frontier.size() > self.segment.first_index;
-        let age_ms = now.saturating_sub(self.segment.created_at_ns) / 1_000_000;
-        let length =
-            self.segment.length_bytes + self.pending.len() as u64 + self.block.len() as u64;
-        if has_records
-            && (length >= self.config.segment_bytes_max || age_ms >= self.config.segment_age_ms_max)
-        {
-            return self.rotate();
+        if let Some(segment) = &self.segment {
+            let has_records = self.frontier.size() > segment.first_index;
+            let age_ms = now.saturating_sub(segment.created_at_ns) / 1_000_000;
+            let length = segment.length_bytes + self.pending.len() as u64 + self.block.len() as u64;
+            if has_records
+                && (length >= self.config.segment_bytes_max
+                    || age_ms >= self.config.segment_age_ms_max)
+            {
+                return self.rotate();
+            }
         }
         let since = self.frontier.size() - self.last_checkpoint_size;
         let checkpoint_age_ms = now.saturating_sub(self.last_checkpoint_ns) / 1_000_000;
@@ -659,15 +722,22 @@ impl LedgerWriter {
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint> {
         self.check_alive()?;
         self.flush_block()?;
+        if self.segment.is_none() {
+            // Nothing since the last seal: its checkpoint is current.
+            if let Some(last) = &self.last_checkpoint {
+                if last.checkpoint.size == self.frontier.size()
+                    && last.checkpoint.root == self.frontier.root()
+                {
+                    return Ok(last.clone());
+                }
+            }
+        }
         let checkpoint = self.sign_checkpoint()?;
-        let offset = self.segment.length_bytes + self.pending.len() as u64;
-        encode_frame(
-            &mut self.pending,
-            self.segment.sequence,
-            offset,
+        self.append_frame(
+            self.frontier.size(),
             frame_kind::CHECKPOINT,
-            checkpoint.note.as_bytes(),
-        );
+            FrameBody::Bytes(checkpoint.note.clone().into_bytes()),
+        )?;
         self.write_pending()?;
         self.sync_segment()?;
         self.publish_checkpoint(&checkpoint)?;
@@ -693,21 +763,26 @@ impl LedgerWriter {
         Ok(())
     }
 
-    /// Seals the current segment (signed footer with a checkpoint) and starts the next one.
+    /// Seals the current segment with a signed footer holding a checkpoint.
+    /// The next segment is created when the next frame needs it.
     pub fn rotate(&mut self) -> Result<()> {
         self.check_alive()?;
         self.flush_block()?;
+        let Some(segment) = &self.segment else {
+            return Ok(());
+        };
         let now = self.clock.now_ns();
         let checkpoint = self.sign_checkpoint()?;
         let statement = SealStatement {
-            segment_sequence: self.segment.sequence,
-            first_index: self.segment.first_index,
-            record_count: self.frontier.size() - self.segment.first_index,
+            segment_sequence: segment.sequence,
+            first_index: segment.first_index,
+            record_count: self.frontier.size() - segment.first_index,
             tree_size: self.frontier.size(),
             root: self.frontier.root(),
-            header_hash: header_hash(&self.segment.header),
+            header_hash: header_hash(&segment.header),
             sealed_at_ns: now,
         };
+        let sequence = segment.sequence;
         let seal = Seal {
             signature: self
                 .key
@@ -716,29 +791,16 @@ impl LedgerWriter {
             checkpoint_note: checkpoint.note.clone().into_bytes(),
             statement,
         };
-        let offset = self.segment.length_bytes + self.pending.len() as u64;
-        encode_frame(
-            &mut self.pending,
-            self.segment.sequence,
-            offset,
+        self.append_frame(
+            self.frontier.size(),
             frame_kind::SEAL,
-            &seal.encode(),
-        );
+            FrameBody::Bytes(seal.encode()),
+        )?;
         self.write_pending()?;
         self.sync_segment()?;
+        self.segment = None;
+        self.next_segment = (sequence + 1, seal.statement.link());
         self.publish_checkpoint(&checkpoint)?;
-        let next = create_segment(
-            self.storage.as_ref(),
-            &self.config.origin,
-            self.segment.sequence + 1,
-            self.frontier.size(),
-            seal.statement.link(),
-            now,
-        );
-        match next {
-            Ok(segment) => self.segment = segment,
-            Err(e) => return Err(self.poison(e)),
-        }
         Ok(())
     }
 

@@ -193,7 +193,7 @@ fn every_crash_point_keeps_acknowledged_records() {
                 appended,
                 acknowledged,
                 &context,
-                (crash_after as usize + m) % 4 == 0,
+                (crash_after as usize + m).is_multiple_of(4),
             );
             states += 1;
         }
@@ -239,7 +239,7 @@ fn crashes_during_recovery_are_recoverable() {
                     appended,
                     acknowledged,
                     &context,
-                    recovery_crash % 4 == 0,
+                    recovery_crash.is_multiple_of(4),
                 );
             }
         }

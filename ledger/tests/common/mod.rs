@@ -8,12 +8,17 @@ use std::sync::Arc;
 
 pub const ORIGIN: &str = "test.sluice.example/ledger";
 
+/// Deriving an Ed25519 public key takes ~10 ms in debug builds: derive each test key once.
 pub fn key() -> SignerKey {
-    SignerKey::from_seed(ORIGIN, [42u8; 32]).unwrap()
+    static KEY: std::sync::OnceLock<SignerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SignerKey::from_seed(ORIGIN, [42u8; 32]).unwrap())
+        .clone()
 }
 
 pub fn other_key() -> SignerKey {
-    SignerKey::from_seed(ORIGIN, [43u8; 32]).unwrap()
+    static KEY: std::sync::OnceLock<SignerKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SignerKey::from_seed(ORIGIN, [43u8; 32]).unwrap())
+        .clone()
 }
 
 /// A clock the test moves by hand.

@@ -22,6 +22,8 @@ APT_PACKAGES=(
     openssl
     util-linux          # runuser, namei
     procps
+    libhyperscan-dev    # masking (issue 6): the hyperscan crate links it through pkg-config
+    pkg-config
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -17,6 +17,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::auth::token::ScramVerifier;
+use crate::recording::{CopyData, Durability, LedgerSettings, ServerMessages};
 
 /// A configuration problem, with the key path it concerns.
 #[derive(Debug)]
@@ -184,6 +185,32 @@ struct FileConfig {
     agents: Vec<AgentEntry>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    #[serde(default)]
+    ledger: Option<LedgerEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerEntry {
+    directory: PathBuf,
+    key_file: PathBuf,
+    origin: String,
+    #[serde(default = "defaults::durability")]
+    durability: Durability,
+    #[serde(default = "defaults::batch_interval_ms")]
+    batch_interval_ms: u64,
+    #[serde(default = "defaults::server_messages")]
+    server_messages: ServerMessages,
+    #[serde(default = "defaults::copy_data")]
+    copy_data: CopyData,
+    #[serde(default = "defaults::records_per_worker_max")]
+    records_per_worker_max: usize,
+    #[serde(default = "defaults::segment_bytes_max")]
+    segment_bytes_max: u64,
+    #[serde(default = "defaults::segment_age_ms_max")]
+    segment_age_ms_max: u64,
+    #[serde(default = "defaults::checkpoint_interval_ms")]
+    checkpoint_interval_ms: u64,
 }
 
 /// A secret read from a file or the environment. Its Debug and Display never
@@ -246,6 +273,8 @@ pub struct Config {
     pub limits: Limits,
     pub agents: Vec<Agent>,
     pub targets: Vec<Target>,
+    /// Recording settings; None when the `[ledger]` section is absent.
+    pub ledger: Option<LedgerSettings>,
     /// Directory of the configuration file; relative paths are resolved against it.
     pub base_dir: PathBuf,
 }
@@ -307,6 +336,30 @@ mod defaults {
     }
     pub fn upstream_tls() -> UpstreamTlsMode {
         UpstreamTlsMode::VerifyFull
+    }
+    pub fn durability() -> super::Durability {
+        super::Durability::Strict
+    }
+    pub fn batch_interval_ms() -> u64 {
+        10
+    }
+    pub fn server_messages() -> super::ServerMessages {
+        super::ServerMessages::Full
+    }
+    pub fn copy_data() -> super::CopyData {
+        super::CopyData::Full
+    }
+    pub fn records_per_worker_max() -> usize {
+        65_536
+    }
+    pub fn segment_bytes_max() -> u64 {
+        64 * 1024 * 1024
+    }
+    pub fn segment_age_ms_max() -> u64 {
+        3_600_000
+    }
+    pub fn checkpoint_interval_ms() -> u64 {
+        10_000
     }
 }
 
@@ -662,6 +715,11 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    let ledger = match file.ledger {
+        None => None,
+        Some(entry) => Some(validate_ledger(entry, base_dir)?),
+    };
+
     Ok(Config {
         server,
         listen,
@@ -669,6 +727,65 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         limits,
         agents,
         targets,
+        ledger,
         base_dir: base_dir.to_path_buf(),
+    })
+}
+
+fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings, ConfigError> {
+    let directory = resolve(base_dir, &entry.directory);
+    let key_file = resolve(base_dir, &entry.key_file);
+    // Loading the key checks its permissions too (a key readable by other
+    // users is refused), so check-config catches that before a start.
+    sluice_ledger::SignerKey::load(&key_file)
+        .map_err(|e| error("ledger.key_file", format!("{}: {e}", key_file.display())))?;
+    if entry.origin.is_empty() || entry.origin.contains(char::is_whitespace) {
+        return Err(error(
+            "ledger.origin",
+            "must be a non-empty name without spaces, e.g. \"sluice.example.com/ledger\"",
+        ));
+    }
+    check_range(
+        "ledger.batch_interval_ms",
+        entry.batch_interval_ms,
+        1,
+        60_000,
+    )?;
+    check_range(
+        "ledger.records_per_worker_max",
+        entry.records_per_worker_max,
+        16,
+        16 * 1024 * 1024,
+    )?;
+    check_range(
+        "ledger.segment_bytes_max",
+        entry.segment_bytes_max,
+        64 * 1024,
+        64 * 1024 * 1024 * 1024,
+    )?;
+    check_range(
+        "ledger.segment_age_ms_max",
+        entry.segment_age_ms_max,
+        1000,
+        bounds::TIMEOUT_MS_MAX,
+    )?;
+    check_range(
+        "ledger.checkpoint_interval_ms",
+        entry.checkpoint_interval_ms,
+        100,
+        bounds::TIMEOUT_MS_MAX,
+    )?;
+    Ok(LedgerSettings {
+        directory,
+        key_file,
+        origin: entry.origin,
+        durability: entry.durability,
+        batch_interval_ms: entry.batch_interval_ms,
+        server_messages: entry.server_messages,
+        copy_data: entry.copy_data,
+        records_per_worker_max: entry.records_per_worker_max,
+        segment_bytes_max: entry.segment_bytes_max,
+        segment_age_ms_max: entry.segment_age_ms_max,
+        checkpoint_interval_ms: entry.checkpoint_interval_ms,
     })
 }

@@ -23,6 +23,9 @@ pub const AGENT_NAME: &str = "demo-agent";
 pub const UPSTREAM_ROLE: &str = "sluice_upstream";
 /// Database (and target) name.
 pub const DATABASE: &str = "demo";
+/// The demo ledger's origin line and signing key name.
+pub const LEDGER_ORIGIN: &str = "sluice.demo/ledger";
+pub const LEDGER_KEY_NAME: &str = "sluice.demo";
 
 /// Options of `sluice demo`.
 #[derive(Clone, Debug)]
@@ -131,6 +134,16 @@ pub fn prepare(dir: &Path, options: &DemoOptions) -> Result<Prepared, Box<dyn Er
     let token_hash =
         crate::auth::token::hash_token(&token, crate::auth::token::DEFAULT_ITERATIONS).to_string();
 
+    // The ledger's signing key is made once and kept: the ledger must keep
+    // verifying with the same verifier key across restarts.
+    let ledger_key = dir.join("ledger.key");
+    let ledger_vkey = dir.join("ledger.vkey");
+    if !ledger_key.exists() {
+        let key = sluice_ledger::SignerKey::generate(LEDGER_KEY_NAME)?;
+        let _ = std::fs::remove_file(&ledger_vkey);
+        sluice_ledger::keys::write_key_pair(&key, &ledger_key, &ledger_vkey)?;
+    }
+
     let config_file = dir.join("sluice.toml");
     std::fs::write(
         &config_file,
@@ -216,13 +229,23 @@ fn demo_config(
          password_file = \"{password_file}\"\n\
          # PostgreSQL listens on loopback only, so upstream TLS adds nothing here.\n\
          tls = \"disable\"\n\
-         # Data directory: {data}\n",
+         # Data directory: {data}\n\
+         \n\
+         [ledger]\n\
+         directory = \"{ledger_dir}\"\n\
+         key_file = \"{ledger_key}\"\n\
+         origin = \"{LEDGER_ORIGIN}\"\n\
+         # A statement reaches PostgreSQL only after its record is on disk.\n\
+         durability = \"strict\"\n\
+         server_messages = \"full\"\n",
         listen = options.listen,
         cert = tls_dir.join("server.crt").display(),
         key = tls_dir.join("server.key").display(),
         pg_port = options.pg_port,
         password_file = password_file.display(),
         data = dir.join("pg").display(),
+        ledger_dir = dir.join("ledger").display(),
+        ledger_key = dir.join("ledger.key").display(),
     )
 }
 
@@ -244,6 +267,12 @@ fn print_banner(dir: &Path, options: &DemoOptions, p: &Prepared) {
          \x20 . {d}/agent.env && PGPASSWORD=wrong psql     # refused: 28P01\n\
          \x20 . {d}/agent.env && PGSSLMODE=disable psql    # refused: TLS only\n\
          \x20 . {d}/direct.env && psql                     # same database without sluice\n\
+         \n\
+         Every session is recorded in {d}/ledger (verifier key {d}/ledger.vkey):\n\
+         \n\
+         \x20 target/release/sluice-ledger verify {d}/ledger --key {d}/ledger.vkey\n\
+         \x20 target/release/sluice-ledger sessions {d}/ledger\n\
+         \x20 target/release/sluice-ledger replay {d}/ledger --session ID\n\
          \n\
          The agent token changes on every start: source agent.env again after a restart.\n\
          Press Ctrl-C to stop sluice and PostgreSQL.\n",

@@ -63,6 +63,8 @@ pub enum ServerError {
     Worker { index: usize, reason: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("recording: {0}")]
+    Recorder(#[from] crate::recording::RecorderError),
 }
 
 /// Everything the workers share read-only (plus the cancel registry).
@@ -74,6 +76,8 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Per-process secret that derives fake SCRAM salts for unknown agents.
     pub mock_secret: [u8; 32],
+    /// The ledger writer's shared side; None when recording is off.
+    pub recorder: Option<Arc<crate::recording::RecorderShared>>,
 }
 
 /// A live session as its worker sees it, for idle sweeps and shutdown.
@@ -102,6 +106,8 @@ pub struct Worker {
     pub active: Cell<usize>,
     pub overflow: Cell<usize>,
     next_session: Cell<u64>,
+    /// This worker's lock-free side of the recorder.
+    pub recorder: Option<Rc<crate::recording::WorkerRecorder>>,
 }
 
 impl Worker {
@@ -122,6 +128,7 @@ pub struct ServerHandle {
     shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
+    recorder: Option<crate::recording::Recorder>,
 }
 
 impl ServerHandle {
@@ -138,6 +145,11 @@ impl ServerHandle {
     pub fn wait(self) {
         for thread in self.threads {
             let _ = thread.join();
+        }
+        // Workers are gone, so no record can arrive any more: flush, sign the
+        // final checkpoint and close the ledger.
+        if let Some(recorder) = self.recorder {
+            recorder.stop();
         }
     }
 }
@@ -238,6 +250,16 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         );
     }
     let mock_secret = mock_secret(&config);
+    let recorder = match &config.ledger {
+        Some(settings) => Some(crate::recording::Recorder::start(settings.clone())?),
+        None => {
+            tracing::warn!(
+                phase = "start",
+                "recording is OFF: no [ledger] section in the configuration"
+            );
+            None
+        }
+    };
     let pin = config.server.pin_workers;
     let shared = Arc::new(Shared {
         config,
@@ -246,6 +268,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         cancel: CancelRegistry::new(workers),
         shutdown: shutdown.clone(),
         mock_secret,
+        recorder: recorder.as_ref().map(|r| r.shared.clone()),
     });
     let cores = if pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -270,6 +293,10 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
                         tracing::warn!(worker = index, "could not pin worker to its core");
                     }
                 }
+                let worker_recorder = shared
+                    .recorder
+                    .clone()
+                    .and_then(crate::recording::WorkerRecorder::new);
                 let worker = Rc::new(Worker {
                     shared,
                     index,
@@ -277,6 +304,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
                     active: Cell::new(0),
                     overflow: Cell::new(0),
                     next_session: Cell::new(0),
+                    recorder: worker_recorder,
                 });
                 let outcome = if use_uring {
                     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -331,6 +359,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         shutdown,
         threads,
         local_addr,
+        recorder,
     })
 }
 

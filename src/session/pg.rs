@@ -2,7 +2,7 @@
 //! authenticated, two-way proxy.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
     time::{Duration, Instant},
@@ -11,7 +11,13 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
-use super::{ErrorSource, Phase};
+use sha2::{Digest, Sha256};
+use sluice_ledger::{Record, RecordBody, SessionId};
+
+use super::{
+    refusal::{Refusal, Refusals},
+    ErrorSource, Phase,
+};
 use crate::{
     auth::{
         scram::{ChannelBinding, ScramError, ScramServer, SCRAM_SHA_256},
@@ -21,9 +27,11 @@ use crate::{
     config::{Agent, Target},
     protocol::pg::{
         build::{self, Severity},
+        HEADER_BYTES,
         frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet, parse_frontend,
         parse_sasl_initial_response, sqlstate, Frame, StartupPacket,
     },
+    recording::{CopyData, Fault, ServerMessages, WorkerRecorder},
     server::{SessionControl, Worker, OVERFLOW_SESSIONS_MAX},
     tls::ALPN_POSTGRESQL,
     transport::{self, ReadMessageError, TransportReader, TransportWriter},
@@ -882,29 +890,77 @@ async fn serve(
         session_id,
     };
 
+    let mut ledger_session = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut ledger_session);
+    let context = Rc::new(ProxyContext {
+        control: control.clone(),
+        refusals: RefCell::new(Refusals::new(u64::from_le_bytes(
+            ledger_session[..8].try_into().expect("8 bytes"),
+        ))),
+        recording: worker.recorder.clone().map(|recorder| SessionRecording {
+            recorder,
+            session: SessionId(ledger_session),
+            sequence: Cell::new(0),
+        }),
+        counters: SessionCounters::default(),
+        message_bytes_max: limits.message_bytes_max,
+    });
+    if let Some(recording) = &context.recording {
+        let tls = client_reader.with_tls(|t| {
+            (
+                t.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+                t.negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default(),
+                t.peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| hex(&Sha256::digest(c.as_ref())))
+                    .unwrap_or_default(),
+            )
+        });
+        let (tls_version, tls_cipher, fingerprint) = tls.unwrap_or_default();
+        let opened = RecordBody::SessionOpened {
+            agent_identity: agent.name.clone(),
+            auth_method: format!("{auth_method:?}"),
+            client_address: peer.to_string(),
+            tls_version,
+            tls_cipher,
+            client_certificate_fingerprint: fingerprint,
+            target: format!("{} ({} {}/{})", target.name, upstream.address, target.database, target.user),
+        };
+        // The session starts only once its opening is recorded: a session
+        // that cannot be recorded is not served.
+        let durable = match recording.recorder.submit([recording.record(opened)]) {
+            Ok(slot) if recording.recorder.strict() => slot.wait().await,
+            Ok(_) => Ok(()),
+            Err(fault) => Err(fault),
+        };
+        if let Err(fault) = durable {
+            return Err(Failure::new(
+                ErrorSource::Internal,
+                Phase::ConnectUpstream,
+                fault.sqlstate(),
+                format!("sluice cannot record this session: {}", fault.message),
+            ));
+        }
+    }
+
     let downstream_task = monoio::spawn(upstream_to_client(
         upstream.reader,
         upstream.leftover,
         client_writer.clone(),
-        control.clone(),
-        limits.message_bytes_max,
+        context.clone(),
     ));
-    let outcome = client_to_upstream(
-        &mut client_reader,
-        client_buffer,
-        &upstream.writer,
-        &control,
-        limits.message_bytes_max,
-    )
-    .await;
+    let outcome = client_to_upstream(&mut client_reader, client_buffer, &upstream.writer, &context).await;
     // A failure on the agent's side is answered before anything is torn down,
     // so the ErrorResponse reaches the agent ahead of the close.
-    let outcome = match outcome {
+    let (outcome, close_reason) = match outcome {
         Err(failure) => {
+            let reason = failure.log.clone();
             finish_with(client_writer, session_id, peer, failure).await;
-            Ok(())
+            (Ok(()), reason)
         }
-        ok => ok,
+        Ok(()) => (Ok(()), "agent closed the session".to_string()),
     };
     // Let the upstream finish its side, but never wait on it unboundedly.
     upstream.writer.close().await;
@@ -918,11 +974,85 @@ async fn serve(
             Ok(())
         }
     };
-    tracing::info!(session = session_id, phase = "close", agent = %agent.name, target = %target.name, "session closed");
+    if let Some(recording) = &context.recording {
+        let counters = &context.counters;
+        let closed = RecordBody::SessionClosed {
+            statements: counters.statements.get(),
+            client_messages: counters.client_messages.get(),
+            server_messages: counters.server_chunks.get(),
+            client_bytes: counters.client_bytes.get(),
+            server_bytes: counters.server_bytes.get(),
+            denied_statements: context.refusals.borrow().refused_messages,
+            reason: match &upstream_outcome {
+                Err(failure) => failure.log.clone(),
+                Ok(()) => close_reason,
+            },
+        };
+        // Best effort and not awaited: the session is over, and a failure
+        // here is already reported by the recorder.
+        let _ = recording.recorder.submit([recording.record(closed)]);
+    }
+    tracing::info!(
+        session = session_id,
+        phase = "close",
+        agent = %agent.name,
+        target = %target.name,
+        statements = context.counters.statements.get(),
+        refused = context.refusals.borrow().refused_messages,
+        "session closed"
+    );
     match (outcome, upstream_outcome) {
         (Err(failure), _) | (_, Err(failure)) => Err(failure),
         _ => Ok(()),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a session's two directions share.
+struct ProxyContext {
+    control: Rc<SessionControl>,
+    refusals: RefCell<Refusals>,
+    recording: Option<SessionRecording>,
+    counters: SessionCounters,
+    message_bytes_max: usize,
+}
+
+#[derive(Default)]
+struct SessionCounters {
+    statements: Cell<u64>,
+    client_messages: Cell<u64>,
+    client_bytes: Cell<u64>,
+    server_chunks: Cell<u64>,
+    server_bytes: Cell<u64>,
+}
+
+struct SessionRecording {
+    recorder: Rc<WorkerRecorder>,
+    session: SessionId,
+    sequence: Cell<u64>,
+}
+
+impl SessionRecording {
+    fn record(&self, body: RecordBody) -> Record {
+        let sequence = self.sequence.get();
+        self.sequence.set(sequence + 1);
+        Record {
+            session: self.session,
+            sequence,
+            timestamp_ns: now_ns(),
+            body,
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 struct CancelGuard {
@@ -950,25 +1080,73 @@ impl Drop for SessionRegistration {
     }
 }
 
+/// The refusal an agent gets when its statement cannot be recorded.
+fn ledger_refusal(fault: &Fault) -> Refusal {
+    Refusal {
+        sqlstate: fault.sqlstate(),
+        message: format!(
+            "sluice did not run the statement because it cannot be recorded: {}",
+            fault.message
+        ),
+        hint: Some("the session stays open; retry once the ledger is writable again".into()),
+    }
+}
+
+/// Records the frontend messages of one chunk and waits for durability when
+/// the ledger is strict. Ok means the chunk may be forwarded.
+async fn record_chunk(context: &ProxyContext, chunk: &[u8]) -> Result<(), Fault> {
+    let Some(recording) = &context.recording else {
+        return Ok(());
+    };
+    let copy_full = recording.recorder.shared.settings.copy_data == CopyData::Full;
+    let mut records = Vec::new();
+    for frame in frames(chunk, context.message_bytes_max).flatten() {
+        if frame.tag == b'd' && !copy_full {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(frame.wire_len());
+        bytes.push(frame.tag);
+        bytes.extend_from_slice(&((frame.body.len() + 4) as u32).to_be_bytes());
+        bytes.extend_from_slice(frame.body);
+        records.push(recording.record(RecordBody::ClientMessage { bytes }));
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    let slot = recording.recorder.submit(records)?;
+    if recording.recorder.strict() {
+        slot.wait().await
+    } else {
+        Ok(())
+    }
+}
+
 /// Agent → upstream. Every frontend message is framed and validated in
-/// place; complete messages are forwarded as one write of the same bytes.
+/// place, recorded, and forwarded as one write of the same bytes; refused
+/// messages are replaced (see `refusal`).
 async fn client_to_upstream(
     reader: &mut TransportReader,
     mut buffer: BytesMut,
     upstream: &TransportWriter,
-    control: &SessionControl,
-    message_bytes_max: usize,
+    context: &ProxyContext,
 ) -> Result<(), Failure> {
+    let control = &context.control;
     loop {
-        let mut framed = frames(&buffer, message_bytes_max);
+        let mut framed = frames(&buffer, context.message_bytes_max);
         let mut terminated = false;
         let mut violation = None;
+        let mut messages = 0u64;
+        let mut statements = 0u64;
         for frame in framed.by_ref() {
             match frame {
                 Ok(frame) => {
                     if let Err(e) = check_frontend(frame) {
                         violation = Some(e);
                         break;
+                    }
+                    messages += 1;
+                    if matches!(frame.tag, b'Q' | b'E' | b'F') {
+                        statements += 1;
                     }
                     if frame.tag == b'X' {
                         terminated = true;
@@ -984,13 +1162,48 @@ async fn client_to_upstream(
         let consumed = framed.consumed();
         if consumed > 0 {
             let chunk = buffer.split_to(consumed).freeze();
-            if let Err(e) = upstream.write(chunk).await {
-                return Err(Failure::new(
-                    ErrorSource::Upstream,
-                    Phase::Proxy,
-                    sqlstate::CONNECTION_FAILURE,
-                    format!("lost the upstream connection: {e}"),
-                ));
+            let counters = &context.counters;
+            counters.client_messages.set(counters.client_messages.get() + messages);
+            counters.statements.set(counters.statements.get() + statements);
+            counters.client_bytes.set(counters.client_bytes.get() + consumed as u64);
+            let outgoing = match record_chunk(context, &chunk).await {
+                Ok(()) if !context.refusals.borrow().is_discarding() => chunk,
+                Ok(()) => {
+                    let mut refusals = context.refusals.borrow_mut();
+                    let mut out = BytesMut::with_capacity(chunk.len());
+                    for frame in frames(&chunk, context.message_bytes_max).flatten() {
+                        if refusals.admit(frame) {
+                            out.extend_from_slice(&chunk_slice(&chunk, frame));
+                        }
+                    }
+                    out.freeze()
+                }
+                Err(fault) => {
+                    tracing::warn!(
+                        phase = "recording",
+                        source = "internal",
+                        sqlstate = fault.sqlstate(),
+                        "refusing statements: {}",
+                        fault.message
+                    );
+                    let refusal = ledger_refusal(&fault);
+                    let mut refusals = context.refusals.borrow_mut();
+                    let mut out = BytesMut::new();
+                    for frame in frames(&chunk, context.message_bytes_max).flatten() {
+                        refusals.refuse(frame, &refusal, &mut out);
+                    }
+                    out.freeze()
+                }
+            };
+            if !outgoing.is_empty() {
+                if let Err(e) = upstream.write(outgoing).await {
+                    return Err(Failure::new(
+                        ErrorSource::Upstream,
+                        Phase::Proxy,
+                        sqlstate::CONNECTION_FAILURE,
+                        format!("lost the upstream connection: {e}"),
+                    ));
+                }
             }
         }
         if let Some(violation) = violation {
@@ -1023,22 +1236,52 @@ async fn client_to_upstream(
     }
 }
 
+/// The bytes of `frame`, which borrows from `chunk`, as a zero-copy slice.
+fn chunk_slice(chunk: &Bytes, frame: Frame<'_>) -> Bytes {
+    let start = frame.body.as_ptr() as usize - chunk.as_ptr() as usize - HEADER_BYTES;
+    chunk.slice(start..start + frame.wire_len())
+}
+
 fn check_frontend(frame: Frame<'_>) -> Result<(), String> {
     parse_frontend(frame).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Upstream → agent: framed in place, ReadyForQuery tracked, same bytes out.
+/// Records what the agent is about to receive (never awaited: responses are
+/// not held back for the ledger; statements are).
+fn record_delivery(context: &ProxyContext, chunk: &[u8]) {
+    let Some(recording) = &context.recording else {
+        return;
+    };
+    let body = match recording.recorder.shared.settings.server_messages {
+        ServerMessages::Full => RecordBody::ServerMessage {
+            bytes: chunk.to_vec(),
+        },
+        ServerMessages::Digest => RecordBody::ServerMessageDigest {
+            length_bytes: chunk.len() as u64,
+            sha256: Sha256::digest(chunk).into(),
+        },
+    };
+    if let Err(fault) = recording.recorder.submit([recording.record(body)]) {
+        tracing::debug!(phase = "recording", "server data not recorded: {}", fault.message);
+    }
+}
+
+/// Upstream → agent: framed in place, ReadyForQuery tracked, probe errors
+/// rewritten, recorded, same bytes out.
 async fn upstream_to_client(
     mut reader: TransportReader,
     mut buffer: BytesMut,
     client: TransportWriter,
-    control: Rc<SessionControl>,
-    message_bytes_max: usize,
+    context: Rc<ProxyContext>,
 ) -> Result<(), Failure> {
+    let control = context.control.clone();
     let result = async {
         loop {
-            let mut framed = frames(&buffer, message_bytes_max);
+            let mut framed = frames(&buffer, context.message_bytes_max);
             let mut violation = None;
+            let mut rewrites: Vec<(usize, usize, BytesMut)> = Vec::new();
+            let check_errors = context.refusals.borrow().has_pending();
+            let base = buffer.as_ptr() as usize;
             for frame in framed.by_ref() {
                 match frame {
                     Ok(frame) => {
@@ -1046,6 +1289,11 @@ async fn upstream_to_client(
                             control
                                 .idle_in_protocol
                                 .set(frame.body.first() == Some(&b'I'));
+                        } else if check_errors && frame.tag == b'E' {
+                            if let Some(replacement) = context.refusals.borrow_mut().rewrite_error(frame) {
+                                let start = frame.body.as_ptr() as usize - base - HEADER_BYTES;
+                                rewrites.push((start, start + frame.wire_len(), replacement));
+                            }
                         }
                     }
                     Err(e) => {
@@ -1056,7 +1304,24 @@ async fn upstream_to_client(
             }
             let consumed = framed.consumed();
             if consumed > 0 {
-                let chunk = buffer.split_to(consumed).freeze();
+                let raw = buffer.split_to(consumed).freeze();
+                let chunk = if rewrites.is_empty() {
+                    raw
+                } else {
+                    let mut out = BytesMut::with_capacity(raw.len());
+                    let mut at = 0;
+                    for (start, end, replacement) in rewrites {
+                        out.extend_from_slice(&raw[at..start]);
+                        out.extend_from_slice(&replacement);
+                        at = end;
+                    }
+                    out.extend_from_slice(&raw[at..]);
+                    out.freeze()
+                };
+                let counters = &context.counters;
+                counters.server_chunks.set(counters.server_chunks.get() + 1);
+                counters.server_bytes.set(counters.server_bytes.get() + chunk.len() as u64);
+                record_delivery(&context, &chunk);
                 if let Err(e) = client.write(chunk).await {
                     return Err(Failure::silent(
                         ErrorSource::Downstream,

@@ -17,6 +17,7 @@ pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// Class 53: insufficient resources.
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const DISK_FULL: &str = "53100";
+pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
 /// Class 58: system error.
 pub const IO_ERROR: &str = "58030";
 /// Class 42: a policy denied the statement.

@@ -1,0 +1,546 @@
+//! Recording: every session becomes evidence in the ledger (`sluice-ledger`).
+//!
+//! Writer design (thread-per-core friendly, one coherent history):
+//!
+//! ```text
+//!  worker 0 ─┐ per-worker batch (RefCell<Vec<Record>>, no lock), flushed once per
+//!  worker 1 ─┤ event-loop turn by a local task ──▶ bounded channel ──▶ ledger
+//!  worker N ─┘                                                     writer thread
+//!                                                                  (one Merkle tree,
+//!  ◀── completion (oneshot, cross-thread wake) after the group fsync ─ group commit)
+//! ```
+//!
+//! Sessions append records to their worker's batch without any lock. A local
+//! flush task, scheduled when the batch becomes non-empty, runs after every
+//! other ready task of that turn, so all sessions that produced records in
+//! the same turn share one batch. The writer thread drains every queued batch,
+//! appends them in arrival order, and issues one durability barrier (one
+//! fsync) for all of them: group commit across sessions and workers.
+//!
+//! Durability modes:
+//! - `strict`: a session forwards a statement only after the batch holding
+//!   its record is durable.
+//! - `batched`: sessions do not wait; the writer makes records durable at
+//!   least every `batch_interval_ms`. A crash can lose up to that window of
+//!   records for statements that were already forwarded.
+//!
+//! Fail closed: when the ledger cannot write (disk full, I/O error, fsync
+//! error), the writer reports the fault to every waiting batch and marks the
+//! ledger unavailable; sessions refuse new statements (53100 / 58030) until
+//! the writer has reopened the ledger (which recovers its torn tail) and a
+//! write succeeds again.
+
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    path::PathBuf,
+    pin::Pin,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicU8, AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    task::{Context, Poll, Waker},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use sluice_ledger::{FsStorage, LedgerWriter, Record, SignerKey, WriterConfig};
+
+use crate::protocol::pg::sqlstate;
+
+/// Batches waiting in the channel to the writer thread, across all workers.
+pub const CHANNEL_BATCHES_MAX: usize = 4096;
+/// How often an unavailable ledger is reopened.
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+/// Upper bound on batches the writer takes into one group commit.
+const GROUP_BATCHES_MAX: usize = 1024;
+
+/// How strictly statements wait for their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    Strict,
+    Batched,
+}
+
+/// What is kept of the data the agent received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessages {
+    /// The bytes exactly as delivered.
+    Full,
+    /// A SHA-256 digest and byte count per delivered chunk.
+    Digest,
+}
+
+/// What is kept of COPY FROM STDIN data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyData {
+    Full,
+    /// Only the COPY statement and a digest of the data.
+    Statements,
+}
+
+/// The validated `[ledger]` settings.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub directory: PathBuf,
+    pub key_file: PathBuf,
+    pub origin: String,
+    pub durability: Durability,
+    pub batch_interval_ms: u64,
+    pub server_messages: ServerMessages,
+    pub copy_data: CopyData,
+    pub records_per_worker_max: usize,
+    pub segment_bytes_max: u64,
+    pub segment_age_ms_max: u64,
+    pub checkpoint_interval_ms: u64,
+}
+
+/// Why a record could not be made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    DiskFull,
+    Io,
+    /// Too many records queued on this worker: the writer is behind.
+    Overloaded,
+}
+
+impl Fault {
+    /// The SQLSTATE an agent receives for a statement refused because of this fault.
+    pub fn sqlstate(&self) -> &'static str {
+        match self.kind {
+            FaultKind::DiskFull => sqlstate::DISK_FULL,
+            FaultKind::Io => sqlstate::IO_ERROR,
+            FaultKind::Overloaded => sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
+        }
+    }
+}
+
+const STATUS_AVAILABLE: u8 = 0;
+const STATUS_DISK_FULL: u8 = 1;
+const STATUS_IO: u8 = 2;
+
+fn classify(error: &sluice_ledger::Error) -> FaultKind {
+    let source = match error {
+        sluice_ledger::Error::Io { source, .. } | sluice_ledger::Error::SyncFailed { source, .. } => {
+            Some(source)
+        }
+        _ => None,
+    };
+    match source.and_then(|s| s.raw_os_error()) {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => FaultKind::DiskFull,
+        _ => FaultKind::Io,
+    }
+}
+
+struct Batch {
+    records: Vec<Record>,
+    completion: Option<futures_channel::oneshot::Sender<Result<(), Fault>>>,
+}
+
+/// State shared by the workers and the writer thread.
+pub struct RecorderShared {
+    pub settings: LedgerSettings,
+    sender: Mutex<Option<mpsc::SyncSender<Batch>>>,
+    status: AtomicU8,
+    /// Records made durable so far (for logs and tests).
+    pub durable_records: AtomicU64,
+}
+
+impl RecorderShared {
+    /// The current fault, if the ledger is unavailable.
+    pub fn fault(&self) -> Option<Fault> {
+        match self.status.load(Ordering::Acquire) {
+            STATUS_AVAILABLE => None,
+            STATUS_DISK_FULL => Some(Fault {
+                kind: FaultKind::DiskFull,
+                message: "the ledger's disk is full".into(),
+            }),
+            _ => Some(Fault {
+                kind: FaultKind::Io,
+                message: "the ledger cannot be written".into(),
+            }),
+        }
+    }
+}
+
+/// The process-wide recorder: the writer thread and its channel.
+pub struct Recorder {
+    pub shared: Arc<RecorderShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("ledger signing key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("cannot open the ledger in {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("cannot start the ledger writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+fn open_writer(settings: &LedgerSettings, key_text: &str) -> Result<LedgerWriter, sluice_ledger::Error> {
+    let key = SignerKey::parse_private(key_text)?;
+    let mut config = WriterConfig::new(settings.origin.clone());
+    config.segment_bytes_max = settings.segment_bytes_max;
+    config.segment_age_ms_max = settings.segment_age_ms_max;
+    config.checkpoint_interval_ms = settings.checkpoint_interval_ms;
+    let storage = FsStorage::new(settings.directory.clone());
+    let (writer, report) = LedgerWriter::open(Box::new(storage), key, config)?;
+    tracing::info!(phase = "recording", report = ?report, tree_size = writer.tree_size(), "ledger opened");
+    Ok(writer)
+}
+
+impl Recorder {
+    /// Loads the key (refusing one readable by others), opens the ledger and
+    /// starts the writer thread.
+    pub fn start(settings: LedgerSettings) -> Result<Recorder, RecorderError> {
+        let key = SignerKey::load(&settings.key_file).map_err(|e| RecorderError::Key {
+            path: settings.key_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let key_text = key.to_private_string();
+        drop(key);
+        let writer = open_writer(&settings, &key_text).map_err(|e| RecorderError::Open {
+            path: settings.directory.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let (sender, receiver) = mpsc::sync_channel(CHANNEL_BATCHES_MAX);
+        let shared = Arc::new(RecorderShared {
+            settings,
+            sender: Mutex::new(Some(sender)),
+            status: AtomicU8::new(STATUS_AVAILABLE),
+            durable_records: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-ledger".into())
+            .spawn(move || writer_thread(thread_shared, writer, key_text, receiver))
+            .map_err(RecorderError::Thread)?;
+        Ok(Recorder {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the writer after the workers are gone: flushes, signs a final
+    /// checkpoint and closes the ledger.
+    pub fn stop(mut self) {
+        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn writer_thread(
+    shared: Arc<RecorderShared>,
+    writer: LedgerWriter,
+    key_text: String,
+    receiver: mpsc::Receiver<Batch>,
+) {
+    let settings = shared.settings.clone();
+    let tick = Duration::from_millis(settings.batch_interval_ms.clamp(1, 1000));
+    let mut writer = Some(writer);
+    let mut last_reopen = Instant::now();
+    let mut last_barrier = Instant::now();
+    let mut unsynced = false;
+    let mut group: Vec<Batch> = Vec::new();
+    loop {
+        let first = match receiver.recv_timeout(tick) {
+            Ok(batch) => Some(batch),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        group.extend(first);
+        while group.len() < GROUP_BATCHES_MAX {
+            match receiver.try_recv() {
+                Ok(batch) => group.push(batch),
+                Err(_) => break,
+            }
+        }
+        if writer.is_none() && last_reopen.elapsed() >= REOPEN_INTERVAL {
+            last_reopen = Instant::now();
+            match open_writer(&settings, &key_text) {
+                Ok(reopened) => {
+                    writer = Some(reopened);
+                    shared.status.store(STATUS_AVAILABLE, Ordering::Release);
+                    tracing::warn!(phase = "recording", "ledger available again: statements are accepted");
+                }
+                Err(e) => {
+                    tracing::debug!(phase = "recording", error = %e, "ledger still unavailable");
+                }
+            }
+        }
+        let Some(active) = writer.as_mut() else {
+            let fault = shared.fault().unwrap_or(Fault {
+                kind: FaultKind::Io,
+                message: "the ledger is unavailable".into(),
+            });
+            for batch in group.drain(..) {
+                if let Some(completion) = batch.completion {
+                    let _ = completion.send(Err(fault.clone()));
+                }
+            }
+            continue;
+        };
+        let mut failure = None;
+        let mut appended = 0u64;
+        let mut waiting = false;
+        'append: for batch in &group {
+            waiting |= batch.completion.is_some();
+            for record in &batch.records {
+                if let Err(e) = active.append(record) {
+                    failure = Some(e);
+                    break 'append;
+                }
+                appended += 1;
+            }
+        }
+        unsynced |= appended > 0;
+        let barrier_due = waiting
+            || (unsynced && last_barrier.elapsed() >= Duration::from_millis(settings.batch_interval_ms));
+        if failure.is_none() && barrier_due {
+            match active.barrier() {
+                Ok(durable) => {
+                    unsynced = false;
+                    last_barrier = Instant::now();
+                    shared.durable_records.store(durable, Ordering::Release);
+                }
+                Err(e) => failure = Some(e),
+            }
+        } else if failure.is_none() {
+            if let Err(e) = active.tick() {
+                failure = Some(e);
+            }
+        }
+        match failure {
+            None => {
+                for batch in group.drain(..) {
+                    if let Some(completion) = batch.completion {
+                        let _ = completion.send(Ok(()));
+                    }
+                }
+            }
+            Some(error) => {
+                let kind = classify(&error);
+                shared.status.store(
+                    if kind == FaultKind::DiskFull { STATUS_DISK_FULL } else { STATUS_IO },
+                    Ordering::Release,
+                );
+                tracing::error!(
+                    phase = "recording",
+                    source = "internal",
+                    error = %error,
+                    "ledger write failed: refusing statements until it recovers"
+                );
+                let fault = Fault {
+                    kind,
+                    message: error.to_string(),
+                };
+                for batch in group.drain(..) {
+                    if let Some(completion) = batch.completion {
+                        let _ = completion.send(Err(fault.clone()));
+                    }
+                }
+                // Never retry on the same writer: after a failed fsync the
+                // page cache cannot be trusted. Reopening rereads the disk and
+                // recovers the torn tail; unacknowledged records are dropped,
+                // and their statements were never forwarded.
+                writer = None;
+                unsynced = false;
+                last_reopen = Instant::now();
+            }
+        }
+    }
+    if let Some(writer) = writer {
+        match writer.close() {
+            Ok(checkpoint) => tracing::info!(
+                phase = "recording",
+                tree_size = checkpoint.checkpoint.size,
+                "ledger closed with a signed checkpoint"
+            ),
+            Err(e) => tracing::error!(phase = "recording", error = %e, "closing the ledger failed"),
+        }
+    }
+}
+
+/// Where a submitted batch stands, awaited by the sessions that added to it.
+pub struct BatchSlot {
+    outcome: RefCell<Option<Result<(), Fault>>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl BatchSlot {
+    fn new() -> Rc<Self> {
+        Rc::new(BatchSlot {
+            outcome: RefCell::new(None),
+            wakers: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn resolve(&self, outcome: Result<(), Fault>) {
+        *self.outcome.borrow_mut() = Some(outcome);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves when the batch is durable (Ok) or failed (Err).
+    pub fn wait(self: &Rc<Self>) -> SlotWait {
+        SlotWait { slot: self.clone() }
+    }
+}
+
+pub struct SlotWait {
+    slot: Rc<BatchSlot>,
+}
+
+impl Future for SlotWait {
+    type Output = Result<(), Fault>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.slot.outcome.borrow().as_ref() {
+            return Poll::Ready(outcome.clone());
+        }
+        self.slot.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A worker's side of the recorder: lock-free batching on the worker thread.
+pub struct WorkerRecorder {
+    pub shared: Arc<RecorderShared>,
+    sender: mpsc::SyncSender<Batch>,
+    pending: RefCell<Vec<Record>>,
+    slot: RefCell<Rc<BatchSlot>>,
+    flush_scheduled: Cell<bool>,
+    /// Records handed to the writer whose outcome is not yet known.
+    in_flight: Rc<Cell<usize>>,
+}
+
+impl WorkerRecorder {
+    pub fn new(shared: Arc<RecorderShared>) -> Option<Rc<WorkerRecorder>> {
+        let sender = shared
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(Rc::new(WorkerRecorder {
+            shared,
+            sender,
+            pending: RefCell::new(Vec::new()),
+            slot: RefCell::new(BatchSlot::new()),
+            flush_scheduled: Cell::new(false),
+            in_flight: Rc::new(Cell::new(0)),
+        }))
+    }
+
+    pub fn strict(&self) -> bool {
+        self.shared.settings.durability == Durability::Strict
+    }
+
+    /// Adds records to this turn's batch and returns the slot that resolves
+    /// when they are durable. Fails at once when the ledger is unavailable or
+    /// this worker already has too many records outstanding.
+    pub fn submit(self: &Rc<Self>, records: impl IntoIterator<Item = Record>) -> Result<Rc<BatchSlot>, Fault> {
+        if let Some(fault) = self.shared.fault() {
+            return Err(fault);
+        }
+        let outstanding = self.pending.borrow().len() + self.in_flight.get();
+        if outstanding >= self.shared.settings.records_per_worker_max {
+            return Err(Fault {
+                kind: FaultKind::Overloaded,
+                message: format!(
+                    "more than {} records are waiting for the ledger on this worker",
+                    self.shared.settings.records_per_worker_max
+                ),
+            });
+        }
+        self.pending.borrow_mut().extend(records);
+        if !self.flush_scheduled.replace(true) {
+            monoio::spawn(flush(self.clone()));
+        }
+        Ok(self.slot.borrow().clone())
+    }
+}
+
+/// Sends the worker's batch to the writer thread and resolves its slot.
+async fn flush(recorder: Rc<WorkerRecorder>) {
+    // Let every other ready task of this turn add its records first.
+    YieldNow(false).await;
+    recorder.flush_scheduled.set(false);
+    let records = std::mem::take(&mut *recorder.pending.borrow_mut());
+    let slot = std::mem::replace(&mut *recorder.slot.borrow_mut(), BatchSlot::new());
+    if records.is_empty() {
+        slot.resolve(Ok(()));
+        return;
+    }
+    let count = records.len();
+    let (completion, result) = if recorder.strict() {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let mut batch = Batch {
+        records,
+        completion,
+    };
+    recorder.in_flight.set(recorder.in_flight.get() + count);
+    // The channel is bounded; when the writer is behind, wait in short steps
+    // (a timer, not a spin) instead of growing memory.
+    loop {
+        match recorder.sender.try_send(batch) {
+            Ok(()) => break,
+            Err(mpsc::TrySendError::Full(returned)) => {
+                batch = returned;
+                monoio::time::sleep(Duration::from_micros(200)).await;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                recorder.in_flight.set(recorder.in_flight.get() - count);
+                slot.resolve(Err(Fault {
+                    kind: FaultKind::Io,
+                    message: "the ledger writer has stopped".into(),
+                }));
+                return;
+            }
+        }
+    }
+    let outcome = match result {
+        Some(rx) => rx.await.unwrap_or_else(|_| {
+            Err(Fault {
+                kind: FaultKind::Io,
+                message: "the ledger writer has stopped".into(),
+            })
+        }),
+        // Batched mode: the writer reports failures through the status.
+        None => Ok(()),
+    };
+    recorder.in_flight.set(recorder.in_flight.get() - count);
+    slot.resolve(outcome);
+}
+
+/// Yields once to the worker's run queue, so tasks already ready run first.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

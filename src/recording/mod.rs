@@ -424,6 +424,10 @@ pub struct WorkerRecorder {
     pending: RefCell<Vec<Record>>,
     slot: RefCell<Rc<BatchSlot>>,
     flush_scheduled: Cell<bool>,
+    /// Whether some session will wait on the batch being filled. Batches
+    /// nobody waits on (responses, session close) ride along with the next
+    /// group commit instead of forcing one of their own.
+    waited: Cell<bool>,
     /// Records handed to the writer whose outcome is not yet known.
     in_flight: Rc<Cell<usize>>,
 }
@@ -441,6 +445,7 @@ impl WorkerRecorder {
             pending: RefCell::new(Vec::new()),
             slot: RefCell::new(BatchSlot::new()),
             flush_scheduled: Cell::new(false),
+            waited: Cell::new(false),
             in_flight: Rc::new(Cell::new(0)),
         }))
     }
@@ -450,9 +455,15 @@ impl WorkerRecorder {
     }
 
     /// Adds records to this turn's batch and returns the slot that resolves
-    /// when they are durable. Fails at once when the ledger is unavailable or
-    /// this worker already has too many records outstanding.
-    pub fn submit(self: &Rc<Self>, records: impl IntoIterator<Item = Record>) -> Result<Rc<BatchSlot>, Fault> {
+    /// when they are durable (`wait`: the caller will await it; otherwise the
+    /// records become durable with the next group commit or interval). Fails
+    /// at once when the ledger is unavailable or this worker already has too
+    /// many records outstanding.
+    pub fn submit(
+        self: &Rc<Self>,
+        records: impl IntoIterator<Item = Record>,
+        wait: bool,
+    ) -> Result<Rc<BatchSlot>, Fault> {
         if let Some(fault) = self.shared.fault() {
             return Err(fault);
         }
@@ -467,6 +478,9 @@ impl WorkerRecorder {
             });
         }
         self.pending.borrow_mut().extend(records);
+        if wait && self.strict() {
+            self.waited.set(true);
+        }
         if !self.flush_scheduled.replace(true) {
             monoio::spawn(flush(self.clone()));
         }
@@ -482,11 +496,12 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
     let records = std::mem::take(&mut *recorder.pending.borrow_mut());
     let slot = std::mem::replace(&mut *recorder.slot.borrow_mut(), BatchSlot::new());
     if records.is_empty() {
+        recorder.waited.set(false);
         slot.resolve(Ok(()));
         return;
     }
     let count = records.len();
-    let (completion, result) = if recorder.strict() {
+    let (completion, result) = if recorder.waited.replace(false) {
         let (tx, rx) = futures_channel::oneshot::channel();
         (Some(tx), Some(rx))
     } else {

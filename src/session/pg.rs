@@ -930,7 +930,7 @@ async fn serve(
         };
         // The session starts only once its opening is recorded: a session
         // that cannot be recorded is not served.
-        let durable = match recording.recorder.submit([recording.record(opened)]) {
+        let durable = match recording.recorder.submit([recording.record(opened)], true) {
             Ok(slot) if recording.recorder.strict() => slot.wait().await,
             Ok(_) => Ok(()),
             Err(fault) => Err(fault),
@@ -990,7 +990,7 @@ async fn serve(
         };
         // Best effort and not awaited: the session is over, and a failure
         // here is already reported by the recorder.
-        let _ = recording.recorder.submit([recording.record(closed)]);
+        let _ = recording.recorder.submit([recording.record(closed)], false);
     }
     tracing::info!(
         session = session_id,
@@ -1113,7 +1113,7 @@ async fn record_chunk(context: &ProxyContext, chunk: &[u8]) -> Result<(), Fault>
     if records.is_empty() {
         return Ok(());
     }
-    let slot = recording.recorder.submit(records)?;
+    let slot = recording.recorder.submit(records, true)?;
     if recording.recorder.strict() {
         slot.wait().await
     } else {
@@ -1261,7 +1261,7 @@ fn record_delivery(context: &ProxyContext, chunk: &[u8]) {
             sha256: Sha256::digest(chunk).into(),
         },
     };
-    if let Err(fault) = recording.recorder.submit([recording.record(body)]) {
+    if let Err(fault) = recording.recorder.submit([recording.record(body)], false) {
         tracing::debug!(phase = "recording", "server data not recorded: {}", fault.message);
     }
 }

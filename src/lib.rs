@@ -17,6 +17,7 @@ pub mod cancel;
 pub mod config;
 pub mod demo;
 pub mod devenv;
+pub mod masking;
 pub mod protocol;
 pub mod recording;
 pub mod server;

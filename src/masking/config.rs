@@ -1,0 +1,408 @@
+//! The `[masking]` configuration section, as the lead wires it into
+//! `src/config.rs`.
+//!
+//! ```toml
+//! [masking]
+//! # Style per detector: "stars" (default), "keep_last4" (default for
+//! # cards) or "redact" (replaces the value by its label; re-frames).
+//! styles = { email = "redact" }
+//! labels = { email = "[EMAIL]" }
+//!
+//! [[masking.detectors]]          # custom detectors
+//! name = "employee_id"
+//! pattern = "EMP-[0-9]{6}"
+//! validator = "luhn"             # optional: luhn | mod97 | ssn
+//! style = "stars"                # optional
+//!
+//! [[masking.column_rules]]       # whole-value masks
+//! table = "public.customers"     # optional; resolved to an OID
+//! column = "ssn"
+//! action = "mask"                # mask | null
+//!
+//! [masking.profiles.analyst]     # per-agent profiles
+//! detectors = ["all"]            # names, or "all"
+//! except = ["ipv4", "ipv6"]
+//! column_rules = true
+//! ```
+//!
+//! [`MaskingConfig::validate`] reports every violation with its key path;
+//! [`MaskingConfig::detectors`] and [`MaskingConfig::profile`] turn a valid
+//! section into what the engine and the sessions use.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::detectors::Builtin;
+use super::engine::{builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind, Engine};
+use super::message::{ColumnAction, ColumnRule};
+use super::style::Style;
+use super::{DetectorSet, Profile, DETECTORS_MAX, LABEL_BYTES_MAX};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Style per detector name.
+    #[serde(default)]
+    pub styles: BTreeMap<String, String>,
+    /// Redaction label per detector name.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub detectors: Vec<CustomDetectorConfig>,
+    #[serde(default)]
+    pub column_rules: Vec<ColumnRuleConfig>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetectorConfig {
+    pub name: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub validator: Option<String>,
+    #[serde(default)]
+    pub style: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRuleConfig {
+    /// `schema.table` or `table`; any table when absent.
+    #[serde(default)]
+    pub table: Option<String>,
+    pub column: String,
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Detector names, or `"all"`.
+    #[serde(default = "all_detectors")]
+    pub detectors: Vec<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+    #[serde(default = "yes")]
+    pub column_rules: bool,
+}
+
+fn all_detectors() -> Vec<String> {
+    vec!["all".to_owned()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One violation, with the key path of the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Labels end up inside text values, COPY rows, CSV fields and JSON
+/// strings, so they may only hold printable ASCII that is special in none
+/// of them.
+fn label_problem(label: &str) -> Option<String> {
+    if label.is_empty() || label.len() > LABEL_BYTES_MAX {
+        return Some(format!("must be 1 to {LABEL_BYTES_MAX} bytes long"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() && c != ' ' || matches!(c, '\\' | '"' | ',' | '\''))
+    {
+        return Some(format!(
+            "contains {c:?}: labels may only hold printable ASCII without backslash, quotes or commas"
+        ));
+    }
+    None
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl MaskingConfig {
+    fn all_names(&self) -> Vec<String> {
+        Builtin::ALL
+            .iter()
+            .map(|b| b.name().to_owned())
+            .chain(self.detectors.iter().map(|d| d.name.clone()))
+            .collect()
+    }
+
+    /// Every violation in the section, each with its key path under
+    /// `prefix` (e.g. `"masking"`).
+    pub fn validate(&self, prefix: &str) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let names = self.all_names();
+        let known = |n: &str| names.iter().any(|k| k == n);
+        for (name, style) in &self.styles {
+            if !known(name) {
+                errors.push(err(format!("{prefix}.styles.{name}"), "no detector has this name"));
+            }
+            if Style::from_name(style).is_none() {
+                errors.push(err(
+                    format!("{prefix}.styles.{name}"),
+                    format!("unknown style {style:?}; expected stars, keep_last4 or redact"),
+                ));
+            }
+        }
+        for (name, label) in &self.labels {
+            if !known(name) {
+                errors.push(err(format!("{prefix}.labels.{name}"), "no detector has this name"));
+            }
+            if let Some(p) = label_problem(label) {
+                errors.push(err(format!("{prefix}.labels.{name}"), p));
+            }
+        }
+        let total = Builtin::ALL.len() + self.detectors.len();
+        if total > DETECTORS_MAX {
+            errors.push(err(
+                format!("{prefix}.detectors"),
+                format!(
+                    "{} custom detectors exceed the maximum of {}",
+                    self.detectors.len(),
+                    DETECTORS_MAX - Builtin::ALL.len()
+                ),
+            ));
+        }
+        for (i, d) in self.detectors.iter().enumerate() {
+            let path = format!("{prefix}.detectors[{i}]");
+            if !name_ok(&d.name) {
+                errors.push(err(
+                    format!("{path}.name"),
+                    "must be 1 to 64 bytes of lowercase letters, digits and underscores",
+                ));
+            }
+            if names.iter().filter(|n| **n == d.name).count() > 1 {
+                errors.push(err(format!("{path}.name"), format!("{:?} is already a detector name", d.name)));
+            }
+            let validator = match d.validator.as_deref() {
+                None => None,
+                Some(v) => match CustomValidator::from_name(v) {
+                    Some(v) => Some(v),
+                    None => {
+                        errors.push(err(
+                            format!("{path}.validator"),
+                            format!("unknown validator {v:?}; expected luhn, mod97 or ssn"),
+                        ));
+                        None
+                    }
+                },
+            };
+            if let Err(reason) = CustomDetector::new(&d.pattern, validator) {
+                errors.push(err(format!("{path}.pattern"), reason));
+            } else if let Err(e) = hyperscan_accepts(&d.pattern) {
+                errors.push(err(format!("{path}.pattern"), format!("Hyperscan refuses it: {e}")));
+            }
+            if let Some(s) = &d.style {
+                if Style::from_name(s).is_none() {
+                    errors.push(err(
+                        format!("{path}.style"),
+                        format!("unknown style {s:?}; expected stars, keep_last4 or redact"),
+                    ));
+                }
+            }
+            if let Some(p) = d.label.as_deref().and_then(label_problem) {
+                errors.push(err(format!("{path}.label"), p));
+            }
+        }
+        for (i, r) in self.column_rules.iter().enumerate() {
+            let path = format!("{prefix}.column_rules[{i}]");
+            if r.column.is_empty() {
+                errors.push(err(format!("{path}.column"), "must not be empty"));
+            }
+            if let Some(t) = &r.table {
+                if t.is_empty() || t.split('.').count() > 2 || t.split('.').any(str::is_empty) {
+                    errors.push(err(format!("{path}.table"), "must be `table` or `schema.table`"));
+                }
+            }
+            if let Some(a) = &r.action {
+                if !matches!(a.as_str(), "mask" | "null") {
+                    errors.push(err(format!("{path}.action"), format!("unknown action {a:?}; expected mask or null")));
+                }
+            }
+        }
+        for (name, p) in &self.profiles {
+            let path = format!("{prefix}.profiles.{name}");
+            for (list, key) in [(&p.detectors, "detectors"), (&p.except, "except")] {
+                for (j, d) in list.iter().enumerate() {
+                    if d != "all" && !known(d) {
+                        errors.push(err(format!("{path}.{key}[{j}]"), format!("no detector is called {d:?}")));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The engine's detector list (call after a successful `validate`).
+    pub fn detectors(&self) -> Vec<DetectorDef> {
+        let mut defs = builtin_detectors();
+        for d in &self.detectors {
+            let validator = d.validator.as_deref().and_then(CustomValidator::from_name);
+            let Ok(custom) = CustomDetector::new(&d.pattern, validator) else {
+                continue;
+            };
+            defs.push(DetectorDef {
+                name: d.name.clone(),
+                kind: DetectorKind::Custom(custom),
+                style: d.style.as_deref().and_then(Style::from_name).unwrap_or_default(),
+                label: d
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| format!("[{}]", d.name.to_ascii_uppercase())),
+            });
+        }
+        for def in &mut defs {
+            if let Some(s) = self.styles.get(&def.name).and_then(|s| Style::from_name(s)) {
+                def.style = s;
+            }
+            if let Some(l) = self.labels.get(&def.name) {
+                def.label = l.clone();
+            }
+        }
+        defs
+    }
+
+    /// The profile called `name` for `engine` (the built-in "all" profile
+    /// when the configuration does not define it).
+    pub fn profile(&self, name: &str, engine: &Engine) -> Profile {
+        let Some(p) = self.profiles.get(name) else {
+            return Profile {
+                name: name.to_owned(),
+                ..Profile::all()
+            };
+        };
+        let mut set = DetectorSet::EMPTY;
+        for d in &p.detectors {
+            if d == "all" {
+                set = DetectorSet::ALL;
+            } else if let Some(id) = engine.detector_id(d) {
+                set = set.with(id);
+            }
+        }
+        for d in &p.except {
+            if d == "all" {
+                set = DetectorSet::EMPTY;
+            } else if let Some(id) = engine.detector_id(d) {
+                set = set.without(id);
+            }
+        }
+        Profile {
+            name: name.to_owned(),
+            detectors: set,
+            column_rules: p.column_rules,
+        }
+    }
+
+    /// Column rules with table names resolved by `resolve_table` (a rule
+    /// whose table does not resolve is kept with an OID that matches no
+    /// table, so it can never silently widen to every table).
+    pub fn column_rules(&self, resolve_table: impl Fn(&str) -> Option<u32>) -> Vec<ColumnRule> {
+        self.column_rules
+            .iter()
+            .map(|r| ColumnRule {
+                table_oid: r.table.as_deref().map(|t| resolve_table(t).unwrap_or(0)),
+                column: r.column.clone(),
+                action: match r.action.as_deref() {
+                    Some("null") => ColumnAction::Null,
+                    _ => ColumnAction::Mask,
+                },
+            })
+            .collect()
+    }
+}
+
+/// Compiles one pattern alone, so a refusal names its detector.
+fn hyperscan_accepts(pattern: &str) -> Result<(), String> {
+    use hyperscan::prelude::*;
+    let p = Pattern::new(pattern).map_err(|e| e.to_string())?;
+    let _: BlockDatabase = p.build().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_reports_key_paths() {
+        let cfg: MaskingConfig = toml::from_str(
+            r#"
+            styles = { email = "redact", nope = "stars" }
+            labels = { email = "[E,MAIL]" }
+            [[detectors]]
+            name = "Bad Name"
+            pattern = "^x"
+            validator = "crc"
+            [[column_rules]]
+            table = "a..b"
+            column = "ssn"
+            action = "drop"
+            [profiles.analyst]
+            except = ["ipv9"]
+            "#,
+        )
+        .unwrap();
+        let errors = cfg.validate("masking").unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "masking.styles.nope",
+                "masking.labels.email",
+                "masking.detectors[0].name",
+                "masking.detectors[0].validator",
+                "masking.detectors[0].pattern",
+                "masking.column_rules[0].table",
+                "masking.column_rules[0].action",
+                "masking.profiles.analyst.except[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn valid_config_builds_engine_and_profile() {
+        let cfg: MaskingConfig = toml::from_str(
+            r#"
+            styles = { email = "redact" }
+            [[detectors]]
+            name = "employee_id"
+            pattern = "EMP-[0-9]{6}"
+            [profiles.analyst]
+            except = ["ipv4"]
+            "#,
+        )
+        .unwrap();
+        cfg.validate("masking").unwrap();
+        let engine = Engine::new(cfg.detectors()).unwrap();
+        let p = cfg.profile("analyst", &engine);
+        assert!(!p.detectors.contains(Builtin::Ipv4 as u16));
+        assert!(p.detectors.contains(engine.detector_id("employee_id").unwrap()));
+    }
+}

@@ -1,0 +1,583 @@
+//! Masking PostgreSQL backend messages.
+//!
+//! [`mask_backend_message`] takes one complete backend message (tag,
+//! length word, body) in a mutable buffer. With same-length styles it
+//! rewrites values in place and the framing never changes
+//! ([`Outcome::MaskedInPlace`]). When a redaction label or a NULL replaces
+//! a value, the message is rebuilt with the codec's builders into `out`
+//! ([`Outcome::Reframed`]); the caller then sends `out` instead of the
+//! original bytes.
+//!
+//! Which values are scanned follows the result shape
+//! ([`ResultShape`], built from RowDescription): text-format values of any
+//! type that can hold text, binary-format values of text-like types
+//! (text, varchar, bpchar, name, char, json, jsonb after its version byte,
+//! xml, unknown), every ErrorResponse/NoticeResponse field that can echo
+//! data (all but severity, SQLSTATE, file, line, routine and positions),
+//! NotificationResponse payloads and text/CSV COPY data.
+
+use bytes::BytesMut;
+
+use super::engine::Scanner;
+use super::style::{self, Style};
+use super::{DetectorSet, Profile};
+use crate::protocol::pg::{build, parse_backend, BackendMessage, FieldDescription, FormatCode, Frame, ParseError};
+
+/// Most columns a result can have (PostgreSQL's own limit on a target
+/// list is 1664).
+pub const RESULT_COLUMNS_MAX: usize = 1664;
+
+/// What a column rule does to every value of its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColumnAction {
+    /// Letters and digits become `*` (text-like types); a value of a type
+    /// whose text form would no longer parse (numbers, dates, json)
+    /// becomes NULL instead.
+    #[default]
+    Mask,
+    /// The value becomes NULL.
+    Null,
+}
+
+/// A whole-column rule: the column named `column`, from the table with
+/// OID `table_oid` (any table when `None`). Table names from the
+/// configuration are resolved to OIDs by the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRule {
+    pub table_oid: Option<u32>,
+    pub column: String,
+    pub action: ColumnAction,
+}
+
+/// How one column's values are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnPlan {
+    /// Not scanned: the type cannot hold text (or no detector applies).
+    Skip,
+    /// Scanned with the profile's detectors, from byte `offset` (1 for
+    /// binary jsonb, whose first byte is a format version).
+    Scan { offset: u8 },
+    /// Masked whole in place (letters and digits become `*`).
+    Fill,
+    /// Replaced by NULL (the message is re-framed).
+    Null,
+}
+
+/// Type OIDs whose values hold text in either format.
+fn text_like(type_oid: u32) -> bool {
+    // char, name, text, json, xml, bpchar, varchar, unknown, jsonb
+    matches!(type_oid, 18 | 19 | 25 | 114 | 142 | 705 | 1042 | 1043 | 3802)
+}
+
+/// Type OIDs whose text form cannot hold a sensitive value: booleans,
+/// bytea (hex-encoded), int2 (five digits at most), oid, float4 (seven
+/// significant digits), dates and times, intervals and UUIDs. Every other
+/// type, including unknown ones (enums, domains, composites, arrays), is
+/// scanned in text format.
+fn never_text(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        16 | 17 | 21 | 26 | 700 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 | 2950
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ColumnInfo {
+    type_oid: u32,
+    format: FormatCode,
+    rule: Option<ColumnAction>,
+}
+
+/// The shape of one result: per column, its type, format and whether a
+/// column rule applies. Built from RowDescription; the formats can be
+/// replaced by those of the Bind that created the portal (a statement
+/// Describe reports text for every column).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResultShape {
+    columns: Vec<ColumnInfo>,
+    /// Column names, concatenated, for summaries (`names[i]` is a range).
+    name_bytes: Vec<u8>,
+    names: Vec<(u32, u32)>,
+}
+
+impl ResultShape {
+    /// Builds the shape of a RowDescription. `rules` are only consulted
+    /// when the profile applies column rules.
+    pub fn from_fields<'a>(
+        fields: impl Iterator<Item = FieldDescription<'a>>,
+        rules: &[ColumnRule],
+        profile: &Profile,
+    ) -> Self {
+        let mut shape = ResultShape::default();
+        for f in fields.take(RESULT_COLUMNS_MAX) {
+            let rule = if profile.column_rules {
+                rules
+                    .iter()
+                    .find(|r| r.column.as_bytes() == f.name && r.table_oid.is_none_or(|t| t == f.table_oid))
+                    .map(|r| r.action)
+            } else {
+                None
+            };
+            shape.columns.push(ColumnInfo {
+                type_oid: f.type_oid,
+                format: f.format,
+                rule,
+            });
+            let from = shape.name_bytes.len() as u32;
+            shape.name_bytes.extend_from_slice(f.name);
+            shape.names.push((from, shape.name_bytes.len() as u32));
+        }
+        shape
+    }
+
+    /// Applies the result format codes of a Bind: none means all text, one
+    /// applies to every column, otherwise one per column.
+    pub fn set_result_formats(&mut self, formats: &[FormatCode]) {
+        for (i, c) in self.columns.iter_mut().enumerate() {
+            c.format = match formats.len() {
+                0 => FormatCode::Text,
+                1 => formats[0],
+                _ => formats.get(i).copied().unwrap_or(FormatCode::Text),
+            };
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The column's name as RowDescription sent it.
+    pub fn column_name(&self, i: usize) -> Option<&[u8]> {
+        self.names
+            .get(i)
+            .map(|&(a, b)| &self.name_bytes[a as usize..b as usize])
+    }
+
+    /// How values of column `i` are treated under `profile`.
+    pub fn plan(&self, i: usize, profile: &Profile) -> ColumnPlan {
+        let Some(c) = self.columns.get(i) else {
+            return unknown_plan(profile);
+        };
+        if let Some(action) = c.rule {
+            let fill_ok = text_like(c.type_oid) && !matches!(c.type_oid, 114 | 3802);
+            return match action {
+                ColumnAction::Mask if fill_ok => ColumnPlan::Fill,
+                _ => ColumnPlan::Null,
+            };
+        }
+        if profile.detectors.is_empty() {
+            return ColumnPlan::Skip;
+        }
+        match c.format {
+            FormatCode::Text if never_text(c.type_oid) => ColumnPlan::Skip,
+            FormatCode::Text => ColumnPlan::Scan { offset: 0 },
+            FormatCode::Binary if c.type_oid == 3802 => ColumnPlan::Scan { offset: 1 },
+            FormatCode::Binary if text_like(c.type_oid) => ColumnPlan::Scan { offset: 0 },
+            FormatCode::Binary => ColumnPlan::Skip,
+        }
+    }
+}
+
+/// Values of a result whose shape is unknown are scanned as text: that is
+/// the safe side for privacy (a binary value could be altered, but the
+/// framing never is).
+fn unknown_plan(profile: &Profile) -> ColumnPlan {
+    if profile.detectors.is_empty() {
+        ColumnPlan::Skip
+    } else {
+        ColumnPlan::Scan { offset: 0 }
+    }
+}
+
+/// Per-session masking state: the current result shape, whether a COPY
+/// in progress is binary, and what has been masked so far.
+#[derive(Debug, Clone, Default)]
+pub struct MaskingState {
+    /// Shape of the rows being received; set from RowDescription and
+    /// cleared when the result ends. The session may replace it (e.g. with
+    /// a prepared statement's shape and its Bind formats) before rows
+    /// arrive without a RowDescription of their own.
+    pub shape: Option<ResultShape>,
+    /// A binary COPY (or a CopyBoth stream) is in progress; its data is
+    /// not text and is not scanned.
+    pub copy_binary: bool,
+    /// Everything masked in this session.
+    pub summary: super::MaskSummary,
+    /// Reused buffers for re-framing (allocated once they are needed).
+    values: Vec<Option<(usize, usize)>>,
+    bytes: Vec<u8>,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to mask; the bytes are untouched.
+    Unchanged,
+    /// Values were masked in place; the length is unchanged.
+    MaskedInPlace,
+    /// The message was rebuilt into `out`; send that instead.
+    Reframed,
+}
+
+/// Violations found in a message handed to the masking layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaskError {
+    #[error("message of {len} bytes is shorter than the 5-byte header")]
+    ShorterThanHeader { len: usize },
+    #[error("message {tag:#04x} declares length {declared} but the buffer holds {actual} bytes after the tag")]
+    LengthMismatch { tag: u8, declared: i64, actual: usize },
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// ErrorResponse/NoticeResponse field codes never scanned: severity
+/// (`S`, `V`), SQLSTATE (`C`), source file, line and routine (`F`, `L`,
+/// `R`) and positions (`P`, `p`). Every other field can echo data.
+fn field_scanned(code: u8) -> bool {
+    !matches!(code, b'S' | b'V' | b'C' | b'F' | b'L' | b'R' | b'P' | b'p')
+}
+
+/// Masks one complete backend message in place, or re-frames it into
+/// `out` when a redaction or a NULL changes its length.
+///
+/// RowDescription, CopyOutResponse/CopyBothResponse and the ends of results
+/// (CommandComplete, EmptyQueryResponse, ErrorResponse, ReadyForQuery,
+/// CopyDone) update `state`; DataRow, CopyData, ErrorResponse,
+/// NoticeResponse and NotificationResponse are masked; everything else is
+/// left alone without being parsed.
+pub fn mask_backend_message(
+    scanner: &mut Scanner,
+    frame: &mut [u8],
+    state: &mut MaskingState,
+    rules: &[ColumnRule],
+    profile: &Profile,
+    out: &mut BytesMut,
+) -> Result<Outcome, MaskError> {
+    if frame.len() < 5 {
+        return Err(MaskError::ShorterThanHeader { len: frame.len() });
+    }
+    let tag = frame[0];
+    let declared = i32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
+    if i64::from(declared) != frame.len() as i64 - 1 {
+        return Err(MaskError::LengthMismatch {
+            tag,
+            declared: i64::from(declared),
+            actual: frame.len() - 1,
+        });
+    }
+    match tag {
+        b'T' => {
+            let msg = parse_backend(Frame { tag, body: &frame[5..] })?;
+            if let BackendMessage::RowDescription { fields } = msg {
+                state.shape = Some(ResultShape::from_fields(fields, rules, profile));
+            }
+            Ok(Outcome::Unchanged)
+        }
+        b'H' | b'W' => {
+            let msg = parse_backend(Frame { tag, body: &frame[5..] })?;
+            state.copy_binary = match msg {
+                BackendMessage::CopyOutResponse { overall_format, .. } => overall_format == FormatCode::Binary,
+                _ => true,
+            };
+            Ok(Outcome::Unchanged)
+        }
+        b'C' | b'I' | b'Z' | b'c' => {
+            state.shape = None;
+            state.copy_binary = false;
+            Ok(Outcome::Unchanged)
+        }
+        b'D' => {
+            parse_backend(Frame { tag, body: &frame[5..] })?;
+            mask_data_row(scanner, frame, state, profile, out)
+        }
+        b'd' => {
+            parse_backend(Frame { tag, body: &frame[5..] })?;
+            if state.copy_binary || profile.detectors.is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            let mut m = Masker::new(scanner, profile.detectors);
+            let range = 5..frame.len();
+            let r = m.value(frame, range.clone(), None, &mut state.summary);
+            if r == ValueResult::NeedsReframe {
+                state.bytes.clear();
+                m.redacted(&frame[range], &mut state.bytes);
+                build::copy_data(out, &state.bytes);
+                state.summary.reframed_messages += 1;
+                return Ok(Outcome::Reframed);
+            }
+            Ok(m.outcome())
+        }
+        b'E' | b'N' => {
+            parse_backend(Frame { tag, body: &frame[5..] })?;
+            if tag == b'E' {
+                state.shape = None;
+                state.copy_binary = false;
+            }
+            mask_fields(scanner, frame, state, profile, out)
+        }
+        b'A' => {
+            parse_backend(Frame { tag, body: &frame[5..] })?;
+            if profile.detectors.is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            // Int32 process id, channel, payload (both NUL-terminated).
+            let channel_end = 9 + frame[9..].iter().position(|&b| b == 0).unwrap_or(0);
+            let payload = channel_end + 1..frame.len() - 1;
+            let mut m = Masker::new(scanner, profile.detectors);
+            if m.value(frame, payload.clone(), None, &mut state.summary) == ValueResult::NeedsReframe {
+                state.bytes.clear();
+                m.redacted(&frame[payload], &mut state.bytes);
+                let pid = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]);
+                build::notification_response(out, pid, &frame[9..channel_end], &state.bytes);
+                state.summary.reframed_messages += 1;
+                return Ok(Outcome::Reframed);
+            }
+            Ok(m.outcome())
+        }
+        _ => Ok(Outcome::Unchanged),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueResult {
+    Untouched,
+    Masked,
+    NeedsReframe,
+}
+
+/// Scans values and masks them in place, remembering whether anything
+/// changed.
+struct Masker<'s> {
+    scanner: &'s mut Scanner,
+    set: DetectorSet,
+    changed: bool,
+}
+
+impl<'s> Masker<'s> {
+    fn new(scanner: &'s mut Scanner, set: DetectorSet) -> Self {
+        Masker {
+            scanner,
+            set,
+            changed: false,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        if self.changed {
+            Outcome::MaskedInPlace
+        } else {
+            Outcome::Unchanged
+        }
+    }
+
+    /// Scans `buf[range]`, records its findings, and masks it in place
+    /// unless a finding's style is a redaction (then the caller re-frames
+    /// and calls [`Masker::redacted`] on the untouched value).
+    fn value(
+        &mut self,
+        buf: &mut [u8],
+        range: std::ops::Range<usize>,
+        column: Option<u16>,
+        summary: &mut super::MaskSummary,
+    ) -> ValueResult {
+        let value = &mut buf[range];
+        let engine = std::sync::Arc::clone(self.scanner.engine());
+        let scan = self.scanner.scan(value, self.set);
+        if !scan.complete {
+            style::fill(value);
+            summary.record_whole(column);
+            self.changed = true;
+            return ValueResult::Masked;
+        }
+        if scan.findings.is_empty() {
+            return ValueResult::Untouched;
+        }
+        let mut redact = false;
+        for f in scan.findings {
+            summary.record(f.detector, column);
+            redact |= engine.detectors()[usize::from(f.detector)].style == Style::Redact;
+        }
+        if redact {
+            return ValueResult::NeedsReframe;
+        }
+        for f in scan.findings {
+            let s = engine.detectors()[usize::from(f.detector)].style;
+            style::mask_span(value, f.start, f.end, s);
+        }
+        self.changed = true;
+        ValueResult::Masked
+    }
+
+    /// Appends the redacted form of `value` (not yet masked) to `out`.
+    fn redacted(&mut self, value: &[u8], out: &mut Vec<u8>) {
+        let engine = std::sync::Arc::clone(self.scanner.engine());
+        let scan = self.scanner.scan(value, self.set);
+        if !scan.complete {
+            let from = out.len();
+            out.extend_from_slice(value);
+            let to = out.len();
+            style::mask_span(out, from, to, Style::Stars);
+            return;
+        }
+        let dets = engine.detectors();
+        style::redact_into(
+            value,
+            scan.findings,
+            |d| dets[usize::from(d)].style,
+            |d| dets[usize::from(d)].label.as_bytes(),
+            out,
+        );
+    }
+}
+
+fn mask_data_row(
+    scanner: &mut Scanner,
+    frame: &mut [u8],
+    state: &mut MaskingState,
+    profile: &Profile,
+    out: &mut BytesMut,
+) -> Result<Outcome, MaskError> {
+    let count = usize::from(u16::from_be_bytes([frame[5], frame[6]]));
+    let shape = state.shape.take();
+    let shape_fits = shape.as_ref().is_some_and(|s| s.len() == count);
+    let plan = |i: usize| match &shape {
+        Some(s) if shape_fits => s.plan(i, profile),
+        _ => unknown_plan(profile),
+    };
+    let mut m = Masker::new(scanner, profile.detectors);
+    let mut reframe = false;
+    let mut pos = 7usize;
+    // First pass: mask in place what can be, note what cannot.
+    for i in 0..count {
+        let len = i32::from_be_bytes([frame[pos], frame[pos + 1], frame[pos + 2], frame[pos + 3]]);
+        pos += 4;
+        let Ok(len) = usize::try_from(len) else {
+            continue;
+        };
+        let (start, end) = (pos, pos + len);
+        pos = end;
+        let column = u16::try_from(i).ok();
+        match plan(i) {
+            ColumnPlan::Skip => {}
+            ColumnPlan::Fill => {
+                style::fill(&mut frame[start..end]);
+                state.summary.record_whole(column);
+                m.changed = true;
+            }
+            ColumnPlan::Null => {
+                state.summary.record_whole(column);
+                reframe = true;
+            }
+            ColumnPlan::Scan { offset } => {
+                let from = (start + usize::from(offset)).min(end);
+                if m.value(frame, from..end, column, &mut state.summary) == ValueResult::NeedsReframe {
+                    reframe = true;
+                }
+            }
+        }
+    }
+    if !reframe {
+        state.shape = shape;
+        return Ok(m.outcome());
+    }
+    // Second pass: rebuild the row. Values masked in place are copied as
+    // they are now; redacted values are rescanned (they were left intact)
+    // and NULLs replace values of columns masked that way.
+    state.values.clear();
+    state.bytes.clear();
+    let mut pos = 7usize;
+    for i in 0..count {
+        let len = i32::from_be_bytes([frame[pos], frame[pos + 1], frame[pos + 2], frame[pos + 3]]);
+        pos += 4;
+        let Ok(len) = usize::try_from(len) else {
+            state.values.push(None);
+            continue;
+        };
+        let (start, end) = (pos, pos + len);
+        pos = end;
+        let from = state.bytes.len();
+        match plan(i) {
+            ColumnPlan::Null => {
+                state.values.push(None);
+                continue;
+            }
+            ColumnPlan::Scan { offset } => {
+                let split = (start + usize::from(offset)).min(end);
+                state.bytes.extend_from_slice(&frame[start..split]);
+                m.redacted(&frame[split..end], &mut state.bytes);
+            }
+            ColumnPlan::Skip | ColumnPlan::Fill => state.bytes.extend_from_slice(&frame[start..end]),
+        }
+        state.values.push(Some((from, state.bytes.len())));
+    }
+    let values: Vec<Option<&[u8]>> = state
+        .values
+        .iter()
+        .map(|v| v.map(|(a, b)| &state.bytes[a..b]))
+        .collect();
+    build::data_row(out, &values);
+    state.summary.reframed_messages += 1;
+    state.shape = shape;
+    Ok(Outcome::Reframed)
+}
+
+fn mask_fields(
+    scanner: &mut Scanner,
+    frame: &mut [u8],
+    state: &mut MaskingState,
+    profile: &Profile,
+    out: &mut BytesMut,
+) -> Result<Outcome, MaskError> {
+    if profile.detectors.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
+    let tag = frame[0];
+    let mut m = Masker::new(scanner, profile.detectors);
+    let mut reframe = false;
+    let mut pos = 5usize;
+    while pos < frame.len() && frame[pos] != 0 {
+        let code = frame[pos];
+        let start = pos + 1;
+        let end = start + frame[start..].iter().position(|&b| b == 0).unwrap_or(0);
+        pos = end + 1;
+        if field_scanned(code) && m.value(frame, start..end, None, &mut state.summary) == ValueResult::NeedsReframe {
+            reframe = true;
+        }
+    }
+    if !reframe {
+        return Ok(m.outcome());
+    }
+    state.values.clear();
+    state.bytes.clear();
+    let mut codes: Vec<u8> = Vec::new();
+    let mut pos = 5usize;
+    while pos < frame.len() && frame[pos] != 0 {
+        let code = frame[pos];
+        let start = pos + 1;
+        let end = start + frame[start..].iter().position(|&b| b == 0).unwrap_or(0);
+        pos = end + 1;
+        let from = state.bytes.len();
+        if field_scanned(code) {
+            m.redacted(&frame[start..end], &mut state.bytes);
+        } else {
+            state.bytes.extend_from_slice(&frame[start..end]);
+        }
+        codes.push(code);
+        state.values.push(Some((from, state.bytes.len())));
+    }
+    let fields: Vec<(u8, &[u8])> = codes
+        .iter()
+        .zip(state.values.iter())
+        .map(|(&c, v)| {
+            let (a, b) = v.unwrap_or((0, 0));
+            (c, &state.bytes[a..b])
+        })
+        .collect();
+    build::fields_message(out, tag, &fields);
+    state.summary.reframed_messages += 1;
+    Ok(Outcome::Reframed)
+}

@@ -1,0 +1,179 @@
+//! Inline masking of sensitive values (issue 6), sans-IO.
+//!
+//! Nothing here performs I/O or depends on the runtime: the session loop
+//! hands complete backend messages to [`message::mask_backend_message`]
+//! (or single values to [`Scanner::mask_in_place`]) and forwards what comes
+//! back.
+//!
+//! # Layers
+//!
+//! - [`detectors`] and [`validate`]: what every built-in detector matches,
+//!   exactly (shape, boundaries, validator, length bounds).
+//! - [`engine`]: the fast path. One Hyperscan block database, compiled once
+//!   and shared read-only through an `Arc<Engine>`, finds the literal
+//!   anchors of the token-like detectors (`@`, `AKIA`, `ghp_`, `eyJ`, …)
+//!   without start-of-match tracking, which is what keeps Hyperscan at
+//!   gigabytes per second. Digit-led detectors (cards, SSNs, phones, IPv4)
+//!   are not given to Hyperscan at all: on digit-dense text they made it
+//!   slower than the `regex` crate (stack facts), so the engine walks the
+//!   runs of digits and `[ ().+-]` itself. Every anchor is then confirmed
+//!   in a small window by a hand-written recogniser and the validators.
+//!   Each worker owns a [`Scanner`] (Hyperscan scratch space and reusable
+//!   candidate buffers).
+//! - [`reference`]: the naive scanner (one `regex` per detector, every
+//!   candidate span checked) that defines the expected findings, and the
+//!   straightforward `regex` baseline used by the bench.
+//! - [`style`]: same-length masking in place and length-changing redaction.
+//! - [`message`]: PostgreSQL messages: result shapes from RowDescription,
+//!   DataRow, CopyData, ErrorResponse/NoticeResponse and
+//!   NotificationResponse, with re-framing when redaction changes lengths.
+//! - [`config`]: the serde shape of the `[masking]` configuration section.
+//!
+//! # Findings
+//!
+//! A finding is a detector and a byte range of one value. The findings of a
+//! value never overlap; among overlapping candidates the leftmost wins, then
+//! the longest, then the detector listed first. The result is deterministic
+//! and identical between the fast engine and the reference (property-tested
+//! in `tests/masking_equivalence.rs`).
+
+pub mod config;
+pub mod detectors;
+pub mod engine;
+pub mod fuzz;
+pub mod message;
+pub mod reference;
+pub mod style;
+pub mod validate;
+
+pub use config::{ConfigError, MaskingConfig};
+pub use detectors::Builtin;
+pub use engine::{DetectorDef, DetectorKind, Engine, Scan, Scanner};
+pub use message::{
+    mask_backend_message, ColumnPlan, ColumnRule, MaskError, MaskingState, Outcome, ResultShape,
+};
+pub use style::{MaskSummary, Style};
+
+/// Most detectors an engine holds (built-ins and custom ones together): a
+/// [`DetectorSet`] is one 64-bit mask.
+pub const DETECTORS_MAX: usize = 64;
+/// Most candidates collected for one value before the scan gives up and
+/// the value is masked whole. A value can only reach this by being packed
+/// with overlapping look-alikes, and masking it whole is the safe answer.
+pub const CANDIDATES_MAX: usize = 16 * 1024;
+/// Most findings reported for one value; beyond it the value is masked
+/// whole, for the same reason.
+pub const FINDINGS_MAX: usize = 4 * 1024;
+/// Largest value scanned. Larger values (which only a huge text column or
+/// COPY chunk can produce) are masked whole rather than scanned partially:
+/// a partial scan would let the unscanned tail through.
+pub const VALUE_SCAN_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Longest match of a custom detector; it bounds the confirmation window.
+pub const CUSTOM_MATCH_BYTES_MAX: usize = 256;
+/// Longest redaction label.
+pub const LABEL_BYTES_MAX: usize = 32;
+
+/// Index of a detector in its [`Engine`]. Built-ins come first, in the
+/// order of [`Builtin::ALL`], so their ids never depend on configuration.
+pub type DetectorId = u16;
+
+/// A set of detectors (one bit per [`DetectorId`]), chosen per profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DetectorSet(pub u64);
+
+impl DetectorSet {
+    pub const EMPTY: DetectorSet = DetectorSet(0);
+    pub const ALL: DetectorSet = DetectorSet(u64::MAX);
+
+    pub fn contains(self, id: DetectorId) -> bool {
+        usize::from(id) < DETECTORS_MAX && self.0 & (1u64 << id) != 0
+    }
+
+    pub fn with(self, id: DetectorId) -> Self {
+        if usize::from(id) < DETECTORS_MAX {
+            DetectorSet(self.0 | (1u64 << id))
+        } else {
+            self
+        }
+    }
+
+    pub fn without(self, id: DetectorId) -> Self {
+        if usize::from(id) < DETECTORS_MAX {
+            DetectorSet(self.0 & !(1u64 << id))
+        } else {
+            self
+        }
+    }
+
+    pub fn builtin(b: Builtin) -> Self {
+        DetectorSet(1u64 << (b as u8))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// One sensitive value inside a scanned byte string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Finding {
+    pub start: usize,
+    pub end: usize,
+    pub detector: DetectorId,
+}
+
+/// What a profile masks for one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Content detectors applied to every text value.
+    pub detectors: DetectorSet,
+    /// Whether the column rules (whole-value masks) apply.
+    pub column_rules: bool,
+}
+
+impl Profile {
+    /// Every detector and every column rule: the default for agents.
+    pub fn all() -> Self {
+        Profile {
+            name: "default".to_owned(),
+            detectors: DetectorSet::ALL,
+            column_rules: true,
+        }
+    }
+
+    /// Nothing masked (e.g. a trusted operator's profile).
+    pub fn none() -> Self {
+        Profile {
+            name: "none".to_owned(),
+            detectors: DetectorSet::EMPTY,
+            column_rules: false,
+        }
+    }
+}
+
+/// Resolves overlapping candidates into findings: leftmost, then longest,
+/// then lowest detector id. Shared by the engine and the reference so that
+/// both apply exactly the same rule. Returns false when more than
+/// [`FINDINGS_MAX`] findings remain (the caller then masks the whole
+/// value).
+pub fn resolve(candidates: &mut [Finding], out: &mut Vec<Finding>) -> bool {
+    candidates.sort_unstable_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(a.detector.cmp(&b.detector))
+    });
+    let mut cursor = 0usize;
+    for c in candidates.iter() {
+        if c.start < cursor {
+            continue;
+        }
+        if out.len() == FINDINGS_MAX {
+            return false;
+        }
+        out.push(*c);
+        cursor = c.end;
+    }
+    true
+}

@@ -1,0 +1,365 @@
+//! Checksums and range checks that turn "looks like" into "is".
+//!
+//! Both the fast engine and the reference scanner call these same
+//! functions, so a difference between the two can only come from candidate
+//! generation, which is what the property tests exercise.
+
+/// True when the ASCII digits of `bytes` (other bytes ignored) pass the
+/// Luhn check. Fewer than two digits never pass, so an empty or one-digit
+/// string is not "valid" by accident.
+pub fn luhn(bytes: &[u8]) -> bool {
+    let mut sum = 0u32;
+    let mut count = 0u32;
+    for &b in bytes.iter().rev() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        let mut d = u32::from(b - b'0');
+        if count % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+        count += 1;
+    }
+    count >= 2 && sum % 10 == 0
+}
+
+/// True when the digits of `bytes` begin with the prefix of a major
+/// payment card brand and have a length that brand issues. Brands and
+/// ranges: Visa 4 (13, 16, 19), Mastercard 51-55 and 2221-2720 (16),
+/// American Express 34/37 (15), Discover 6011, 644-649, 65 (16-19), JCB
+/// 3528-3589 (16-19), Diners Club 300-305, 36, 38, 39 (14-19), UnionPay 62
+/// (16-19). Maestro and other regional schemes are left out on purpose: their
+/// prefixes would make one random 13-19 digit number in ten more look valid.
+pub fn card_brand_ok(digits: &[u8], len: usize) -> bool {
+    let prefix = |n: usize| -> u32 {
+        digits
+            .iter()
+            .take(n)
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+    };
+    if digits.len() < 4 {
+        return false;
+    }
+    let p1 = prefix(1);
+    let p2 = prefix(2);
+    let p3 = prefix(3);
+    let p4 = prefix(4);
+    match p1 {
+        4 => matches!(len, 13 | 16 | 19),
+        5 => (51..=55).contains(&p2) && len == 16,
+        2 => (2221..=2720).contains(&p4) && len == 16,
+        3 => {
+            (matches!(p2, 34 | 37) && len == 15)
+                || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+                || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39))
+                    && (14..=19).contains(&len))
+        }
+        6 => {
+            ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && (16..=19).contains(&len))
+                || (p2 == 62 && (16..=19).contains(&len))
+        }
+        _ => false,
+    }
+}
+
+/// Payment card: 13-19 digits of a known brand, one kind of separator at
+/// most (no "4111 1111-1111 1111"), Luhn-valid.
+pub fn card(candidate: &[u8]) -> bool {
+    let mut digits = [0u8; 19];
+    let mut n = 0usize;
+    let mut sep = 0u8;
+    for &b in candidate {
+        if b.is_ascii_digit() {
+            if n == digits.len() {
+                return false;
+            }
+            digits[n] = b;
+            n += 1;
+        } else {
+            if sep != 0 && sep != b {
+                return false;
+            }
+            sep = b;
+        }
+    }
+    (13..=19).contains(&n) && card_brand_ok(&digits[..n], n) && luhn(candidate)
+}
+
+/// US Social Security number ranges as issued: area not 000, 666 or
+/// 900-999; group not 00; serial not 0000. `candidate` is `AAA?GG?SSSS`
+/// with the same separator twice (the shape has been checked already).
+pub fn ssn(candidate: &[u8]) -> bool {
+    if candidate.len() != 11 || candidate[3] != candidate[6] {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> u32 {
+        candidate[r]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d.wrapping_sub(b'0')))
+    };
+    let area = num(0..3);
+    let group = num(4..6);
+    let serial = num(7..11);
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// Phone numbers carry between 8 and 15 digits (E.164 allows at most 15;
+/// fewer than 8 is an extension or a short code, not a phone number).
+pub fn phone(candidate: &[u8]) -> bool {
+    let digits = candidate.iter().filter(|b| b.is_ascii_digit()).count();
+    (8..=15).contains(&digits)
+}
+
+/// IBAN lengths by country (ISO 13616 registry, 2024).
+const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+/// The IBAN length of a country, if the country issues IBANs.
+pub fn iban_length(country: &[u8]) -> Option<usize> {
+    IBAN_LENGTHS
+        .iter()
+        .find(|(c, _)| c.as_slice() == country)
+        .map(|(_, n)| usize::from(*n))
+}
+
+/// Countries that issue IBANs, for the Hyperscan anchor of the detector.
+pub fn iban_countries() -> impl Iterator<Item = &'static str> {
+    IBAN_LENGTHS
+        .iter()
+        .map(|(c, _)| std::str::from_utf8(c.as_slice()).unwrap_or("XX"))
+}
+
+/// IBAN: known country, that country's length (spaces ignored), and the
+/// ISO 7064 mod-97 check equal to 1.
+pub fn iban(candidate: &[u8]) -> bool {
+    let mut compact = [0u8; 34];
+    let mut n = 0usize;
+    for &b in candidate {
+        if b == b' ' {
+            continue;
+        }
+        if n == compact.len() {
+            return false;
+        }
+        compact[n] = b;
+        n += 1;
+    }
+    if n < 5 || iban_length(&compact[..2]) != Some(n) {
+        return false;
+    }
+    mod97(&compact[..n]) == 1
+}
+
+/// ISO 7064 mod 97-10 over an IBAN: the first four characters move to the
+/// end and letters count as two digits (A = 10 ... Z = 35).
+pub fn mod97(iban: &[u8]) -> u32 {
+    let (head, tail) = iban.split_at(4.min(iban.len()));
+    let mut rem = 0u32;
+    for &b in tail.iter().chain(head) {
+        match b {
+            b'0'..=b'9' => rem = (rem * 10 + u32::from(b - b'0')) % 97,
+            b'A'..=b'Z' => rem = (rem * 100 + u32::from(b - b'A') + 10) % 97,
+            _ => return u32::MAX,
+        }
+    }
+    rem
+}
+
+/// IPv6: what `std::net::Ipv6Addr` accepts, with at least one hex digit
+/// (a bare `::` in prose or code is not an address worth masking).
+pub fn ipv6(candidate: &[u8]) -> bool {
+    if !candidate.iter().any(u8::is_ascii_hexdigit) {
+        return false;
+    }
+    std::str::from_utf8(candidate)
+        .ok()
+        .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+        .is_some()
+}
+
+/// Keywords that introduce an AWS secret access key, compared without case.
+const AWS_SECRET_KEYWORDS: &[&[u8]] = &[
+    b"secretaccesskey",
+    b"secret_access_key",
+    b"secret_accesskey",
+    b"secretaccess_key",
+    b"secretkey",
+    b"secret_key",
+];
+
+/// Bytes at most between the end of an AWS secret keyword and the key:
+/// quote, three blanks, `:` or `=`, three blanks, quote.
+pub const AWS_SECRET_GAP_MAX: usize = 9;
+
+/// An AWS secret access key is 40 characters of base64 with no checksum, so
+/// on its own it is indistinguishable from any other 40-character token
+/// (git hashes are 40 hex characters). sluice therefore only reports one
+/// that follows a keyword naming it: `aws_secret_access_key = "…"`,
+/// `SecretAccessKey: …`, `secret_key='…'` (case-insensitive; an optional
+/// quote, up to three blanks, `:` or `=`, up to three blanks, an optional
+/// quote). This function checks the bytes before `start`.
+pub fn aws_secret_context(text: &[u8], start: usize) -> bool {
+    let mut i = start;
+    let is_quote = |b: u8| b == b'"' || b == b'\'';
+    let is_blank = |b: u8| b == b' ' || b == b'\t';
+    if i > 0 && is_quote(text[i - 1]) {
+        i -= 1;
+    }
+    let mut blanks = 0;
+    while i > 0 && blanks < 3 && is_blank(text[i - 1]) {
+        i -= 1;
+        blanks += 1;
+    }
+    if i == 0 || !(text[i - 1] == b':' || text[i - 1] == b'=') {
+        return false;
+    }
+    i -= 1;
+    let mut blanks = 0;
+    while i > 0 && blanks < 3 && is_blank(text[i - 1]) {
+        i -= 1;
+        blanks += 1;
+    }
+    if i > 0 && is_quote(text[i - 1]) {
+        i -= 1;
+    }
+    let before = &text[..i];
+    AWS_SECRET_KEYWORDS.iter().any(|k| {
+        before.len() >= k.len() && before[before.len() - k.len()..].eq_ignore_ascii_case(k)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_known_values() {
+        assert!(luhn(b"4111111111111111"));
+        assert!(luhn(b"4111 1111 1111 1111"));
+        assert!(!luhn(b"4111111111111112"));
+        assert!(!luhn(b"0"));
+    }
+
+    #[test]
+    fn cards() {
+        assert!(card(b"4111111111111111"));
+        assert!(card(b"4111-1111-1111-1111"));
+        assert!(!card(b"4111-1111 1111-1111"));
+        assert!(card(b"378282246310005"));
+        assert!(card(b"5555555555554444"));
+        assert!(card(b"6011111111111117"));
+        assert!(!card(b"1234567812345670"));
+    }
+
+    #[test]
+    fn ssns() {
+        assert!(ssn(b"123-45-6789"));
+        assert!(ssn(b"123 45 6789"));
+        assert!(!ssn(b"123-45 6789"));
+        assert!(!ssn(b"000-45-6789"));
+        assert!(!ssn(b"666-45-6789"));
+        assert!(!ssn(b"900-45-6789"));
+        assert!(!ssn(b"123-00-6789"));
+        assert!(!ssn(b"123-45-0000"));
+    }
+
+    #[test]
+    fn ibans() {
+        assert!(iban(b"DE89370400440532013000"));
+        assert!(iban(b"DE89 3704 0044 0532 0130 00"));
+        assert!(iban(b"GB29NWBK60161331926819"));
+        assert!(!iban(b"DE89370400440532013001"));
+        assert!(!iban(b"XX89370400440532013000"));
+    }
+
+    #[test]
+    fn aws_context() {
+        let t = b"aws_secret_access_key = 'ABC";
+        assert!(aws_secret_context(t, t.len() - 3));
+        let t = b"SecretAccessKey:ABC";
+        assert!(aws_secret_context(t, t.len() - 3));
+        let t = b"password = ABC";
+        assert!(!aws_secret_context(t, t.len() - 3));
+    }
+}

@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod devenv;
 pub mod masking;
+pub mod policy;
 pub mod protocol;
 pub mod recording;
 pub mod server;

@@ -31,7 +31,8 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut config = WriterConfig::new(FUZZ_ORIGIN);
     config.block_bytes_target = 200;
     config.segment_bytes_max = 1024;
-    let (mut writer, _) = LedgerWriter::open(Box::new(storage.clone()), fixed_key(), config).expect("fuzz ledger opens");
+    let (mut writer, _) = LedgerWriter::open(Box::new(storage.clone()), fixed_key(), config)
+        .expect("fuzz ledger opens");
     for i in 0..12u64 {
         let body = match i % 4 {
             0 => RecordBody::SessionOpened {
@@ -43,11 +44,33 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
                 client_certificate_fingerprint: String::new(),
                 target: "db".into(),
             },
-            1 => RecordBody::ClientMessage { bytes: b"QSELECT 1\0".to_vec() },
-            2 => RecordBody::PolicyDecision { statement: "SELECT 1".into(), decision: "allow".into(), rule: "r".into(), reason: String::new() },
-            _ => RecordBody::SessionClosed { statements: 1, client_messages: 1, server_messages: 1, client_bytes: 1, server_bytes: 1, denied_statements: 0, reason: "done".into() },
+            1 => RecordBody::ClientMessage {
+                bytes: b"QSELECT 1\0".to_vec(),
+            },
+            2 => RecordBody::PolicyDecision {
+                statement: "SELECT 1".into(),
+                decision: "allow".into(),
+                rule: "r".into(),
+                reason: String::new(),
+            },
+            _ => RecordBody::SessionClosed {
+                statements: 1,
+                client_messages: 1,
+                server_messages: 1,
+                client_bytes: 1,
+                server_bytes: 1,
+                denied_statements: 0,
+                reason: "done".into(),
+            },
         };
-        writer.append(&Record { session: SessionId([i as u8 / 4 + 1; 16]), sequence: i % 4, timestamp_ns: i, body }).expect("append");
+        writer
+            .append(&Record {
+                session: SessionId([i as u8 / 4 + 1; 16]),
+                sequence: i % 4,
+                timestamp_ns: i,
+                body,
+            })
+            .expect("append");
         writer.barrier().expect("barrier");
     }
     writer.close().expect("close");
@@ -64,12 +87,33 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let scanned = reader.leaves().expect("scan");
     let latest = reader.latest_checkpoint(&scanned).expect("checkpoint");
     let size = latest.checkpoint.size as usize;
-    let proof = TlogProof { extra: None, index: 3, hashes: inclusion_proof(3, &scanned.leaves[..size]).expect("proof"), checkpoint: latest.note.clone().into_bytes() };
-    seeds.push(("ledger_tlog_proof", "inclusion".to_string(), proof.encode().into_bytes()));
-    let consistency = ConsistencyProof { old_size: 5, hashes: consistency_proof(5, &scanned.leaves[..size]).expect("proof"), checkpoint: latest.note.into_bytes() };
-    seeds.push(("ledger_tlog_proof", "consistency".to_string(), consistency.encode().into_bytes()));
+    let proof = TlogProof {
+        extra: None,
+        index: 3,
+        hashes: inclusion_proof(3, &scanned.leaves[..size]).expect("proof"),
+        checkpoint: latest.note.clone().into_bytes(),
+    };
+    seeds.push((
+        "ledger_tlog_proof",
+        "inclusion".to_string(),
+        proof.encode().into_bytes(),
+    ));
+    let consistency = ConsistencyProof {
+        old_size: 5,
+        hashes: consistency_proof(5, &scanned.leaves[..size]).expect("proof"),
+        checkpoint: latest.note.into_bytes(),
+    };
+    seeds.push((
+        "ledger_tlog_proof",
+        "consistency".to_string(),
+        consistency.encode().into_bytes(),
+    ));
     // A framed-mode seed: the first segment's frames re-expressed as [kind][length][body].
-    if let Some((_, _, segment)) = seeds.iter().find(|(t, _, _)| *t == "ledger_segment").cloned() {
+    if let Some((_, _, segment)) = seeds
+        .iter()
+        .find(|(t, _, _)| *t == "ledger_segment")
+        .cloned()
+    {
         let mut framed = FRAMED_MODE_MARKER.to_vec();
         let mut offset = crate::segment::HEADER_BYTES;
         while let Ok((kind, body)) = crate::segment::read_frame(&segment, 1, offset) {
@@ -109,7 +153,13 @@ pub const FUZZ_ORIGIN: &str = "fuzz.example/log";
 
 fn framed_segment(mut rest: &[u8]) -> Vec<u8> {
     use crate::segment::{encode_frame, SegmentHeader};
-    let header = SegmentHeader { sequence: 1, first_index: 0, created_at_ns: 0, previous_link: [0; 32], origin: FUZZ_ORIGIN.into() };
+    let header = SegmentHeader {
+        sequence: 1,
+        first_index: 0,
+        created_at_ns: 0,
+        previous_link: [0; 32],
+        origin: FUZZ_ORIGIN.into(),
+    };
     let mut out = header.encode().to_vec();
     while rest.len() >= 3 {
         let kind = rest[0];

@@ -54,7 +54,7 @@ fn hex4(id: &[u8; 4]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_hex4(text: &str) -> Result<[u8; 4]> {
+fn parse_hex4(text: &str, what: &'static str) -> Result<[u8; 4]> {
     if text.len() != 8 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::parse(
             "key",
@@ -64,7 +64,7 @@ fn parse_hex4(text: &str) -> Result<[u8; 4]> {
     let mut out = [0u8; 4];
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| Error::parse("key", "bad key ID"))?;
+            .map_err(|_| Error::parse(what, "bad key ID"))?;
     }
     Ok(out)
 }
@@ -80,6 +80,12 @@ pub struct VerifierKey {
 impl VerifierKey {
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim_end_matches(['\n', '\r']);
+        if text.starts_with("PRIVATE+KEY+") {
+            return Err(Error::parse(
+                "verifier key",
+                "this is a private key; give the verifier key (the .vkey file)",
+            ));
+        }
         let mut parts = text.splitn(3, '+');
         let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -89,7 +95,7 @@ impl VerifierKey {
             ));
         };
         check_key_name(name)?;
-        let id = parse_hex4(id_hex)?;
+        let id = parse_hex4(id_hex, "verifier key")?;
         let raw = STANDARD
             .decode(key_b64)
             .map_err(|_| Error::parse("verifier key", "the key is not standard base64"))?;
@@ -218,7 +224,7 @@ impl SignerKey {
                 "expected PRIVATE+KEY+<name>+<hex key ID>+<base64 key>",
             ));
         };
-        let id = parse_hex4(id_hex)?;
+        let id = parse_hex4(id_hex, "private key")?;
         let raw = STANDARD
             .decode(key_b64)
             .map_err(|_| Error::parse("private key", "the key is not standard base64"))?;

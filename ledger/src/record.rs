@@ -399,13 +399,18 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// The fixed 37-byte encoding (no allocation: this is on the append path).
+    pub fn to_bytes(&self) -> [u8; DESCRIPTOR_BYTES] {
+        let mut out = [0u8; DESCRIPTOR_BYTES];
+        out[0] = self.kind;
+        out[1..17].copy_from_slice(&self.session.0);
+        out[17..25].copy_from_slice(&self.sequence.to_le_bytes());
+        out[25..33].copy_from_slice(&self.timestamp_ns.to_le_bytes());
+        out[33..37].copy_from_slice(&self.payload_length_bytes.to_le_bytes());
+        out
+    }
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut e = Encoder::new(out);
-        e.u8(self.kind);
-        e.bytes(&self.session.0);
-        e.u64(self.sequence);
-        e.u64(self.timestamp_ns);
-        e.u32(self.payload_length_bytes);
+        out.extend_from_slice(&self.to_bytes());
     }
     pub fn decode(d: &mut Decoder) -> Result<Self> {
         Ok(Descriptor {
@@ -428,12 +433,10 @@ pub fn payload_hash(salt: &[u8; SALT_BYTES], payload: &[u8]) -> Hash {
 
 /// The exact leaf bytes: LEAF_VERSION || descriptor || payload hash.
 pub fn leaf_bytes(descriptor: &Descriptor, payload_hash: &Hash) -> [u8; LEAF_BYTES] {
-    let mut buffer = Vec::with_capacity(LEAF_BYTES);
-    buffer.push(LEAF_VERSION);
-    descriptor.encode(&mut buffer);
-    buffer.extend_from_slice(payload_hash);
     let mut out = [0u8; LEAF_BYTES];
-    out.copy_from_slice(&buffer);
+    out[0] = LEAF_VERSION;
+    out[1..1 + DESCRIPTOR_BYTES].copy_from_slice(&descriptor.to_bytes());
+    out[1 + DESCRIPTOR_BYTES..].copy_from_slice(payload_hash);
     out
 }
 

@@ -509,15 +509,12 @@ impl LedgerWriter {
             payload_length_bytes: payload_length as u32,
         };
         let salt = self.salts.next();
-        let mut prefix = Vec::with_capacity(ENTRY_PREFIX_BYTES);
-        prefix.extend_from_slice(
-            &((1 + DESCRIPTOR_BYTES + SALT_BYTES + payload_length) as u32).to_le_bytes(),
-        );
-        prefix.push(storage_form::PAYLOAD);
-        descriptor.encode(&mut prefix);
-        prefix.extend_from_slice(&salt);
-        debug_assert_eq!(prefix.len(), ENTRY_PREFIX_BYTES);
-        self.block[start..start + ENTRY_PREFIX_BYTES].copy_from_slice(&prefix);
+        let entry_length = (1 + DESCRIPTOR_BYTES + SALT_BYTES + payload_length) as u32;
+        let prefix = &mut self.block[start..start + ENTRY_PREFIX_BYTES];
+        prefix[0..4].copy_from_slice(&entry_length.to_le_bytes());
+        prefix[4] = storage_form::PAYLOAD;
+        prefix[5..5 + DESCRIPTOR_BYTES].copy_from_slice(&descriptor.to_bytes());
+        prefix[5 + DESCRIPTOR_BYTES..].copy_from_slice(&salt);
         let hash = payload_hash(&salt, &self.block[start + ENTRY_PREFIX_BYTES..]);
         let index = self.frontier.size();
         self.frontier.push(record_leaf_hash(&descriptor, &hash));

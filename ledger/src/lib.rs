@@ -25,6 +25,7 @@ pub mod note;
 pub mod proof;
 pub mod reader;
 pub mod record;
+pub mod redact;
 pub mod segment;
 pub mod storage;
 pub mod verify;

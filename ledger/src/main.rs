@@ -39,6 +39,8 @@ commands:
       verify a tlog-proof against leaf bytes
   check-consistency --key VKEY --proof FILE --old-checkpoint FILE
       verify a consistency proof against a checkpoint kept from before
+  redact DIR --session ID --signing-key KEY --reason TEXT
+      replace the session's payloads in sealed segments by signed tombstones (writer stopped)
   sample DIR --signing-key KEY [--sessions N] [--origin ORIGIN]
       append N sample sessions (for trying the tools)
 ";
@@ -176,6 +178,7 @@ fn run(command: &str, arguments: &Arguments) -> Result<ExitCode, Error> {
         "check-proof" => check_proof(arguments, &mut out),
         "check-consistency" => check_consistency(arguments, &mut out),
         "sample" => sample(arguments, &mut out),
+        "redact" => redact(arguments, &mut out),
         other => Err(Error::Usage {
             reason: format!("unknown command {other:?}"),
         }),
@@ -718,5 +721,33 @@ fn sample(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
         "appended {count} sessions; tree size {}",
         checkpoint.checkpoint.size
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redact(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
+    arguments.allow(&["session", "signing-key", "reason"], &[], 1)?;
+    let storage = ledger_directory(arguments)?;
+    let session = SessionId::parse(arguments.required("session")?).map_err(|e| Error::Usage {
+        reason: e.to_string(),
+    })?;
+    let key = SignerKey::load(Path::new(arguments.required("signing-key")?))?;
+    let reason = arguments.required("reason")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let report = sluice_ledger::redact::redact_session(&storage, &key, session, reason, now)?;
+    let _ = writeln!(
+        out,
+        "redacted {} records in {} sealed segments",
+        report.records_redacted, report.segments_rewritten
+    );
+    if report.records_left_in_open_segment > 0 {
+        let _ = writeln!(
+            out,
+            "{} records are in the open segment: redact again after it is sealed",
+            report.records_left_in_open_segment
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -205,9 +205,10 @@ fn sessions_verify_list_and_replay_exactly() {
     let sessions = ledger_cli(&["sessions", &ledger_arg]);
     let listing = String::from_utf8_lossy(&sessions.stdout).into_owned();
     assert!(sessions.status.success(), "{listing}");
-    // 3 psql sessions and 2 pgbench clients, all by the agent.
+    // 3 psql sessions, 2 pgbench clients and pgbench's own set-up
+    // connection, all by the agent.
     let rows: Vec<&str> = listing.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(rows.len(), 5, "{listing}");
+    assert_eq!(rows.len(), 6, "{listing}");
     assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some("agent")), "{listing}");
 
     // Each psql statement is recorded exactly as sent, in order.
@@ -337,9 +338,20 @@ fn disk_full_refuses_statements_and_recovers() {
         .arg(format!("of={}", filler.display()))
         .output();
     let marker = "full_marker_7731";
+    // Incompressible padding, so every statement needs new blocks on disk
+    // (a few small records would still fit in the last partly used page).
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let padding: String = (0..32 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b"0123456789abcdef"[(seed % 16) as usize])
+        })
+        .collect();
     let mut refused = 0;
     for i in 0..5 {
-        match c.simple_query(&format!("SELECT '{marker}_{i}'")) {
+        match c.simple_query(&format!("SELECT '{marker}_{i}', '{padding}'")) {
             Err(e) => {
                 let text = format!("{e:?}");
                 assert!(text.contains("53100"), "expected 53100, got {text}\n{}", gw.log_tail());

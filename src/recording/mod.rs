@@ -37,7 +37,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     sync::{
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
         mpsc, Arc, Mutex,
     },
     task::{Context, Poll, Waker},
@@ -152,6 +152,10 @@ pub struct RecorderShared {
     pub settings: LedgerSettings,
     sender: Mutex<Option<mpsc::SyncSender<Batch>>>,
     status: AtomicU8,
+    /// Set by `Recorder::stop` once the workers are gone. The writer cannot
+    /// rely on every sender being dropped: a task left unfinished when a
+    /// worker's runtime shuts down keeps its clone alive.
+    stopping: AtomicBool,
     /// Records made durable so far (for logs and tests).
     pub durable_records: AtomicU64,
 }
@@ -220,6 +224,7 @@ impl Recorder {
             settings,
             sender: Mutex::new(Some(sender)),
             status: AtomicU8::new(STATUS_AVAILABLE),
+            stopping: AtomicBool::new(false),
             durable_records: AtomicU64::new(0),
         });
         let thread_shared = shared.clone();
@@ -237,6 +242,7 @@ impl Recorder {
     /// checkpoint and closes the ledger.
     pub fn stop(mut self) {
         self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shared.stopping.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -259,6 +265,10 @@ fn writer_thread(
     loop {
         let first = match receiver.recv_timeout(tick) {
             Ok(batch) => Some(batch),
+            // Stopping and nothing queued: every record has been taken.
+            Err(mpsc::RecvTimeoutError::Timeout) if shared.stopping.load(Ordering::Acquire) => {
+                break
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };

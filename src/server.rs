@@ -251,7 +251,10 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
     }
     let mock_secret = mock_secret(&config);
     let recorder = match &config.ledger {
-        Some(settings) => Some(crate::recording::Recorder::start(settings.clone())?),
+        Some(settings) => Some(crate::recording::Recorder::start(
+            settings.clone(),
+            workers,
+        )?),
         None => {
             tracing::warn!(
                 phase = "start",
@@ -296,7 +299,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
                 let worker_recorder = shared
                     .recorder
                     .clone()
-                    .and_then(crate::recording::WorkerRecorder::new);
+                    .and_then(|shared| crate::recording::WorkerRecorder::new(shared, index));
                 let worker = Rc::new(Worker {
                     shared,
                     index,

@@ -7,7 +7,7 @@
 //!  worker 1 ─┤ event-loop turn by a local task ──▶ bounded channel ──▶ ledger
 //!  worker N ─┘                                                     writer thread
 //!                                                                  (one Merkle tree,
-//!  ◀── completion (oneshot, cross-thread wake) after the group fsync ─ group commit)
+//!  ◀── outcomes in a per-worker mailbox, one wake per worker per group ─ group commit)
 //! ```
 //!
 //! Sessions append records to their worker's batch without any lock. A local
@@ -144,7 +144,38 @@ fn classify(error: &sluice_ledger::Error) -> FaultKind {
 
 struct Batch {
     records: Vec<Record>,
-    completion: Option<futures_channel::oneshot::Sender<Result<(), Fault>>>,
+    /// Who waits for this batch: (worker index, batch sequence), or None.
+    waiter: Option<(usize, u64)>,
+}
+
+/// Where the writer thread leaves outcomes for one worker. One wake per
+/// worker per group commit, however many batches that worker had in it:
+/// cross-thread wakes are system calls, and they add up under load.
+#[derive(Default)]
+struct Mailbox {
+    outcomes: Mutex<Vec<(u64, Result<(), Fault>)>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+fn deliver(shared: &RecorderShared, group: &mut Vec<Batch>, outcome: &Result<(), Fault>) {
+    let mut touched = vec![false; shared.mailboxes.len()];
+    for batch in group.drain(..) {
+        if let Some((worker, sequence)) = batch.waiter {
+            if let Some(mailbox) = shared.mailboxes.get(worker) {
+                mailbox
+                    .outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((sequence, outcome.clone()));
+                touched[worker] = true;
+            }
+        }
+    }
+    for (worker, touched) in touched.into_iter().enumerate() {
+        if touched {
+            shared.mailboxes[worker].waker.wake();
+        }
+    }
 }
 
 /// State shared by the workers and the writer thread.
@@ -152,6 +183,7 @@ pub struct RecorderShared {
     pub settings: LedgerSettings,
     sender: Mutex<Option<mpsc::SyncSender<Batch>>>,
     status: AtomicU8,
+    mailboxes: Vec<Mailbox>,
     /// Set by `Recorder::stop` once the workers are gone. The writer cannot
     /// rely on every sender being dropped: a task left unfinished when a
     /// worker's runtime shuts down keeps its clone alive.
@@ -208,7 +240,7 @@ fn open_writer(settings: &LedgerSettings, key_text: &str) -> Result<LedgerWriter
 impl Recorder {
     /// Loads the key (refusing one readable by others), opens the ledger and
     /// starts the writer thread.
-    pub fn start(settings: LedgerSettings) -> Result<Recorder, RecorderError> {
+    pub fn start(settings: LedgerSettings, workers: usize) -> Result<Recorder, RecorderError> {
         let key = SignerKey::load(&settings.key_file).map_err(|e| RecorderError::Key {
             path: settings.key_file.display().to_string(),
             reason: e.to_string(),
@@ -224,6 +256,7 @@ impl Recorder {
             settings,
             sender: Mutex::new(Some(sender)),
             status: AtomicU8::new(STATUS_AVAILABLE),
+            mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
             stopping: AtomicBool::new(false),
             durable_records: AtomicU64::new(0),
         });
@@ -297,18 +330,14 @@ fn writer_thread(
                 kind: FaultKind::Io,
                 message: "the ledger is unavailable".into(),
             });
-            for batch in group.drain(..) {
-                if let Some(completion) = batch.completion {
-                    let _ = completion.send(Err(fault.clone()));
-                }
-            }
+            deliver(&shared, &mut group, &Err(fault));
             continue;
         };
         let mut failure = None;
         let mut appended = 0u64;
         let mut waiting = false;
         'append: for batch in &group {
-            waiting |= batch.completion.is_some();
+            waiting |= batch.waiter.is_some();
             for record in &batch.records {
                 if let Err(e) = active.append(record) {
                     failure = Some(e);
@@ -335,13 +364,7 @@ fn writer_thread(
             }
         }
         match failure {
-            None => {
-                for batch in group.drain(..) {
-                    if let Some(completion) = batch.completion {
-                        let _ = completion.send(Ok(()));
-                    }
-                }
-            }
+            None => deliver(&shared, &mut group, &Ok(())),
             Some(error) => {
                 let kind = classify(&error);
                 shared.status.store(
@@ -358,11 +381,7 @@ fn writer_thread(
                     kind,
                     message: error.to_string(),
                 };
-                for batch in group.drain(..) {
-                    if let Some(completion) = batch.completion {
-                        let _ = completion.send(Err(fault.clone()));
-                    }
-                }
+                deliver(&shared, &mut group, &Err(fault));
                 // Never retry on the same writer: after a failed fsync the
                 // page cache cannot be trusted. Reopening rereads the disk and
                 // recovers the torn tail; unacknowledged records are dropped,
@@ -389,6 +408,7 @@ fn writer_thread(
 pub struct BatchSlot {
     outcome: RefCell<Option<Result<(), Fault>>>,
     wakers: RefCell<Vec<Waker>>,
+    on_resolve: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 impl BatchSlot {
@@ -396,10 +416,18 @@ impl BatchSlot {
         Rc::new(BatchSlot {
             outcome: RefCell::new(None),
             wakers: RefCell::new(Vec::new()),
+            on_resolve: RefCell::new(None),
         })
     }
 
+    fn on_resolve(&self, callback: impl FnOnce() + 'static) {
+        *self.on_resolve.borrow_mut() = Some(Box::new(callback));
+    }
+
     fn resolve(&self, outcome: Result<(), Fault>) {
+        if let Some(callback) = self.on_resolve.borrow_mut().take() {
+            callback();
+        }
         *self.outcome.borrow_mut() = Some(outcome);
         for waker in self.wakers.borrow_mut().drain(..) {
             waker.wake();
@@ -430,6 +458,11 @@ impl Future for SlotWait {
 /// A worker's side of the recorder: lock-free batching on the worker thread.
 pub struct WorkerRecorder {
     pub shared: Arc<RecorderShared>,
+    index: usize,
+    next_sequence: Cell<u64>,
+    /// Slots waiting for the writer, by batch sequence.
+    waiting: RefCell<std::collections::HashMap<u64, Rc<BatchSlot>>>,
+    listener_started: Cell<bool>,
     sender: mpsc::SyncSender<Batch>,
     pending: RefCell<Vec<Record>>,
     slot: RefCell<Rc<BatchSlot>>,
@@ -443,7 +476,10 @@ pub struct WorkerRecorder {
 }
 
 impl WorkerRecorder {
-    pub fn new(shared: Arc<RecorderShared>) -> Option<Rc<WorkerRecorder>> {
+    pub fn new(shared: Arc<RecorderShared>, index: usize) -> Option<Rc<WorkerRecorder>> {
+        if index >= shared.mailboxes.len() {
+            return None;
+        }
         let sender = shared
             .sender
             .lock()
@@ -451,6 +487,10 @@ impl WorkerRecorder {
             .clone()?;
         Some(Rc::new(WorkerRecorder {
             shared,
+            index,
+            next_sequence: Cell::new(1),
+            waiting: RefCell::new(std::collections::HashMap::new()),
+            listener_started: Cell::new(false),
             sender,
             pending: RefCell::new(Vec::new()),
             slot: RefCell::new(BatchSlot::new()),
@@ -511,16 +551,18 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
         return;
     }
     let count = records.len();
-    let (completion, result) = if recorder.waited.replace(false) {
-        let (tx, rx) = futures_channel::oneshot::channel();
-        (Some(tx), Some(rx))
+    let waiter = if recorder.waited.replace(false) {
+        let sequence = recorder.next_sequence.get();
+        recorder.next_sequence.set(sequence + 1);
+        recorder.waiting.borrow_mut().insert(sequence, slot.clone());
+        if !recorder.listener_started.replace(true) {
+            monoio::spawn(listen(recorder.clone()));
+        }
+        Some((recorder.index, sequence))
     } else {
-        (None, None)
+        None
     };
-    let mut batch = Batch {
-        records,
-        completion,
-    };
+    let mut batch = Batch { records, waiter };
     recorder.in_flight.set(recorder.in_flight.get() + count);
     // The channel is bounded; when the writer is behind, wait in short steps
     // (a timer, not a spin) instead of growing memory.
@@ -531,8 +573,11 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
                 batch = returned;
                 monoio::time::sleep(Duration::from_micros(200)).await;
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => {
+            Err(mpsc::TrySendError::Disconnected(returned)) => {
                 recorder.in_flight.set(recorder.in_flight.get() - count);
+                if let Some((_, sequence)) = returned.waiter {
+                    recorder.waiting.borrow_mut().remove(&sequence);
+                }
                 slot.resolve(Err(Fault {
                     kind: FaultKind::Io,
                     message: "the ledger writer has stopped".into(),
@@ -541,18 +586,39 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
             }
         }
     }
-    let outcome = match result {
-        Some(rx) => rx.await.unwrap_or_else(|_| {
-            Err(Fault {
-                kind: FaultKind::Io,
-                message: "the ledger writer has stopped".into(),
-            })
-        }),
-        // Batched mode: the writer reports failures through the status.
-        None => Ok(()),
-    };
-    recorder.in_flight.set(recorder.in_flight.get() - count);
-    slot.resolve(outcome);
+    if waiter.is_none() {
+        // Batched mode or nobody waits: the writer reports failures through
+        // the status, and the records count as handed over.
+        recorder.in_flight.set(recorder.in_flight.get() - count);
+        slot.resolve(Ok(()));
+    } else {
+        // The listener resolves the slot; in-flight accounting follows it.
+        let in_flight = recorder.in_flight.clone();
+        slot.on_resolve(move || in_flight.set(in_flight.get() - count));
+    }
+}
+
+/// The worker's one listener for outcomes from the writer thread.
+async fn listen(recorder: Rc<WorkerRecorder>) {
+    let mailbox = &recorder.shared.mailboxes[recorder.index];
+    loop {
+        let outcomes = std::future::poll_fn(|cx| {
+            mailbox.waker.register(cx.waker());
+            let taken = std::mem::take(&mut *mailbox.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+            if taken.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(taken)
+            }
+        })
+        .await;
+        for (sequence, outcome) in outcomes {
+            let slot = recorder.waiting.borrow_mut().remove(&sequence);
+            if let Some(slot) = slot {
+                slot.resolve(outcome);
+            }
+        }
+    }
 }
 
 /// Yields once to the worker's run queue, so tasks already ready run first.

@@ -24,6 +24,18 @@ fn message(i: u64, bytes: usize) -> Vec<u8> {
     text
 }
 
+/// CPU time of this thread in seconds (Linux schedstat), robust to other load on the machine.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
 fn run(label: &str, records: u64, payload_bytes: usize, batch: u64) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let key = SignerKey::from_seed("bench.example/log", [1; 32]).expect("key");
@@ -38,6 +50,7 @@ fn run(label: &str, records: u64, payload_bytes: usize, batch: u64) {
         .map(|bytes| RecordBody::ClientMessage { bytes })
         .collect();
     let start = Instant::now();
+    let cpu_start = thread_cpu_seconds();
     for i in 0..records {
         let record = Record {
             session: SessionId([(i % 251) as u8; 16]),
@@ -52,6 +65,7 @@ fn run(label: &str, records: u64, payload_bytes: usize, batch: u64) {
     }
     writer.close().expect("close");
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = thread_cpu_seconds() - cpu_start;
     let payload_mb = (records * payload_bytes as u64) as f64 / 1e6;
     let storage = FsStorage::new(directory.path());
     let on_disk: u64 = std::fs::read_dir(directory.path())
@@ -59,14 +73,21 @@ fn run(label: &str, records: u64, payload_bytes: usize, batch: u64) {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     let verify_start = Instant::now();
+    let verify_cpu_start = thread_cpu_seconds();
     let summary = verify_ledger(&storage, &[verifier], None, &mut |_, _| {}).expect("verify");
     let verify_seconds = verify_start.elapsed().as_secs_f64();
+    let verify_cpu_seconds = thread_cpu_seconds() - verify_cpu_start;
     assert_eq!(summary.records, records);
     println!(
-        "{label}: {records} records of {payload_bytes} B, barrier every {batch}: {:.0} records/s, {:.0} MB/s payload; \
-         {:.1} MB on disk (ratio {:.1}), {} segments; verify {:.0} records/s, {:.0} MB/s payload",
+        "{label}: {records} records of {payload_bytes} B, barrier every {batch}: wall {:.0} records/s, {:.0} MB/s payload; \
+         per CPU-second {:.0} records/s, {:.0} MB/s; verify per CPU-second {:.0} records/s, {:.0} MB/s; \
+         {:.1} MB on disk (ratio {:.1}), {} segments; verify wall {:.0} records/s, {:.0} MB/s payload",
         records as f64 / seconds,
         payload_mb / seconds,
+        records as f64 / cpu_seconds,
+        payload_mb / cpu_seconds,
+        records as f64 / verify_cpu_seconds,
+        payload_mb / verify_cpu_seconds,
         on_disk as f64 / 1e6,
         payload_mb * 1e6 / on_disk as f64,
         summary.segments,
@@ -76,6 +97,10 @@ fn run(label: &str, records: u64, payload_bytes: usize, batch: u64) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("small") {
+        run("batched small", 2_000_000, 100, 1_000);
+        return;
+    }
     run("batched small", 2_000_000, 100, 1_000);
     run("batched large", 8_000, 64 * 1024, 100);
     run("batched 1 KiB", 500_000, 1024, 1_000);

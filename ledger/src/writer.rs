@@ -176,6 +176,8 @@ struct ActiveSegment {
     created_at_ns: u64,
     /// Bytes written to the file (frames pending in memory not included).
     length_bytes: u64,
+    /// CRC32 of every byte written, in order: checked against a read-back at the seal.
+    written_crc: crc32fast::Hasher,
 }
 
 pub struct LedgerWriter {
@@ -344,6 +346,12 @@ impl LedgerWriter {
                 let file = storage
                     .open_write(&summary.file)
                     .map_err(|e| Error::io(format!("opening {}", summary.file), e))?;
+                let existing = storage
+                    .read(&summary.file)
+                    .map_err(|e| Error::io(format!("reading {}", summary.file), e))?;
+                let mut written_crc = crc32fast::Hasher::new();
+                written_crc
+                    .update(&existing[..(summary.length_bytes as usize).min(existing.len())]);
                 Some(ActiveSegment {
                     sequence: summary.header.sequence,
                     name: summary.file.clone(),
@@ -352,6 +360,7 @@ impl LedgerWriter {
                     first_index: summary.header.first_index,
                     created_at_ns: summary.header.created_at_ns,
                     length_bytes: summary.length_bytes,
+                    written_crc,
                 })
             }
             _ => None,
@@ -635,6 +644,7 @@ impl LedgerWriter {
             return Err(self.poison(error));
         }
         segment.length_bytes += self.pending.len() as u64;
+        segment.written_crc.update(&self.pending);
         self.pending.clear();
         self.written_size = self.block_first_index;
         self.unsynced = true;
@@ -795,9 +805,36 @@ impl LedgerWriter {
         )?;
         self.write_pending()?;
         self.sync_segment()?;
+        self.check_read_back()?;
         self.segment = None;
         self.next_segment = (sequence + 1, seal.statement.link());
         self.publish_checkpoint(&checkpoint)?;
+        Ok(())
+    }
+
+    /// Reads the sealed segment back and compares it with what was written
+    /// (catches lost and misdirected writes before the segment is left behind).
+    fn check_read_back(&mut self) -> Result<()> {
+        let segment = self.segment.as_ref().expect("a segment is being sealed");
+        let name = segment.name.clone();
+        let expected_length = segment.length_bytes;
+        let expected_crc = segment.written_crc.clone().finalize();
+        let bytes = match self.storage.read(&name) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.poison(Error::io(format!("reading back {name}"), e))),
+        };
+        let crc = crc32fast::hash(&bytes);
+        if bytes.len() as u64 != expected_length || crc != expected_crc {
+            let error = Error::tampered(
+                &name,
+                0,
+                format!(
+                    "read-back after sealing differs from what was written ({} bytes, CRC {crc:08x}; wrote {expected_length} bytes, CRC {expected_crc:08x}): lost or misdirected write",
+                    bytes.len()
+                ),
+            );
+            return Err(self.poison(error));
+        }
         Ok(())
     }
 
@@ -869,6 +906,8 @@ fn create_segment(
         context: "ledger directory".into(),
         source: e,
     })?;
+    let mut written_crc = crc32fast::Hasher::new();
+    written_crc.update(&bytes);
     Ok(ActiveSegment {
         sequence,
         name,
@@ -877,6 +916,7 @@ fn create_segment(
         first_index,
         created_at_ns: now_ns,
         length_bytes: HEADER_BYTES as u64,
+        written_crc,
     })
 }
 

@@ -43,6 +43,15 @@ fn workload_records() -> Vec<Record> {
 
 /// Runs the workload until the storage fails; returns (records appended, acknowledged durable size).
 fn run_workload(storage: &SimStorage, records: &[Record]) -> (usize, u64) {
+    let (appended, acknowledged, _) = run_workload_reporting(storage, records);
+    (appended, acknowledged)
+}
+
+/// Like `run_workload`, also returning the writer's first error.
+fn run_workload_reporting(
+    storage: &SimStorage,
+    records: &[Record],
+) -> (usize, u64, Option<String>) {
     let clock = ManualClock::new();
     let Ok((mut writer, report)) = LedgerWriter::open_with_clock(
         Box::new(storage.clone()),
@@ -50,7 +59,7 @@ fn run_workload(storage: &SimStorage, records: &[Record]) -> (usize, u64) {
         crash_config(),
         Box::new(clock.clone()),
     ) else {
-        return (0, 0);
+        return (0, 0, Some("open failed".into()));
     };
     let base = report.tree_size;
     assert_eq!(base, 0);
@@ -62,7 +71,7 @@ fn run_workload(storage: &SimStorage, records: &[Record]) -> (usize, u64) {
                 assert_eq!(index, i as u64);
                 appended += 1;
             }
-            Err(_) => return (appended, acknowledged),
+            Err(e) => return (appended, acknowledged, Some(e.to_string())),
         }
         if i % 5 == 4 {
             clock.advance_ms(10);
@@ -71,14 +80,15 @@ fn run_workload(storage: &SimStorage, records: &[Record]) -> (usize, u64) {
                     assert!(durable >= acknowledged);
                     acknowledged = durable;
                 }
-                Err(_) => return (appended, acknowledged),
+                Err(e) => return (appended, acknowledged, Some(e.to_string())),
             }
         }
     }
-    if let Ok(checkpoint) = writer.close() {
-        acknowledged = checkpoint.checkpoint.size;
+    match writer.close() {
+        Ok(checkpoint) => acknowledged = checkpoint.checkpoint.size,
+        Err(e) => return (appended, acknowledged, Some(e.to_string())),
     }
-    (appended, acknowledged)
+    (appended, acknowledged, None)
 }
 
 /// Opens a crashed disk, checks what survived, then checks that a second open changes nothing.
@@ -336,13 +346,17 @@ fn misdirected_writes_are_never_taken_for_valid_data() {
     let records = workload_records();
     let mut refused = 0;
     let mut recovered = 0;
+    let mut caught_by_writer = 0;
     for write in 0..30u64 {
         for distance in [16u64, 200, 4096] {
             let storage = SimStorage::with_faults(FaultPlan {
                 misdirected_write: Some((write, distance)),
                 ..FaultPlan::default()
             });
-            let (appended, _) = run_workload(&storage, &records);
+            let (appended, _, error) = run_workload_reporting(&storage, &records);
+            if error.is_some_and(|e| e.contains("read-back after sealing")) {
+                caught_by_writer += 1;
+            }
             let crashed = storage.crash(CrashMode::KeepUnsynced);
             match LedgerWriter::open(Box::new(crashed.clone()), key(), crash_config()) {
                 Err(error) => {
@@ -375,7 +389,8 @@ fn misdirected_writes_are_never_taken_for_valid_data() {
         }
     }
     println!(
-        "misdirected writes: {refused} refused as damage, {recovered} opened with intact records"
+        "misdirected writes: {caught_by_writer} caught by the writer's read-back at a seal, {refused} refused as damage at open, {recovered} opened with intact records"
     );
     assert!(refused > 0);
+    assert!(caught_by_writer > 0);
 }

@@ -54,7 +54,7 @@ pub const CHANNEL_BATCHES_MAX: usize = 4096;
 /// How often an unavailable ledger is reopened.
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
 /// Upper bound on batches the writer takes into one group commit.
-const GROUP_BATCHES_MAX: usize = 1024;
+const GROUP_BATCHES_MAX: usize = CHANNEL_BATCHES_MAX;
 
 /// How strictly statements wait for their records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -296,14 +296,27 @@ fn writer_thread(
     let mut unsynced = false;
     let mut group: Vec<Batch> = Vec::new();
     loop {
-        let first = match receiver.recv_timeout(tick) {
-            Ok(batch) => Some(batch),
-            // Stopping and nothing queued: every record has been taken.
-            Err(mpsc::RecvTimeoutError::Timeout) if shared.stopping.load(Ordering::Acquire) => {
-                break
+        let first = if settings.durability == Durability::Batched {
+            // Nobody waits on a batched ledger: sleep for the interval and
+            // take everything at once, so senders never have to wake this
+            // thread (a system call and a context switch per batch).
+            std::thread::sleep(tick);
+            match receiver.try_recv() {
+                Ok(batch) => Some(batch),
+                Err(mpsc::TryRecvError::Empty) if shared.stopping.load(Ordering::Acquire) => break,
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => break,
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        } else {
+            match receiver.recv_timeout(tick) {
+                Ok(batch) => Some(batch),
+                // Stopping and nothing queued: every record has been taken.
+                Err(mpsc::RecvTimeoutError::Timeout) if shared.stopping.load(Ordering::Acquire) => {
+                    break
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         };
         group.extend(first);
         while group.len() < GROUP_BATCHES_MAX {

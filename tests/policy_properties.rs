@@ -319,9 +319,8 @@ fn reference_split(sql: &str) -> Vec<std::ops::Range<usize>> {
             if token_depth == 0 {
                 let prev_begin =
                     matches!(words.last(), Some(Some(p)) if p == "begin") && last_word_depth == 0;
-                if w == "atomic" && prev_begin && starts_routine(&words) {
-                    begin_depth += 1;
-                } else if w == "case" && begin_depth > 0 {
+                let opens_atomic = w == "atomic" && prev_begin && starts_routine(&words);
+                if opens_atomic || (w == "case" && begin_depth > 0) {
                     begin_depth += 1;
                 } else if w == "end" && begin_depth > 0 {
                     begin_depth -= 1;

@@ -150,8 +150,11 @@ fn quoted(text: &str, prefix: usize, flavour: Flavour) -> Option<Cow<'_, str>> {
     let inner = text.get(prefix + 1..text.len().checked_sub(1)?)?;
     if text.ends_with('\'')
         && !inner.contains('\'')
-        && !(matches!(flavour, Flavour::Backslash) && inner.contains('\\'))
-        && !matches!(flavour, Flavour::Unicode(_))
+        && match flavour {
+            Flavour::Standard => true,
+            Flavour::Backslash => !inner.contains('\\'),
+            Flavour::Unicode(_) => false,
+        }
     {
         return Some(Cow::Borrowed(inner));
     }

@@ -582,17 +582,16 @@ impl<'a> Lexer<'a> {
 
 fn digits(bytes: &[u8], mut i: usize) -> usize {
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit() {
-            i += 1;
-        } else if bytes[i] == b'_'
-            && i > 0
-            && bytes[i - 1].is_ascii_digit()
-            && bytes.get(i + 1).is_some_and(|c| c.is_ascii_digit())
-        {
-            i += 1;
-        } else {
+        // A digit, or an underscore between two digits.
+        let digit_or_separator = bytes[i].is_ascii_digit()
+            || (bytes[i] == b'_'
+                && i > 0
+                && bytes[i - 1].is_ascii_digit()
+                && bytes.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
+        if !digit_or_separator {
             break;
         }
+        i += 1;
     }
     i
 }

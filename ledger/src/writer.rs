@@ -112,6 +112,9 @@ pub struct OpenReport {
     pub tree_size: u64,
     pub segments: u64,
     pub recovery: Option<RecoveryReport>,
+    /// Quarantine files found without a recovery record (a crash interrupted
+    /// an earlier recovery) and recorded now.
+    pub late_recovery_records: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,7 +256,26 @@ impl LedgerWriter {
             allow_torn_tail: true,
             ..ScanOptions::default()
         };
-        let scanned = scan(storage.as_ref(), &options, &mut |_| Ok(()), &mut |_, _| {})?;
+        // Quarantine files already named by a recovery record in the log.
+        let mut recorded_quarantine = std::collections::HashSet::new();
+        let scanned = scan(
+            storage.as_ref(),
+            &options,
+            &mut |record| {
+                if record.descriptor.kind == crate::record::kind::RECOVERY {
+                    if let crate::segment::StoredPayload::Present { payload, .. } = record.payload {
+                        if let Ok(RecordBody::Recovery {
+                            quarantine_file, ..
+                        }) = RecordBody::decode_payload(record.descriptor.kind, payload)
+                        {
+                            recorded_quarantine.insert(quarantine_file);
+                        }
+                    }
+                }
+                Ok(())
+            },
+            &mut |_, _| {},
+        )?;
 
         // The checkpoint file must name a checkpoint the log holds, at or below its size.
         if let Some(bytes) = read_checkpoint_file(storage.as_ref())? {
@@ -449,6 +471,58 @@ impl LedgerWriter {
                 recovery_record_index: index,
                 reason,
             });
+        }
+        // A crash between cutting a torn tail and recording it leaves a quarantine
+        // file that no recovery record names: record it now.
+        if let Some(recovery) = &report.recovery {
+            recorded_quarantine.insert(recovery.quarantine_file.clone());
+        }
+        let quarantined = if writer
+            .storage
+            .exists(QUARANTINE_DIRECTORY)
+            .map_err(|e| Error::io("checking the quarantine folder", e))?
+        {
+            writer
+                .storage
+                .list(QUARANTINE_DIRECTORY)
+                .map_err(|e| Error::io("listing the quarantine folder", e))?
+        } else {
+            Vec::new()
+        };
+        for file in quarantined {
+            let name = format!("{QUARANTINE_DIRECTORY}/{file}");
+            if recorded_quarantine.contains(&name) {
+                continue;
+            }
+            let bytes = writer
+                .storage
+                .size(&name)
+                .map_err(|e| Error::io(format!("reading {name}"), e))?;
+            let (segment, offset) = match file.split_once(".at-") {
+                Some((segment, rest)) => (
+                    crate::segment::parse_segment_file_name(segment).unwrap_or(0),
+                    rest.split('.')
+                        .next()
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(0),
+                ),
+                None => (0, 0),
+            };
+            writer.append(&Record {
+                session: SessionId::default(),
+                sequence: 0,
+                timestamp_ns: now,
+                body: RecordBody::Recovery {
+                    segment_sequence: segment,
+                    truncated_at_offset: offset,
+                    quarantined_bytes: bytes,
+                    quarantine_file: name.clone(),
+                    reason: "recorded late: a crash interrupted the recovery that cut these bytes"
+                        .into(),
+                },
+            })?;
+            writer.checkpoint()?;
+            report.late_recovery_records += 1;
         }
         report.tree_size = writer.frontier.size();
         report.segments = writer

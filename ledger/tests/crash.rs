@@ -8,7 +8,7 @@ use common::*;
 use sluice_ledger::error::Error;
 use sluice_ledger::reader::LedgerReader;
 use sluice_ledger::record::{kind, Record};
-use sluice_ledger::storage::{CrashMode, FaultPlan, SimStorage};
+use sluice_ledger::storage::{CrashMode, FaultPlan, SimStorage, Storage};
 use sluice_ledger::verify::verify_ledger;
 use sluice_ledger::LedgerWriter;
 
@@ -140,13 +140,28 @@ fn recover_and_check_with(
             stored.index
         );
     }
-    if report.recovery.is_some() {
+    if report.recovery.is_some() || report.late_recovery_records > 0 {
         assert_eq!(
             read.last().unwrap().descriptor.kind,
             kind::RECOVERY,
             "{context}: recovery record appended last"
         );
     }
+    // Every quarantined tail is named by a recovery record in the log.
+    let quarantined = if crashed.exists("quarantine").unwrap() {
+        crashed.list("quarantine").unwrap()
+    } else {
+        Vec::new()
+    };
+    let recovery_records = read
+        .iter()
+        .filter(|r| r.descriptor.kind == kind::RECOVERY)
+        .count();
+    assert!(
+        recovery_records >= quarantined.len(),
+        "{context}: {} quarantine files, {recovery_records} recovery records",
+        quarantined.len()
+    );
     if signatures {
         verify_ledger(crashed, &[key().verifier()], None, &mut |_, _| {})
             .unwrap_or_else(|e| panic!("{context}: verify after recovery: {e}"));
@@ -154,7 +169,10 @@ fn recover_and_check_with(
     // Idempotent: a second open finds nothing to recover and the same records.
     let (writer, report) =
         LedgerWriter::open(Box::new(crashed.clone()), key(), crash_config()).unwrap();
-    assert!(report.recovery.is_none(), "{context}: second recovery");
+    assert!(
+        report.recovery.is_none() && report.late_recovery_records == 0,
+        "{context}: second recovery"
+    );
     assert_eq!(writer.tree_size(), size_after_recovery);
 }
 

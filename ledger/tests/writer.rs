@@ -139,3 +139,17 @@ fn bad_configuration_and_foreign_ledgers_are_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn the_writer_can_move_to_its_own_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<LedgerWriter>();
+    let storage = SimStorage::new();
+    let (writer, _) = LedgerWriter::open(Box::new(storage.clone()), key(), small_config()).unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut writer = writer;
+        writer.append(&message(3)).unwrap();
+        writer.close().unwrap().checkpoint.size
+    });
+    assert_eq!(handle.join().unwrap(), 1);
+}

@@ -21,7 +21,7 @@ build: setup
 
 # Builds the release binary and runs the complete local demo until Ctrl-C.
 demo: setup
-	$(CARGO) build --release --bin sluice
+	$(CARGO) build --release -p sluice -p sluice-ledger --bins
 	./target/release/sluice demo --dir $(DEMO_DIR) --listen $(DEMO_LISTEN) --pg-port $(DEMO_PG_PORT)
 
 # Lint first, then the whole test suite, so that the last lines printed are

@@ -5,6 +5,8 @@
 # Needs a running `sluice demo` (make demo) and its env files. Usage:
 #   bench/scripts/pgbench-direct-vs-sluice.sh [DEMO_DIR] [SECONDS] [ROUNDS]
 # Extra pgbench arguments come from PGBENCH_ARGS (default: -S -M prepared -c 16 -j 2).
+# SLUICE_PORT points the sluice side at another instance (e.g. one without a
+# [ledger], to measure the gateway alone).
 set -euo pipefail
 demo_dir=${1:-var/demo}
 seconds=${2:-20}
@@ -23,7 +25,8 @@ fi
 run() {
     local label=$1 envfile=$2
     # shellcheck disable=SC1090
-    tps=$(. "$envfile" && pgbench $args -T "$seconds" 2>&1 | awk '/^tps/ {print $3}')
+    tps=$(. "$envfile" && if [ "$label" = sluice ] && [ -n "${SLUICE_PORT:-}" ]; then PGPORT=$SLUICE_PORT; fi \
+        && pgbench $args -T "$seconds" 2>&1 | awk '/^tps/ {print $3}')
     printf '%s\t%s\n' "$label" "$tps"
 }
 

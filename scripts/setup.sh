@@ -22,11 +22,10 @@ APT_PACKAGES=(
     openssl
     util-linux          # runuser, namei
     procps
-    libhyperscan-dev    # masking (issue 6
-    golang-1.19-go          # independent verifier for ledger checkpoints and proofs (Go sumdb/note, sumdb/tlog)
-    golang-golang-x-mod-dev
-): the hyperscan crate links it through pkg-config
+    libhyperscan-dev    # masking (issue 6): the hyperscan crate links it through pkg-config
     pkg-config
+    golang-1.19-go      # independent verifier of ledger checkpoints and proofs (Go sumdb/note, sumdb/tlog)
+    golang-golang-x-mod-dev
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -137,6 +137,9 @@ struct AgentEntry {
     targets: Vec<String>,
     #[serde(default)]
     cert_identities: Vec<String>,
+    /// Groups the agent belongs to, for policy rules (`agent_groups`).
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 /// How sluice protects its connection to an upstream database.
@@ -187,6 +190,8 @@ struct FileConfig {
     targets: Vec<TargetEntry>,
     #[serde(default)]
     ledger: Option<LedgerEntry>,
+    #[serde(default)]
+    policy: Option<crate::policy::PolicyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +245,7 @@ pub struct Agent {
     /// Target names this agent may use; `None` means every target.
     pub targets: Option<HashSet<String>>,
     pub cert_identities: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 impl Agent {
@@ -275,6 +281,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// Recording settings; None when the `[ledger]` section is absent.
     pub ledger: Option<LedgerSettings>,
+    /// The statement policy; None when the `[policy]` section is absent
+    /// (every statement is forwarded).
+    pub policy: Option<std::sync::Arc<crate::policy::CompiledPolicy>>,
     /// Directory of the configuration file; relative paths are resolved against it.
     pub base_dir: PathBuf,
 }
@@ -707,14 +716,35 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
             }
             Some(entry.targets.iter().cloned().collect())
         };
+        for (group_index, group) in entry.groups.iter().enumerate() {
+            check_name(&format!("agents[{index}].groups[{group_index}]"), group)?;
+        }
         agents.push(Agent {
             name: entry.name,
             token,
             targets: targets_allowed,
             cert_identities: entry.cert_identities,
+            groups: entry.groups,
         });
     }
 
+    let policy = match &file.policy {
+        None => None,
+        Some(policy) => {
+            let agent_names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+            let mut group_names: Vec<&str> = agents
+                .iter()
+                .flat_map(|a| a.groups.iter().map(String::as_str))
+                .collect();
+            group_names.sort_unstable();
+            group_names.dedup();
+            let target_names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+            let compiled = policy
+                .validate(&agent_names, &group_names, &target_names)
+                .map_err(|e| error(e.key_path.clone(), e.message.clone()))?;
+            Some(std::sync::Arc::new(compiled))
+        }
+    };
     let ledger = match file.ledger {
         None => None,
         Some(entry) => Some(validate_ledger(entry, base_dir)?),
@@ -728,6 +758,7 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         agents,
         targets,
         ledger,
+        policy,
         base_dir: base_dir.to_path_buf(),
     })
 }

@@ -237,7 +237,9 @@ fn demo_config(
          origin = \"{LEDGER_ORIGIN}\"\n\
          # A statement reaches PostgreSQL only after its record is on disk.\n\
          durability = \"strict\"\n\
-         server_messages = \"full\"\n",
+         server_messages = \"full\"\n\
+         \n\
+         {policy}",
         listen = options.listen,
         cert = tls_dir.join("server.crt").display(),
         key = tls_dir.join("server.key").display(),
@@ -246,8 +248,14 @@ fn demo_config(
         data = dir.join("pg").display(),
         ledger_dir = dir.join("ledger").display(),
         ledger_key = dir.join("ledger.key").display(),
+        policy = DEMO_POLICY,
     )
 }
+
+/// The demo's statement policy (issue 5): block destructive DDL, privilege
+/// changes and COPY PROGRAM; approval for unbounded writes, code and
+/// administration; allow the rest.
+const DEMO_POLICY: &str = include_str!("../deploy/policy.demo.toml");
 
 fn print_banner(dir: &Path, options: &DemoOptions, p: &Prepared) {
     let d = dir.display();
@@ -267,6 +275,7 @@ fn print_banner(dir: &Path, options: &DemoOptions, p: &Prepared) {
          \x20 . {d}/agent.env && PGPASSWORD=wrong psql     # refused: 28P01\n\
          \x20 . {d}/agent.env && PGSSLMODE=disable psql    # refused: TLS only\n\
          \x20 . {d}/direct.env && psql                     # same database without sluice\n\
+         \x20 . {d}/agent.env && psql -c 'drop table orders'  # blocked by policy: 42501\n\
          \n\
          Every session is recorded in {d}/ledger (verifier key {d}/ledger.vkey):\n\
          \n\

@@ -42,6 +42,11 @@ enum Command {
     },
     /// Print a fresh random agent token and its verifier.
     GenToken,
+    /// Statement policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Bring up a complete local setup: PostgreSQL with demo data, TLS
     /// certificates, an agent token and sluice in front, until Ctrl-C.
     Demo {
@@ -54,6 +59,24 @@ enum Command {
         /// Port of the demo PostgreSQL server (loopback only).
         #[arg(long, default_value_t = 55432)]
         pg_port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Classify SQL and show which rule each statement meets, and the decision.
+    Explain {
+        /// Configuration file with the [policy] section.
+        #[arg(long, short, default_value = "/etc/sluice/sluice.toml")]
+        config: PathBuf,
+        /// Agent name (its groups come from the configuration).
+        #[arg(long)]
+        agent: String,
+        /// Target name.
+        #[arg(long)]
+        target: String,
+        /// The SQL, as the agent would send it in one Query message.
+        sql: String,
     },
 }
 
@@ -101,12 +124,17 @@ fn main() -> ExitCode {
                     }
                 }
                 println!(
-                    "{}: OK ({} agents, {} targets, {} workers, listen {})",
+                    "{}: OK ({} agents, {} targets, {} workers, listen {}, policy {}, recording {})",
                     file.display(),
                     config.agents.len(),
                     config.targets.len(),
                     config.worker_count(),
-                    config.listen
+                    config.listen,
+                    if config.policy.is_some() { "on" } else { "off" },
+                    match &config.ledger {
+                        Some(l) => format!("{:?} into {}", l.durability, l.directory.display()).to_lowercase(),
+                        None => "off".into(),
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -145,6 +173,52 @@ fn main() -> ExitCode {
                 sluice::auth::token::hash_token(&token, sluice::auth::token::DEFAULT_ITERATIONS);
             println!("token:      {token}");
             println!("token_hash: {verifier}");
+            ExitCode::SUCCESS
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    config,
+                    agent,
+                    target,
+                    sql,
+                },
+        } => {
+            let loaded = match sluice::config::Config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(policy) = &loaded.policy else {
+                eprintln!(
+                    "{}: no [policy] section: every statement is forwarded",
+                    config.display()
+                );
+                return ExitCode::from(2);
+            };
+            let groups: Vec<String> = match loaded.agent(&agent) {
+                Some(a) => a.groups.clone(),
+                None => {
+                    eprintln!("note: no agent named {agent:?} in the configuration; explaining for it anyway");
+                    Vec::new()
+                }
+            };
+            if loaded.target(&target).is_none() {
+                eprintln!("note: no target named {target:?} in the configuration; explaining for it anyway");
+            }
+            print!(
+                "{}",
+                policy.explain(
+                    &agent,
+                    &groups,
+                    &target,
+                    &sql,
+                    &sluice::policy::ClassifyOptions::default(),
+                    &sluice::policy::NoPreparedStatements
+                )
+            );
             ExitCode::SUCCESS
         }
         Command::Demo {

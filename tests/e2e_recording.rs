@@ -65,7 +65,11 @@ impl Fixture {
             .env("PGAPPNAME", "direct-init")
             .output_within(Duration::from_secs(120))
             .unwrap();
-        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         Fixture {
             dir,
             cluster,
@@ -181,7 +185,12 @@ fn sessions_verify_list_and_replay_exactly() {
             .args(["-X", "-c", sql])
             .output_within(Duration::from_secs(30))
             .unwrap();
-        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), gw.log_tail());
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log_tail()
+        );
     }
     let bench = gw
         .agent("recdb")
@@ -190,7 +199,10 @@ fn sessions_verify_list_and_replay_exactly() {
         .output_within(Duration::from_secs(120))
         .unwrap();
     let bench_out = String::from_utf8_lossy(&bench.stdout);
-    assert!(bench.status.success() && bench_out.contains("number of failed transactions: 0"), "{bench_out}");
+    assert!(
+        bench.status.success() && bench_out.contains("number of failed transactions: 0"),
+        "{bench_out}"
+    );
     stop(&mut gw);
 
     let ledger_arg = ledger.display().to_string();
@@ -207,25 +219,47 @@ fn sessions_verify_list_and_replay_exactly() {
     assert!(sessions.status.success(), "{listing}");
     // 3 psql sessions, 2 pgbench clients and pgbench's own set-up
     // connection, all by the agent.
-    let rows: Vec<&str> = listing.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+    let rows: Vec<&str> = listing
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(rows.len(), 6, "{listing}");
-    assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some("agent")), "{listing}");
+    assert!(
+        rows.iter()
+            .all(|r| r.split_whitespace().nth(1) == Some("agent")),
+        "{listing}"
+    );
 
     // Each psql statement is recorded exactly as sent, in order.
     let queries = recorded_queries(&ledger);
     let texts: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
     let positions: Vec<usize> = statements
         .iter()
-        .map(|s| texts.iter().position(|t| t == s).unwrap_or_else(|| panic!("{s:?} not recorded: {texts:?}")))
+        .map(|s| {
+            texts
+                .iter()
+                .position(|t| t == s)
+                .unwrap_or_else(|| panic!("{s:?} not recorded: {texts:?}"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {positions:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {positions:?}"
+    );
     // And the replay of that session shows it.
     let (session, _) = &queries[positions[2]];
     let replay = ledger_cli(&["replay", &ledger_arg, "--session", session]);
     let replay_text = String::from_utf8_lossy(&replay.stdout);
     assert!(replay.status.success());
-    assert!(replay_text.contains("session_opened") && replay_text.contains("session_closed"), "{replay_text}");
-    assert!(replay_text.contains("INSERT INTO notes VALUES (1, "), "{replay_text}");
+    assert!(
+        replay_text.contains("session_opened") && replay_text.contains("session_closed"),
+        "{replay_text}"
+    );
+    assert!(
+        replay_text.contains("INSERT INTO notes VALUES (1, "),
+        "{replay_text}"
+    );
     // Extended protocol: pgbench's Parse messages carry its statements.
     let storage = FsStorage::new(ledger.clone());
     let parses = LedgerReader::new(&storage)
@@ -234,7 +268,10 @@ fn sessions_verify_list_and_replay_exactly() {
         .into_iter()
         .filter(|r| matches!(&r.body, Some(RecordBody::ClientMessage { bytes }) if bytes.first() == Some(&b'P')))
         .count();
-    assert!(parses >= 40, "expected pgbench's Parse messages in the ledger, found {parses}");
+    assert!(
+        parses >= 40,
+        "expected pgbench's Parse messages in the ledger, found {parses}"
+    );
 }
 
 /// `kill -9` during a pgbench run in strict mode, three times: every
@@ -260,11 +297,16 @@ fn crash_during_pgbench_loses_no_forwarded_statement() {
         // Let it run, then kill the gateway without warning.
         let deadline = Instant::now() + Duration::from_secs(20);
         while fx.logged_statements(&format!("crash{round}")).len() < 200 {
-            assert!(Instant::now() < deadline, "pgbench made no progress\n{}", gw.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "pgbench made no progress\n{}",
+                gw.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         gw.signal(libc::SIGKILL);
-        gw.wait_exit(Duration::from_secs(10)).expect("killed gateway exits");
+        gw.wait_exit(Duration::from_secs(10))
+            .expect("killed gateway exits");
         let _ = bench.kill();
         let _ = bench.wait();
 
@@ -327,9 +369,17 @@ fn disk_full_refuses_statements_and_recovers() {
     let port = free_port();
     let gw = Gateway::start_with_config(fx.config(port, &ledger, "strict"), port);
     let mut c = gw
-        .login(common::pgwire::Negotiation::SslRequest, "agent", Some(&env().token("agent")), "recdb")
+        .login(
+            common::pgwire::Negotiation::SslRequest,
+            "agent",
+            Some(&env().token("agent")),
+            "recdb",
+        )
         .unwrap();
-    assert_eq!(c.query_one("SELECT 'before'").unwrap().as_deref(), Some("before"));
+    assert_eq!(
+        c.query_one("SELECT 'before'").unwrap().as_deref(),
+        Some("before")
+    );
 
     // Fill the file system, leaving no room for another ledger block.
     let filler = mount.join("filler");
@@ -354,17 +404,28 @@ fn disk_full_refuses_statements_and_recovers() {
         match c.simple_query(&format!("SELECT '{marker}_{i}', '{padding}'")) {
             Err(e) => {
                 let text = format!("{e:?}");
-                assert!(text.contains("53100"), "expected 53100, got {text}\n{}", gw.log_tail());
+                assert!(
+                    text.contains("53100"),
+                    "expected 53100, got {text}\n{}",
+                    gw.log_tail()
+                );
                 refused += 1;
             }
             Ok(_) => {}
         }
     }
-    assert!(refused >= 4, "statements were not refused on a full disk ({refused}/5)\n{}", gw.log_tail());
+    assert!(
+        refused >= 4,
+        "statements were not refused on a full disk ({refused}/5)\n{}",
+        gw.log_tail()
+    );
     // None of the refused statements reached PostgreSQL.
     let log = std::fs::read_to_string(fx.cluster.log_file()).unwrap();
     let reached = log.lines().filter(|l| l.contains(marker)).count();
-    assert!(reached <= 5 - refused, "{reached} refused statements reached PostgreSQL");
+    assert!(
+        reached <= 5 - refused,
+        "{reached} refused statements reached PostgreSQL"
+    );
 
     // Free the space: the ledger reopens and the same session works again.
     std::fs::remove_file(&filler).unwrap();
@@ -376,7 +437,11 @@ fn disk_full_refuses_statements_and_recovers() {
                 break;
             }
             Err(e) => {
-                assert!(Instant::now() < deadline, "service did not resume: {e:?}\n{}", gw.log_tail());
+                assert!(
+                    Instant::now() < deadline,
+                    "service did not resume: {e:?}\n{}",
+                    gw.log_tail()
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

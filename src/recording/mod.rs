@@ -37,7 +37,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     sync::{
-        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
         mpsc, Arc, Mutex,
     },
     task::{Context, Poll, Waker},
@@ -131,9 +131,8 @@ const STATUS_IO: u8 = 2;
 
 fn classify(error: &sluice_ledger::Error) -> FaultKind {
     let source = match error {
-        sluice_ledger::Error::Io { source, .. } | sluice_ledger::Error::SyncFailed { source, .. } => {
-            Some(source)
-        }
+        sluice_ledger::Error::Io { source, .. }
+        | sluice_ledger::Error::SyncFailed { source, .. } => Some(source),
         _ => None,
     };
     match source.and_then(|s| s.raw_os_error()) {
@@ -225,7 +224,10 @@ pub enum RecorderError {
     Thread(std::io::Error),
 }
 
-fn open_writer(settings: &LedgerSettings, key_text: &str) -> Result<LedgerWriter, sluice_ledger::Error> {
+fn open_writer(
+    settings: &LedgerSettings,
+    key_text: &str,
+) -> Result<LedgerWriter, sluice_ledger::Error> {
     let key = SignerKey::parse_private(key_text)?;
     let mut config = WriterConfig::new(settings.origin.clone());
     config.segment_bytes_max = settings.segment_bytes_max;
@@ -274,7 +276,11 @@ impl Recorder {
     /// Stops the writer after the workers are gone: flushes, signs a final
     /// checkpoint and closes the ledger.
     pub fn stop(mut self) {
-        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.shared.stopping.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -331,7 +337,10 @@ fn writer_thread(
                 Ok(reopened) => {
                     writer = Some(reopened);
                     shared.status.store(STATUS_AVAILABLE, Ordering::Release);
-                    tracing::warn!(phase = "recording", "ledger available again: statements are accepted");
+                    tracing::warn!(
+                        phase = "recording",
+                        "ledger available again: statements are accepted"
+                    );
                 }
                 Err(e) => {
                     tracing::debug!(phase = "recording", error = %e, "ledger still unavailable");
@@ -361,7 +370,8 @@ fn writer_thread(
         }
         unsynced |= appended > 0;
         let barrier_due = waiting
-            || (unsynced && last_barrier.elapsed() >= Duration::from_millis(settings.batch_interval_ms));
+            || (unsynced
+                && last_barrier.elapsed() >= Duration::from_millis(settings.batch_interval_ms));
         if failure.is_none() && barrier_due {
             match active.barrier() {
                 Ok(durable) => {
@@ -381,7 +391,11 @@ fn writer_thread(
             Some(error) => {
                 let kind = classify(&error);
                 shared.status.store(
-                    if kind == FaultKind::DiskFull { STATUS_DISK_FULL } else { STATUS_IO },
+                    if kind == FaultKind::DiskFull {
+                        STATUS_DISK_FULL
+                    } else {
+                        STATUS_IO
+                    },
                     Ordering::Release,
                 );
                 tracing::error!(
@@ -617,7 +631,8 @@ async fn listen(recorder: Rc<WorkerRecorder>) {
     loop {
         let outcomes = std::future::poll_fn(|cx| {
             mailbox.waker.register(cx.waker());
-            let taken = std::mem::take(&mut *mailbox.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+            let taken =
+                std::mem::take(&mut *mailbox.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
             if taken.is_empty() {
                 Poll::Pending
             } else {

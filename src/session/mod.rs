@@ -12,6 +12,7 @@
 //! 7. `close`.
 
 pub mod pg;
+pub mod policy;
 pub mod refusal;
 
 pub use pg::run;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sluice_ledger::{Record, RecordBody, SessionId};
 
 use super::{
+    policy::{PolicySession, Verdict},
     refusal::{Refusal, Refusals},
     ErrorSource, Phase,
 };
@@ -27,9 +28,8 @@ use crate::{
     config::{Agent, Target},
     protocol::pg::{
         build::{self, Severity},
-        HEADER_BYTES,
         frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet, parse_frontend,
-        parse_sasl_initial_response, sqlstate, Frame, StartupPacket,
+        parse_sasl_initial_response, sqlstate, Frame, StartupPacket, HEADER_BYTES,
     },
     recording::{CopyData, Fault, ServerMessages, WorkerRecorder},
     server::{SessionControl, Worker, OVERFLOW_SESSIONS_MAX},
@@ -857,7 +857,7 @@ async fn serve(
 
     // The agent sees the upstream's parameters, sluice's own cancel key, and
     // the upstream's ReadyForQuery, in PostgreSQL's order.
-    let mut out = upstream.relay;
+    let mut out = upstream.relay.clone();
     build::backend_key_data(&mut out, process_id, &secret_key);
     out.extend_from_slice(&upstream.ready_for_query);
     write_all(client_writer, out, Phase::ConnectUpstream).await?;
@@ -904,11 +904,20 @@ async fn serve(
         }),
         counters: SessionCounters::default(),
         message_bytes_max: limits.message_bytes_max,
+        policy: worker.shared.config.policy.clone().map(|policy| {
+            let session = PolicySession::new(policy, &agent.name, &agent.groups, &target.name);
+            session
+                .standard_conforming_strings
+                .set(standard_conforming_strings(&upstream.relay).unwrap_or(true));
+            session
+        }),
     });
     if let Some(recording) = &context.recording {
         let tls = client_reader.with_tls(|t| {
             (
-                t.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+                t.protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default(),
                 t.negotiated_cipher_suite()
                     .map(|c| format!("{:?}", c.suite()))
                     .unwrap_or_default(),
@@ -926,7 +935,10 @@ async fn serve(
             tls_version,
             tls_cipher,
             client_certificate_fingerprint: fingerprint,
-            target: format!("{} ({} {}/{})", target.name, upstream.address, target.database, target.user),
+            target: format!(
+                "{} ({} {}/{})",
+                target.name, upstream.address, target.database, target.user
+            ),
         };
         // The session starts only once its opening is recorded: a session
         // that cannot be recorded is not served.
@@ -951,7 +963,13 @@ async fn serve(
         client_writer.clone(),
         context.clone(),
     ));
-    let outcome = client_to_upstream(&mut client_reader, client_buffer, &upstream.writer, &context).await;
+    let outcome = client_to_upstream(
+        &mut client_reader,
+        client_buffer,
+        &upstream.writer,
+        &context,
+    )
+    .await;
     // A failure on the agent's side is answered before anything is torn down,
     // so the ErrorResponse reaches the agent ahead of the close.
     let (outcome, close_reason) = match outcome {
@@ -1015,6 +1033,7 @@ fn hex(bytes: &[u8]) -> String {
 struct ProxyContext {
     control: Rc<SessionControl>,
     refusals: RefCell<Refusals>,
+    policy: Option<PolicySession>,
     recording: Option<SessionRecording>,
     counters: SessionCounters,
     message_bytes_max: usize,
@@ -1092,9 +1111,14 @@ fn ledger_refusal(fault: &Fault) -> Refusal {
     }
 }
 
-/// Records the frontend messages of one chunk and waits for durability when
-/// the ledger is strict. Ok means the chunk may be forwarded.
-async fn record_chunk(context: &ProxyContext, chunk: &[u8]) -> Result<(), Fault> {
+/// Records the frontend messages of one chunk (and the policy decisions
+/// taken on them) and waits for durability when the ledger is strict. Ok
+/// means the chunk may be forwarded.
+async fn record_chunk(
+    context: &ProxyContext,
+    chunk: &[u8],
+    decisions: Vec<RecordBody>,
+) -> Result<(), Fault> {
     let Some(recording) = &context.recording else {
         return Ok(());
     };
@@ -1110,6 +1134,7 @@ async fn record_chunk(context: &ProxyContext, chunk: &[u8]) -> Result<(), Fault>
         bytes.extend_from_slice(frame.body);
         records.push(recording.record(RecordBody::ClientMessage { bytes }));
     }
+    records.extend(decisions.into_iter().map(|d| recording.record(d)));
     if records.is_empty() {
         return Ok(());
     }
@@ -1119,6 +1144,21 @@ async fn record_chunk(context: &ProxyContext, chunk: &[u8]) -> Result<(), Fault>
     } else {
         Ok(())
     }
+}
+
+/// The server's standard_conforming_strings among startup ParameterStatus messages.
+fn standard_conforming_strings(relay: &[u8]) -> Option<bool> {
+    let mut value = None;
+    for frame in frames(relay, usize::MAX).flatten() {
+        if let Ok(crate::protocol::pg::BackendMessage::ParameterStatus { name, value: v }) =
+            crate::protocol::pg::parse_backend(frame)
+        {
+            if name == "standard_conforming_strings" {
+                value = Some(v == "on");
+            }
+        }
+    }
+    value
 }
 
 /// Agent → upstream. Every frontend message is framed and validated in
@@ -1137,12 +1177,23 @@ async fn client_to_upstream(
         let mut violation = None;
         let mut messages = 0u64;
         let mut statements = 0u64;
+        // Refusals by policy, by frame position in the chunk.
+        let mut refused: Vec<(usize, Refusal)> = Vec::new();
+        let mut decisions: Vec<RecordBody> = Vec::new();
         for frame in framed.by_ref() {
             match frame {
                 Ok(frame) => {
-                    if let Err(e) = check_frontend(frame) {
-                        violation = Some(e);
-                        break;
+                    let message = match parse_frontend(frame) {
+                        Ok(message) => message,
+                        Err(e) => {
+                            violation = Some(e.to_string());
+                            break;
+                        }
+                    };
+                    if let Some(policy) = &context.policy {
+                        if let Verdict::Refuse(refusal) = policy.verdict(&message, &mut decisions) {
+                            refused.push((messages as usize, refusal));
+                        }
                     }
                     messages += 1;
                     if matches!(frame.tag, b'Q' | b'E' | b'F') {
@@ -1163,17 +1214,41 @@ async fn client_to_upstream(
         if consumed > 0 {
             let chunk = buffer.split_to(consumed).freeze();
             let counters = &context.counters;
-            counters.client_messages.set(counters.client_messages.get() + messages);
-            counters.statements.set(counters.statements.get() + statements);
-            counters.client_bytes.set(counters.client_bytes.get() + consumed as u64);
-            let outgoing = match record_chunk(context, &chunk).await {
-                Ok(()) if !context.refusals.borrow().is_discarding() => chunk,
+            counters
+                .client_messages
+                .set(counters.client_messages.get() + messages);
+            counters
+                .statements
+                .set(counters.statements.get() + statements);
+            counters
+                .client_bytes
+                .set(counters.client_bytes.get() + consumed as u64);
+            let outgoing = match record_chunk(context, &chunk, decisions).await {
+                Ok(()) if refused.is_empty() && !context.refusals.borrow().is_discarding() => chunk,
                 Ok(()) => {
                     let mut refusals = context.refusals.borrow_mut();
                     let mut out = BytesMut::with_capacity(chunk.len());
-                    for frame in frames(&chunk, context.message_bytes_max).flatten() {
-                        if refusals.admit(frame) {
-                            out.extend_from_slice(&chunk_slice(&chunk, frame));
+                    let mut next_refusal = refused.iter().peekable();
+                    for (index, frame) in frames(&chunk, context.message_bytes_max)
+                        .flatten()
+                        .enumerate()
+                    {
+                        match next_refusal.peek() {
+                            Some((at, refusal)) if *at == index => {
+                                tracing::info!(
+                                    phase = "policy",
+                                    sqlstate = refusal.sqlstate,
+                                    "statement refused: {}",
+                                    refusal.message
+                                );
+                                refusals.refuse(frame, refusal, &mut out);
+                                next_refusal.next();
+                            }
+                            _ => {
+                                if refusals.admit(frame) {
+                                    out.extend_from_slice(&chunk_slice(&chunk, frame));
+                                }
+                            }
                         }
                     }
                     out.freeze()
@@ -1236,14 +1311,19 @@ async fn client_to_upstream(
     }
 }
 
+/// A frame's wire bytes (header and body), copied; for rare messages only.
+fn chunk_bytes(frame: Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.wire_len());
+    out.push(frame.tag);
+    out.extend_from_slice(&((frame.body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(frame.body);
+    out
+}
+
 /// The bytes of `frame`, which borrows from `chunk`, as a zero-copy slice.
 fn chunk_slice(chunk: &Bytes, frame: Frame<'_>) -> Bytes {
     let start = frame.body.as_ptr() as usize - chunk.as_ptr() as usize - HEADER_BYTES;
     chunk.slice(start..start + frame.wire_len())
-}
-
-fn check_frontend(frame: Frame<'_>) -> Result<(), String> {
-    parse_frontend(frame).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Records what the agent is about to receive (never awaited: responses are
@@ -1262,7 +1342,11 @@ fn record_delivery(context: &ProxyContext, chunk: &[u8]) {
         },
     };
     if let Err(fault) = recording.recorder.submit([recording.record(body)], false) {
-        tracing::debug!(phase = "recording", "server data not recorded: {}", fault.message);
+        tracing::debug!(
+            phase = "recording",
+            "server data not recorded: {}",
+            fault.message
+        );
     }
 }
 
@@ -1289,8 +1373,16 @@ async fn upstream_to_client(
                             control
                                 .idle_in_protocol
                                 .set(frame.body.first() == Some(&b'I'));
+                        } else if frame.tag == b'S' {
+                            if let Some(policy) = &context.policy {
+                                if let Some(on) = standard_conforming_strings(&chunk_bytes(frame)) {
+                                    policy.standard_conforming_strings.set(on);
+                                }
+                            }
                         } else if check_errors && frame.tag == b'E' {
-                            if let Some(replacement) = context.refusals.borrow_mut().rewrite_error(frame) {
+                            if let Some(replacement) =
+                                context.refusals.borrow_mut().rewrite_error(frame)
+                            {
                                 let start = frame.body.as_ptr() as usize - base - HEADER_BYTES;
                                 rewrites.push((start, start + frame.wire_len(), replacement));
                             }
@@ -1320,7 +1412,9 @@ async fn upstream_to_client(
                 };
                 let counters = &context.counters;
                 counters.server_chunks.set(counters.server_chunks.get() + 1);
-                counters.server_bytes.set(counters.server_bytes.get() + chunk.len() as u64);
+                counters
+                    .server_bytes
+                    .set(counters.server_bytes.get() + chunk.len() as u64);
                 record_delivery(&context, &chunk);
                 if let Err(e) = client.write(chunk).await {
                     return Err(Failure::silent(

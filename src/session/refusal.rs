@@ -210,7 +210,7 @@ fn wire(frame: Frame<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pg::{frames, FrontendMessage, parse_frontend};
+    use crate::protocol::pg::{frames, parse_frontend, FrontendMessage};
 
     fn refusal() -> Refusal {
         Refusal {
@@ -279,10 +279,26 @@ mod tests {
         let marker = "sluice_refused_0000000000000abc_1";
         // An unrelated error passes untouched.
         let mut other = BytesMut::new();
-        build::error_response(&mut other, Severity::Error, "42601", "syntax error at or near \"sluice_refused_0000000000000abc_12\"", None, None);
-        assert!(r.rewrite_error(frames(&other, 1 << 20).next().unwrap().unwrap()).is_none());
+        build::error_response(
+            &mut other,
+            Severity::Error,
+            "42601",
+            "syntax error at or near \"sluice_refused_0000000000000abc_12\"",
+            None,
+            None,
+        );
+        assert!(r
+            .rewrite_error(frames(&other, 1 << 20).next().unwrap().unwrap())
+            .is_none());
         let mut server = BytesMut::new();
-        build::error_response(&mut server, Severity::Error, "42601", &format!("syntax error at or near \"{marker}\""), None, None);
+        build::error_response(
+            &mut server,
+            Severity::Error,
+            "42601",
+            &format!("syntax error at or near \"{marker}\""),
+            None,
+            None,
+        );
         let rewritten = r
             .rewrite_error(frames(&server, 1 << 20).next().unwrap().unwrap())
             .expect("probe error must be rewritten");

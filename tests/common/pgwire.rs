@@ -120,7 +120,7 @@ impl PgError {
             .map(String::as_str)
             .unwrap_or("")
     }
-    fn parse(body: &[u8]) -> PgError {
+    pub fn parse(body: &[u8]) -> PgError {
         let mut fields = BTreeMap::new();
         let mut rest = body;
         while let Some((&code, tail)) = rest.split_first() {

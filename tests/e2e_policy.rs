@@ -1,0 +1,203 @@
+//! End-to-end: the demo policy enforced on the wire, through psql and a raw
+//! protocol client (simple and extended protocol, inside and outside
+//! transactions, pipelined). Blocked statements must have no effect.
+
+mod common;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use common::pgwire::{message, read_message, ConnectError, Negotiation, PgConn, PgError};
+use common::*;
+
+fn gateway() -> Gateway {
+    let env = env();
+    let port = free_port();
+    let dir = env.dir.join(format!("policy-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = config_toml(env, &GatewayOpts::default(), port);
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.demo.toml"),
+    )
+    .unwrap();
+    config.push_str(&policy);
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    Gateway::start_with_config(path, port)
+}
+
+fn login(gw: &Gateway) -> PgConn {
+    gw.login(
+        Negotiation::SslRequest,
+        "agent",
+        Some(&env().token("agent")),
+        "app",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()))
+}
+
+fn server_error(result: Result<impl std::fmt::Debug, ConnectError>) -> PgError {
+    match result {
+        Err(ConnectError::Server(e)) => e,
+        other => panic!("expected an ErrorResponse, got {other:?}"),
+    }
+}
+
+/// A scratch table made directly on PostgreSQL, so the test can check
+/// that blocked statements left it alone.
+fn scratch_table(name: &str) {
+    env()
+        .direct("app")
+        .psql(&format!(
+            "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int); INSERT INTO {name} SELECT generate_series(1, 10);"
+        ))
+        .unwrap();
+}
+
+fn count(name: &str) -> String {
+    env()
+        .direct("app")
+        .psql(&format!("SELECT count(*) FROM {name}"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn psql_blocked_statements_have_no_effect() {
+    let gw = gateway();
+    scratch_table("pol_psql");
+    for sql in [
+        "DROP TABLE pol_psql",
+        "truncate pol_psql",
+        "/* harmless */ ALTER TABLE pol_psql ADD COLUMN x int",
+        "SELECT 1; DROP TABLE pol_psql",
+        "GRANT ALL ON pol_psql TO PUBLIC",
+    ] {
+        let out = gw
+            .agent("app")
+            .command("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output_within(Duration::from_secs(30))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sql:?} was not refused");
+        assert!(
+            stderr.contains("not allowed through sluice"),
+            "{sql:?}: {stderr}"
+        );
+    }
+    assert_eq!(count("pol_psql"), "10");
+    // Allowed statements still run.
+    let out = gw
+        .agent("app")
+        .psql("UPDATE pol_psql SET id = id WHERE id = 3; SELECT count(*) FROM pol_psql")
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(out.trim(), "10");
+}
+
+#[test]
+fn block_inside_a_transaction_fails_the_block_like_postgresql() {
+    let gw = gateway();
+    scratch_table("pol_tx");
+    let mut c = login(&gw);
+    c.simple_query("BEGIN").unwrap();
+    c.simple_query("INSERT INTO pol_tx VALUES (100)").unwrap();
+    let e = server_error(c.simple_query("DROP TABLE pol_tx"));
+    assert_eq!(e.code(), "42501", "{e}");
+    // The server itself now holds the transaction as failed.
+    let e = server_error(c.simple_query("SELECT 1"));
+    assert_eq!(e.code(), "25P02", "{e}");
+    c.simple_query("ROLLBACK").unwrap();
+    assert_eq!(c.query_one("SELECT 1").unwrap().as_deref(), Some("1"));
+    c.terminate();
+    assert_eq!(
+        count("pol_tx"),
+        "10",
+        "the INSERT must have been rolled back"
+    );
+}
+
+/// Extended protocol, pipelined: [SELECT] [DROP] [SELECT] in one Sync. The
+/// first runs, the DROP is refused with 42501 at Execute, and the server
+/// skips the rest up to Sync, exactly as for an error of its own.
+#[test]
+fn extended_protocol_pipeline_is_refused_in_place() {
+    let gw = gateway();
+    scratch_table("pol_ext");
+    let mut c = login(&gw);
+    let mut out = Vec::new();
+    for sql in ["SELECT 41", "DROP TABLE pol_ext", "SELECT 43"] {
+        let mut parse = b"\0".to_vec(); // unnamed statement
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]);
+        out.extend(message(b'P', &parse));
+        out.extend(message(b'B', &[0; 8]));
+        out.extend(message(b'E', &[0, 0, 0, 0, 0]));
+    }
+    out.extend(message(b'S', &[]));
+    c.io.write_all(&out).unwrap();
+    c.io.flush().unwrap();
+    let mut kinds = Vec::new();
+    let mut error = None;
+    loop {
+        let (kind, body) = read_message(&mut c.io).unwrap();
+        kinds.push(kind as char);
+        if kind == b'E' {
+            error = Some(PgError::parse(&body));
+        }
+        if kind == b'Z' {
+            assert_eq!(body, b"I");
+            break;
+        }
+    }
+    let error = error.expect("an ErrorResponse");
+    assert_eq!(error.code(), "42501", "{error}");
+    // Parse, Bind, DataRow, CommandComplete for SELECT 41; ParseComplete and
+    // BindComplete for the DROP, then its error; nothing for SELECT 43.
+    assert_eq!(kinds.iter().collect::<String>(), "12DC12EZ", "{kinds:?}");
+    // The session goes on, and the table is intact.
+    assert_eq!(c.query_one("SELECT 7").unwrap().as_deref(), Some("7"));
+    c.terminate();
+    assert_eq!(count("pol_ext"), "10");
+}
+
+#[test]
+fn approval_class_is_refused_without_an_approval_service() {
+    let gw = gateway();
+    scratch_table("pol_approve");
+    let mut c = login(&gw);
+    for sql in [
+        "DELETE FROM pol_approve",
+        "UPDATE pol_approve SET id = 0 WHERE 1 = 1",
+        "DO $$ BEGIN DELETE FROM pol_approve; END $$",
+    ] {
+        let e = server_error(c.simple_query(sql));
+        assert_eq!(e.code(), "42501", "{sql}: {e}");
+        assert!(e.message().contains("approval"), "{sql}: {e}");
+    }
+    // A WHERE that restricts is allowed.
+    c.simple_query("DELETE FROM pol_approve WHERE id = 1")
+        .unwrap();
+    c.terminate();
+    assert_eq!(count("pol_approve"), "9");
+}
+
+/// `PREPARE name AS <statement>` is decided by the statement it prepares,
+/// and so is a later `EXECUTE name` of an allowed one.
+#[test]
+fn prepared_statements_are_decided_by_their_text() {
+    let gw = gateway();
+    scratch_table("pol_prep");
+    let mut c = login(&gw);
+    let e = server_error(c.simple_query("PREPARE p1 AS TRUNCATE pol_prep"));
+    assert_eq!(e.code(), "42501", "{e}");
+    // sluice still knows what p1 would be and refuses its EXECUTE too.
+    let e = server_error(c.simple_query("EXECUTE p1"));
+    assert_eq!(e.code(), "42501", "{e}");
+    c.simple_query("PREPARE p2 AS SELECT count(*) FROM pol_prep")
+        .unwrap();
+    assert_eq!(c.query_one("EXECUTE p2").unwrap().as_deref(), Some("10"));
+    c.terminate();
+    assert_eq!(count("pol_prep"), "10");
+}

@@ -1128,11 +1128,9 @@ async fn record_chunk(
         if frame.tag == b'd' && !copy_full {
             continue;
         }
-        let mut bytes = Vec::with_capacity(frame.wire_len());
-        bytes.push(frame.tag);
-        bytes.extend_from_slice(&((frame.body.len() + 4) as u32).to_be_bytes());
-        bytes.extend_from_slice(frame.body);
-        records.push(recording.record(RecordBody::ClientMessage { bytes }));
+        records.push(recording.record(RecordBody::ClientMessage {
+            bytes: frame.to_wire(),
+        }));
     }
     records.extend(decisions.into_iter().map(|d| recording.record(d)));
     if records.is_empty() {
@@ -1311,15 +1309,6 @@ async fn client_to_upstream(
     }
 }
 
-/// A frame's wire bytes (header and body), copied; for rare messages only.
-fn chunk_bytes(frame: Frame<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frame.wire_len());
-    out.push(frame.tag);
-    out.extend_from_slice(&((frame.body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(frame.body);
-    out
-}
-
 /// The bytes of `frame`, which borrows from `chunk`, as a zero-copy slice.
 fn chunk_slice(chunk: &Bytes, frame: Frame<'_>) -> Bytes {
     let start = frame.body.as_ptr() as usize - chunk.as_ptr() as usize - HEADER_BYTES;
@@ -1375,7 +1364,7 @@ async fn upstream_to_client(
                                 .set(frame.body.first() == Some(&b'I'));
                         } else if frame.tag == b'S' {
                             if let Some(policy) = &context.policy {
-                                if let Some(on) = standard_conforming_strings(&chunk_bytes(frame)) {
+                                if let Some(on) = standard_conforming_strings(&frame.to_wire()) {
                                     policy.standard_conforming_strings.set(on);
                                 }
                             }

@@ -142,7 +142,7 @@ impl Refusals {
             // Sync and Terminate carry no statement: forward them as is.
             b'S' | b'X' => {
                 self.refused_messages -= 1;
-                out.extend_from_slice(&wire(frame));
+                out.extend_from_slice(&frame.to_wire());
             }
             _ => {
                 let marker = self.marker(refusal);
@@ -199,13 +199,6 @@ fn contains_marker(text: &str, marker: &str) -> bool {
     })
 }
 
-fn wire(frame: Frame<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(frame.wire_len());
-    out.push(frame.tag);
-    out.extend_from_slice(&((frame.body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(frame.body);
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -261,7 +254,7 @@ mod tests {
         for frame in framed {
             let frame = frame.unwrap();
             if r.admit(frame) {
-                out.extend_from_slice(&wire(frame));
+                out.extend_from_slice(&frame.to_wire());
             }
         }
         assert_eq!(frontend_tags(&out), vec![b'P', b'S', b'Q']);
@@ -327,7 +320,7 @@ mod tests {
         for frame in framed {
             let frame = frame.unwrap();
             if r.admit(frame) {
-                out.extend_from_slice(&wire(frame));
+                out.extend_from_slice(&frame.to_wire());
             }
         }
         assert_eq!(frontend_tags(&out), vec![b'f', b'Q']);

@@ -32,6 +32,18 @@ impl Frame<'_> {
     pub fn wire_len(&self) -> usize {
         HEADER_BYTES + self.body.len()
     }
+
+    /// The message's wire bytes (tag, length word, body), copied. For the
+    /// cold paths that must own a message (recording, refusals); the hot
+    /// path forwards slices of the read buffer instead.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.wire_len());
+        out.push(self.tag);
+        // wire_len fits in i32: framing bounded it by message_bytes_max.
+        out.extend_from_slice(&((self.body.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(self.body);
+        out
+    }
 }
 
 /// Header violations. Both are fatal for the connection: after a bad length

@@ -201,3 +201,140 @@ fn prepared_statements_are_decided_by_their_text() {
     c.terminate();
     assert_eq!(count("pol_prep"), "10");
 }
+
+fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = name.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(sql.as_bytes());
+    body.extend_from_slice(&[0, 0, 0]);
+    message(b'P', &body)
+}
+
+fn bind_msg(portal: &str, statement: &str) -> Vec<u8> {
+    let mut body = portal.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(statement.as_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    message(b'B', &body)
+}
+
+fn execute_msg(portal: &str) -> Vec<u8> {
+    let mut body = portal.as_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0]);
+    message(b'E', &body)
+}
+
+fn close_statement_msg(name: &str) -> Vec<u8> {
+    let mut body = vec![b'S'];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    message(b'C', &body)
+}
+
+/// Sends `bytes` and reads `ready` ReadyForQuery messages; returns the
+/// SQLSTATEs of the errors seen, in order.
+fn exchange(c: &mut PgConn, bytes: &[u8], ready: usize) -> Vec<String> {
+    c.io.write_all(bytes).unwrap();
+    c.io.flush().unwrap();
+    let mut codes = Vec::new();
+    let mut seen = 0;
+    while seen < ready {
+        let (kind, body) = read_message(&mut c.io).unwrap();
+        match kind {
+            b'E' => codes.push(PgError::parse(&body).code().to_string()),
+            b'Z' => seen += 1,
+            _ => {}
+        }
+    }
+    codes
+}
+
+/// Review finding: a named statement re-Parsed (which the server rejects
+/// with "already exists") must not launder the original.
+#[test]
+fn reparsing_a_blocked_statement_does_not_launder_it() {
+    let gw = gateway();
+    scratch_table("pol_reparse");
+    let mut c = login(&gw);
+    let mut first = parse_msg("s1", "DROP TABLE pol_reparse");
+    first.extend(message(b'S', &[]));
+    assert!(exchange(&mut c, &first, 1).is_empty());
+    let mut second = parse_msg("s1", "SELECT 1");
+    second.extend(message(b'S', &[]));
+    assert_eq!(exchange(&mut c, &second, 1), vec!["42P05"]);
+    let mut run = bind_msg("", "s1");
+    run.extend(execute_msg(""));
+    run.extend(message(b'S', &[]));
+    assert_eq!(exchange(&mut c, &run, 1), vec!["42501"]);
+    c.terminate();
+    assert_eq!(count("pol_reparse"), "10");
+}
+
+/// Review finding: a Close that the server skips (after an error in the
+/// same batch) must not make sluice forget the statement.
+#[test]
+fn a_skipped_close_does_not_forget_a_blocked_statement() {
+    let gw = gateway();
+    scratch_table("pol_close");
+    let mut c = login(&gw);
+    let mut first = parse_msg("s1", "TRUNCATE pol_close");
+    first.extend(message(b'S', &[]));
+    assert!(exchange(&mut c, &first, 1).is_empty());
+    // An error, then a Close the server skips, then Sync.
+    let mut second = parse_msg("", "SELEC broken");
+    second.extend(close_statement_msg("s1"));
+    second.extend(message(b'S', &[]));
+    assert_eq!(exchange(&mut c, &second, 1), vec!["42601"]);
+    let mut run = bind_msg("", "s1");
+    run.extend(execute_msg(""));
+    run.extend(message(b'S', &[]));
+    assert_eq!(exchange(&mut c, &run, 1), vec!["42501"]);
+    c.terminate();
+    assert_eq!(count("pol_close"), "10");
+}
+
+/// Review finding: `SET standard_conforming_strings = off` pipelined with a
+/// statement that lexes differently under it.
+#[test]
+fn pipelined_lexing_change_cannot_hide_a_statement() {
+    let gw = gateway();
+    scratch_table("pol_scs");
+    let mut c = login(&gw);
+    let mut bytes = message(b'Q', b"SET standard_conforming_strings = off\0");
+    bytes.extend(message(
+        b'Q',
+        b"SELECT '\\''; DROP TABLE pol_scs; --'\0",
+    ));
+    let codes = exchange(&mut c, &bytes, 2);
+    assert_eq!(codes, vec!["42501"], "the hidden DROP must be refused");
+    c.terminate();
+    assert_eq!(count("pol_scs"), "10");
+}
+
+/// Review finding: client encodings whose characters can contain ASCII
+/// quote or backslash bytes are refused, at startup and by SET.
+#[test]
+fn unsafe_client_encodings_are_refused() {
+    let gw = gateway();
+    let tls = gw.tls();
+    let io = common::pgwire::connect_transport(gw.addr, Negotiation::SslRequest, Some(&tls)).unwrap();
+    let mut io = io;
+    let startup = common::pgwire::startup_message(&[
+        ("user", "agent"),
+        ("database", "app"),
+        ("client_encoding", "SJIS"),
+    ]);
+    let err = common::pgwire::expect_error_after(&mut io, &startup).unwrap();
+    assert_eq!(err.code(), "0A000", "{err}");
+    let mut c = login(&gw);
+    for sql in [
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'BIG5'",
+        "SELECT set_config('client_encoding', 'GBK', false)",
+    ] {
+        let e = server_error(c.simple_query(sql));
+        assert_eq!(e.code(), "42501", "{sql}: {e}");
+    }
+    assert_eq!(c.query_one("SHOW client_encoding").unwrap().as_deref(), Some("UTF8"));
+    c.terminate();
+}

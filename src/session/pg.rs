@@ -487,6 +487,17 @@ async fn admit(
         build::negotiate_protocol_version(&mut out, 0, &protocol_options);
         write_all(writer, out, Phase::Startup).await?;
     }
+    if let Some(encoding) = get("client_encoding") {
+        if !super::policy::client_encoding_is_safe(encoding) {
+            return Err(Failure::new(
+                ErrorSource::Downstream,
+                Phase::Startup,
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("client_encoding {encoding:?} is not supported through sluice"),
+            )
+            .hint("use UTF8: in this encoding a multibyte character can contain a quote or backslash byte, so sluice could not read statements as the server does"));
+        }
+    }
     let forwarded: Vec<(String, String)> = startup
         .parameters
         .iter()
@@ -906,9 +917,10 @@ async fn serve(
         message_bytes_max: limits.message_bytes_max,
         policy: worker.shared.config.policy.clone().map(|policy| {
             let session = PolicySession::new(policy, &agent.name, &agent.groups, &target.name);
-            session
-                .standard_conforming_strings
-                .set(standard_conforming_strings(&upstream.relay).unwrap_or(true));
+            // The server's startup ParameterStatus (client_encoding) counts too.
+            for frame in frames(&upstream.relay, usize::MAX).flatten() {
+                session.observe_backend(frame.tag, frame.body);
+            }
             session
         }),
     });
@@ -1144,24 +1156,18 @@ async fn record_chunk(
     }
 }
 
-/// The server's standard_conforming_strings among startup ParameterStatus messages.
-fn standard_conforming_strings(relay: &[u8]) -> Option<bool> {
-    let mut value = None;
-    for frame in frames(relay, usize::MAX).flatten() {
-        if let Ok(crate::protocol::pg::BackendMessage::ParameterStatus { name, value: v }) =
-            crate::protocol::pg::parse_backend(frame)
-        {
-            if name == "standard_conforming_strings" {
-                value = Some(v == "on");
-            }
-        }
-    }
-    value
+
+/// What happens to one frontend message of a chunk.
+enum Planned {
+    Forward,
+    /// Dropped: an earlier refusal makes the server skip it anyway.
+    Drop,
+    Refuse(Refusal),
 }
 
 /// Agent → upstream. Every frontend message is framed and validated in
-/// place, recorded, and forwarded as one write of the same bytes; refused
-/// messages are replaced (see `refusal`).
+/// place, decided by policy, recorded, and forwarded as one write of the
+/// same bytes; refused messages are replaced (see `refusal`).
 async fn client_to_upstream(
     reader: &mut TransportReader,
     mut buffer: BytesMut,
@@ -1175,77 +1181,91 @@ async fn client_to_upstream(
         let mut violation = None;
         let mut messages = 0u64;
         let mut statements = 0u64;
-        // Refusals by policy, by frame position in the chunk.
-        let mut refused: Vec<(usize, Refusal)> = Vec::new();
+        let mut plan: Vec<Planned> = Vec::new();
         let mut decisions: Vec<RecordBody> = Vec::new();
+        let saved_flags = context.refusals.borrow().discard_flags();
+        let mut consumed = 0usize;
         for frame in framed.by_ref() {
-            match frame {
-                Ok(frame) => {
-                    let message = match parse_frontend(frame) {
-                        Ok(message) => message,
-                        Err(e) => {
-                            violation = Some(e.to_string());
-                            break;
-                        }
-                    };
-                    if let Some(policy) = &context.policy {
-                        if let Verdict::Refuse(refusal) = policy.verdict(&message, &mut decisions) {
-                            refused.push((messages as usize, refusal));
-                        }
-                    }
-                    messages += 1;
-                    if matches!(frame.tag, b'Q' | b'E' | b'F') {
-                        statements += 1;
-                    }
-                    if frame.tag == b'X' {
-                        terminated = true;
-                        break;
-                    }
-                }
+            let frame = match frame {
+                Ok(frame) => frame,
                 Err(e) => {
                     violation = Some(format!("{e}"));
                     break;
                 }
+            };
+            let message = match parse_frontend(frame) {
+                Ok(message) => message,
+                Err(e) => {
+                    // The malformed frame is neither recorded nor forwarded.
+                    violation = Some(e.to_string());
+                    break;
+                }
+            };
+            consumed += frame.wire_len();
+            messages += 1;
+            if matches!(frame.tag, b'Q' | b'E' | b'F') {
+                statements += 1;
+            }
+            // Planning advances the discard state as forwarding will; a
+            // dropped message changes no policy state (the server never
+            // sees it).
+            let admitted = context.refusals.borrow_mut().admit(frame);
+            let planned = if !admitted {
+                Planned::Drop
+            } else {
+                match &context.policy {
+                    None => Planned::Forward,
+                    Some(policy) => match policy.verdict(&message, &mut decisions) {
+                        Verdict::Forward => Planned::Forward,
+                        Verdict::Refuse(refusal) if refusal.sqlstate == sqlstate::PROTOCOL_VIOLATION => {
+                            violation = Some(refusal.message);
+                            consumed -= frame.wire_len();
+                            messages -= 1;
+                            break;
+                        }
+                        Verdict::Refuse(refusal) => {
+                            context.refusals.borrow_mut().plan_refusal(frame.tag);
+                            Planned::Refuse(refusal)
+                        }
+                    },
+                }
+            };
+            if let (Some(policy), false) = (&context.policy, matches!(planned, Planned::Drop)) {
+                // A refused Query or FunctionCall becomes a probe Query:
+                // either way one batch is sent.
+                policy.sent(frame.tag);
+            }
+            plan.push(planned);
+            if frame.tag == b'X' {
+                terminated = true;
+                break;
             }
         }
-        let consumed = framed.consumed();
+        drop(framed);
         if consumed > 0 {
             let chunk = buffer.split_to(consumed).freeze();
             let counters = &context.counters;
-            counters
-                .client_messages
-                .set(counters.client_messages.get() + messages);
-            counters
-                .statements
-                .set(counters.statements.get() + statements);
-            counters
-                .client_bytes
-                .set(counters.client_bytes.get() + consumed as u64);
+            counters.client_messages.set(counters.client_messages.get() + messages);
+            counters.statements.set(counters.statements.get() + statements);
+            counters.client_bytes.set(counters.client_bytes.get() + consumed as u64);
+            let forward_all = plan.iter().all(|p| matches!(p, Planned::Forward));
             let outgoing = match record_chunk(context, &chunk, decisions).await {
-                Ok(()) if refused.is_empty() && !context.refusals.borrow().is_discarding() => chunk,
+                Ok(()) if forward_all => chunk,
                 Ok(()) => {
                     let mut refusals = context.refusals.borrow_mut();
                     let mut out = BytesMut::with_capacity(chunk.len());
-                    let mut next_refusal = refused.iter().peekable();
-                    for (index, frame) in frames(&chunk, context.message_bytes_max)
-                        .flatten()
-                        .enumerate()
-                    {
-                        match next_refusal.peek() {
-                            Some((at, refusal)) if *at == index => {
+                    for (frame, planned) in frames(&chunk, context.message_bytes_max).flatten().zip(&plan) {
+                        match planned {
+                            Planned::Forward => out.extend_from_slice(&chunk_slice(&chunk, frame)),
+                            Planned::Drop => {}
+                            Planned::Refuse(refusal) => {
                                 tracing::info!(
                                     phase = "policy",
                                     sqlstate = refusal.sqlstate,
                                     "statement refused: {}",
                                     refusal.message
                                 );
-                                refusals.refuse(frame, refusal, &mut out);
-                                next_refusal.next();
-                            }
-                            _ => {
-                                if refusals.admit(frame) {
-                                    out.extend_from_slice(&chunk_slice(&chunk, frame));
-                                }
+                                refusals.emit_probe(frame, refusal, &mut out);
                             }
                         }
                     }
@@ -1259,8 +1279,11 @@ async fn client_to_upstream(
                         "refusing statements: {}",
                         fault.message
                     );
+                    // Nothing of this chunk may run: replan it from the
+                    // state before it, refusing every message.
                     let refusal = ledger_refusal(&fault);
                     let mut refusals = context.refusals.borrow_mut();
+                    refusals.restore_discard_flags(saved_flags);
                     let mut out = BytesMut::new();
                     for frame in frames(&chunk, context.message_bytes_max).flatten() {
                         refusals.refuse(frame, &refusal, &mut out);
@@ -1358,16 +1381,15 @@ async fn upstream_to_client(
             for frame in framed.by_ref() {
                 match frame {
                     Ok(frame) => {
+                        if let Some(policy) = &context.policy {
+                            if matches!(frame.tag, b'E' | b'Z' | b'S') {
+                                policy.observe_backend(frame.tag, frame.body);
+                            }
+                        }
                         if frame.tag == b'Z' {
                             control
                                 .idle_in_protocol
                                 .set(frame.body.first() == Some(&b'I'));
-                        } else if frame.tag == b'S' {
-                            if let Some(policy) = &context.policy {
-                                if let Some(on) = standard_conforming_strings(&frame.to_wire()) {
-                                    policy.standard_conforming_strings.set(on);
-                                }
-                            }
                         } else if check_errors && frame.tag == b'E' {
                             if let Some(replacement) =
                                 context.refusals.borrow_mut().rewrite_error(frame)

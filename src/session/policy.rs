@@ -5,21 +5,41 @@
 //! strictest decision over its statements). Extended protocol: a statement
 //! is classified at Parse, the decision follows it to every portal bound
 //! from it, and it is enforced at Execute, so a blocked statement can be
-//! prepared (nothing runs) but never executed. `PREPARE name AS ...` and
-//! named protocol statements share one namespace, so `EXECUTE name` is
-//! decided by what `name` was prepared as.
+//! prepared (nothing runs) but never executed.
+//!
+//! The state must follow what the *server* did, not what the agent asked
+//! for: after an error the server skips every message up to Sync, so a
+//! Parse or Close the agent sent may never have happened. Changes to a
+//! statement or portal name are therefore kept per batch (the messages up
+//! to a Sync) and settled when that batch's ReadyForQuery arrives: a batch
+//! without an error applies them; a batch with an error keeps, for every
+//! name it touched, the strictest decision that might now be in force.
+//! Within the batch being sent, the latest change is used directly (if the
+//! server skipped it because of an earlier error, it skips the Bind or
+//! Execute that depends on it too). A name sluice cannot account for is
+//! decided as unknown SQL: fail closed.
+//!
+//! Lexing depends on `standard_conforming_strings` and on the client
+//! encoding, both of which a statement can change while later statements
+//! are already in flight. Every statement is therefore classified under
+//! both `standard_conforming_strings` settings (the stricter decision
+//! wins), client encodings whose multibyte characters can contain ASCII
+//! bytes (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) are refused at startup, and
+//! statements that could switch to one are blocked.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc};
+use std::{collections::HashMap, rc::Rc, sync::Arc};
+
+use std::cell::{Cell, RefCell};
 
 use sluice_ledger::RecordBody;
 
 use super::refusal::Refusal;
 use crate::{
     policy::{
-        classify_bytes, Action, ClassifyOptions, CompiledPolicy, Decision, LexOptions,
-        PreparedStatements, Summary,
+        classify_bytes, Action, Class, ClassifiedStatement, ClassifyOptions, CompiledPolicy,
+        Decision, LexOptions, PreparedStatements, Summary,
     },
-    protocol::pg::{sqlstate, FrontendMessage},
+    protocol::pg::{sqlstate, FrontendMessage, TargetKind},
 };
 
 /// Statements and portals remembered per session; a client that creates
@@ -29,19 +49,143 @@ pub const NAMED_STATEMENTS_MAX: usize = 10_000;
 /// ClientMessage record next to it).
 const DECISION_TEXT_BYTES_MAX: usize = 4096;
 
+/// Client encodings in which a multibyte character can contain bytes below
+/// 0x80 (notably `\` and `'`): sluice's lexer, which reads UTF-8, would see
+/// different statement boundaries than the server. Lower case, without
+/// separators.
+const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
+    "sjis", "shiftjis", "mskanji", "win932", "windows932", "cp932", "big5", "win950",
+    "windows950", "cp950", "gbk", "win936", "windows936", "cp936", "uhc", "win949",
+    "windows949", "cp949", "gb18030", "johab", "shiftjis2004",
+];
+
+fn normalized_encoding(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether the client encoding lexes like UTF-8 for ASCII bytes.
+pub fn client_encoding_is_safe(name: &str) -> bool {
+    let name = normalized_encoding(name);
+    !UNSAFE_CLIENT_ENCODINGS.contains(&name.as_str())
+}
+
 /// What the session does with one frontend message.
 pub enum Verdict {
     Forward,
     Refuse(Refusal),
 }
 
+/// Decisions a name may carry: what the server confirmed, and changes from
+/// batches whose outcome is not known yet (`None` = closed).
+#[derive(Default)]
+struct NameState {
+    confirmed: Option<Rc<Decision>>,
+    pending: Vec<(u64, Option<Rc<Decision>>)>,
+}
+
+/// Names (statements or portals) and their decisions.
+#[derive(Default)]
+struct Names {
+    map: HashMap<Vec<u8>, NameState>,
+}
+
+fn stricter(a: Option<Rc<Decision>>, b: Option<Rc<Decision>>) -> Option<Rc<Decision>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.action > a.action { b } else { a }),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl Names {
+    fn set(&mut self, name: &[u8], batch: u64, decision: Option<Rc<Decision>>) -> bool {
+        if !self.map.contains_key(name) && self.map.len() >= NAMED_STATEMENTS_MAX {
+            return false;
+        }
+        let state = self.map.entry(name.to_vec()).or_default();
+        state.pending.push((batch, decision));
+        true
+    }
+
+    /// The decision in force for `name` as seen from batch `batch`, or None
+    /// when sluice cannot account for the name.
+    fn lookup(&self, name: &[u8], batch: u64) -> Option<Rc<Decision>> {
+        let state = self.map.get(name)?;
+        if let Some((_, latest)) = state.pending.iter().rev().find(|(b, _)| *b == batch) {
+            return latest.clone();
+        }
+        // Earlier batches still unsettled: any of their outcomes may hold.
+        let mut result = state.confirmed.clone();
+        let mut possible_absent = false;
+        for (_, change) in state.pending.iter().filter(|(b, _)| *b < batch) {
+            match change {
+                Some(decision) => result = stricter(result, Some(decision.clone())),
+                None => possible_absent = true,
+            }
+        }
+        let _ = possible_absent;
+        result
+    }
+
+    /// Settles batch `batch`: applied if the server reported no error,
+    /// otherwise each touched name keeps the strictest possibility.
+    fn settle(&mut self, batch: u64, had_error: bool) {
+        self.map.retain(|_, state| {
+            let changes: Vec<Option<Rc<Decision>>> = state
+                .pending
+                .iter()
+                .filter(|(b, _)| *b <= batch)
+                .map(|(_, d)| d.clone())
+                .collect();
+            state.pending.retain(|(b, _)| *b > batch);
+            if !changes.is_empty() {
+                if had_error {
+                    for change in changes {
+                        state.confirmed = stricter(state.confirmed.take(), change);
+                    }
+                } else {
+                    state.confirmed = changes.into_iter().last().flatten();
+                }
+            }
+            state.confirmed.is_some() || !state.pending.is_empty()
+        });
+    }
+
+    fn clear_confirmed(&mut self) {
+        self.map.retain(|_, state| {
+            state.confirmed = None;
+            !state.pending.is_empty()
+        });
+    }
+}
+
+/// SQL-level prepared statement names (`PREPARE`, and protocol statements
+/// share the namespace) for classifying `EXECUTE name`. A name defined
+/// twice is ambiguous (the second definition may have failed on the
+/// server), so it resolves to nothing, which classifies as unknown.
+#[derive(Default)]
 struct Prepared {
-    summaries: HashMap<String, Summary>,
+    summaries: HashMap<String, Option<Summary>>,
+}
+
+impl Prepared {
+    fn define(&mut self, name: &str, summary: Summary) {
+        if let Some(existing) = self.summaries.get_mut(name) {
+            if *existing != Some(summary) {
+                *existing = None;
+            }
+        } else if self.summaries.len() < NAMED_STATEMENTS_MAX {
+            self.summaries.insert(name.to_string(), Some(summary));
+        }
+    }
 }
 
 impl PreparedStatements for Prepared {
     fn lookup(&self, name: &str) -> Option<Summary> {
-        self.summaries.get(name).copied()
+        self.summaries.get(name).copied().flatten()
     }
 }
 
@@ -50,14 +194,19 @@ pub struct PolicySession {
     agent: String,
     groups: Vec<String>,
     target: String,
-    /// Decision per protocol statement name ("" is the unnamed statement).
-    statements: RefCell<HashMap<Vec<u8>, Rc<Decision>>>,
-    /// Decision per portal, copied from its statement at Bind.
-    portals: RefCell<HashMap<Vec<u8>, Rc<Decision>>>,
+    statements: RefCell<Names>,
+    portals: RefCell<Names>,
     prepared: RefCell<Prepared>,
-    /// Mirrors the server's standard_conforming_strings (from ParameterStatus),
-    /// which changes how backslashes in '' strings lex.
-    pub standard_conforming_strings: std::cell::Cell<bool>,
+    /// Batches (Query, FunctionCall or Sync cycles) sent to the server.
+    batches_sent: Cell<u64>,
+    /// Batches whose ReadyForQuery has arrived.
+    batches_settled: Cell<u64>,
+    /// Whether extended-protocol messages were sent since the last Sync.
+    extended_open: Cell<bool>,
+    /// An ErrorResponse arrived since the last ReadyForQuery.
+    error_seen: Cell<bool>,
+    /// The server's client_encoding is one sluice cannot lex.
+    unsafe_encoding: Cell<bool>,
 }
 
 impl PolicySession {
@@ -67,123 +216,205 @@ impl PolicySession {
             agent: agent.to_string(),
             groups: groups.to_vec(),
             target: target.to_string(),
-            statements: RefCell::new(HashMap::new()),
-            portals: RefCell::new(HashMap::new()),
-            prepared: RefCell::new(Prepared {
-                summaries: HashMap::new(),
-            }),
-            standard_conforming_strings: std::cell::Cell::new(true),
+            statements: RefCell::new(Names::default()),
+            portals: RefCell::new(Names::default()),
+            prepared: RefCell::new(Prepared::default()),
+            batches_sent: Cell::new(0),
+            batches_settled: Cell::new(0),
+            extended_open: Cell::new(false),
+            error_seen: Cell::new(false),
+            unsafe_encoding: Cell::new(false),
         }
     }
 
-    /// Classifies and decides `sql`; also returns the first statement's
-    /// summary (a Parse holds exactly one statement).
-    fn decide_sql(&self, sql: &[u8]) -> (Decision, Option<Summary>) {
+    fn classify(&self, sql: &[u8], standard_conforming_strings: bool) -> Vec<ClassifiedStatement> {
         let options = ClassifyOptions {
             lex: LexOptions {
-                standard_conforming_strings: self.standard_conforming_strings.get(),
+                standard_conforming_strings,
             },
         };
-        let prepared = self.prepared.borrow();
-        let statements = classify_bytes(sql, &options, &*prepared);
-        drop(prepared);
-        // PREPARE name AS ... : remember what `name` is for later EXECUTEs.
-        let mut prepared = self.prepared.borrow_mut();
-        for statement in &statements {
-            if let Some(name) = &statement.prepared_name {
-                if prepared.summaries.len() < NAMED_STATEMENTS_MAX {
-                    prepared.summaries.insert(name.clone(), statement.summary());
-                }
-            }
-        }
-        let decision = self
-            .policy
-            .decide(&self.agent, &self.groups, &self.target, &statements);
-        (decision, statements.first().map(|s| s.summary()))
+        classify_bytes(sql, &options, &*self.prepared.borrow())
     }
 
-    /// Decides one message; `records` receives the ledger records of the
-    /// decisions taken.
+    /// Classifies and decides `sql` under both lexing modes (the stricter
+    /// wins); also returns the first statement's summary (a Parse holds
+    /// exactly one statement) and the names `PREPARE` defines.
+    fn decide_sql(&self, sql: &[u8]) -> (Decision, Option<Summary>, Vec<(String, Summary)>) {
+        let on = self.classify(sql, true);
+        let off = self.classify(sql, false);
+        let decide = |statements: &[ClassifiedStatement]| {
+            self.policy
+                .decide(&self.agent, &self.groups, &self.target, statements)
+        };
+        let decision_on = decide(&on);
+        let decision_off = decide(&off);
+        let (mut decision, statements) = if decision_off.action > decision_on.action {
+            (decision_off, off)
+        } else {
+            (decision_on, on)
+        };
+        if self.unsafe_encoding.get() {
+            decision = self.unknown_decision();
+        } else if switches_encoding(sql) {
+            decision = Decision {
+                action: Action::Block,
+                message: Some(
+                    "sluice does not allow changing client_encoding after connecting (it must be able to lex every statement as the server does)"
+                        .into(),
+                ),
+                rule_id: Some("sluice.client_encoding".into()),
+                ..decision
+            };
+        }
+        let prepared = statements
+            .iter()
+            .filter_map(|s| s.prepared_name.clone().map(|n| (n, s.summary())))
+            .collect();
+        (decision, statements.first().map(|s| s.summary()), prepared)
+    }
+
+    fn unknown_decision(&self) -> Decision {
+        self.policy
+            .decide_class(&self.agent, &self.groups, &self.target, Class::Unknown)
+    }
+
+    /// Decides one message that will be forwarded (not one the refusal
+    /// logic drops); `records` receives the ledger records of decisions.
     pub fn verdict(&self, message: &FrontendMessage<'_>, records: &mut Vec<RecordBody>) -> Verdict {
+        let batch = self.batches_sent.get();
         match message {
             FrontendMessage::Query { sql } => {
-                let (decision, _) = self.decide_sql(sql);
+                if self.extended_open.get() {
+                    // The server may silently skip a Query sent inside a
+                    // failed extended batch, which would make batches
+                    // uncountable; no driver does this.
+                    return Verdict::Refuse(Refusal {
+                        sqlstate: sqlstate::PROTOCOL_VIOLATION,
+                        message: "sluice does not accept a Query message inside an unfinished extended-protocol batch; send Sync first".into(),
+                        hint: None,
+                    });
+                }
+                let (decision, _, prepared) = self.decide_sql(sql);
                 records.push(decision_record(sql, &decision));
-                self.enforce(&decision)
+                let verdict = self.enforce(&decision);
+                if matches!(verdict, Verdict::Forward) {
+                    let mut names = self.prepared.borrow_mut();
+                    for (name, summary) in prepared {
+                        names.define(&name, summary);
+                    }
+                }
+                verdict
             }
             FrontendMessage::Parse { statement, sql, .. } => {
-                let (decision, summary) = self.decide_sql(sql);
+                self.extended_open.set(true);
+                let (decision, summary, _) = self.decide_sql(sql);
                 records.push(decision_record(sql, &decision));
-                let mut statements = self.statements.borrow_mut();
-                if statements.len() >= NAMED_STATEMENTS_MAX && !statements.contains_key(*statement)
+                if !self
+                    .statements
+                    .borrow_mut()
+                    .set(statement, batch, Some(Rc::new(decision)))
                 {
                     return Verdict::Refuse(limit_refusal("prepared statements"));
                 }
                 if let (Ok(name), Some(summary)) = (std::str::from_utf8(statement), summary) {
-                    let mut prepared = self.prepared.borrow_mut();
-                    if !name.is_empty() && prepared.summaries.len() < NAMED_STATEMENTS_MAX {
-                        prepared.summaries.insert(name.to_string(), summary);
+                    if !name.is_empty() {
+                        self.prepared.borrow_mut().define(name, summary);
                     }
                 }
-                statements.insert(statement.to_vec(), Rc::new(decision));
                 // Parsing runs nothing: the decision is enforced at Execute.
                 Verdict::Forward
             }
             FrontendMessage::Bind {
                 portal, statement, ..
             } => {
-                let decision = self.statements.borrow().get(*statement).cloned();
-                let mut portals = self.portals.borrow_mut();
-                if portals.len() >= NAMED_STATEMENTS_MAX && !portals.contains_key(*portal) {
+                self.extended_open.set(true);
+                let decision = self
+                    .statements
+                    .borrow()
+                    .lookup(statement, batch)
+                    .unwrap_or_else(|| Rc::new(self.unknown_decision()));
+                if !self.portals.borrow_mut().set(portal, batch, Some(decision)) {
                     return Verdict::Refuse(limit_refusal("portals"));
-                }
-                match decision {
-                    Some(decision) => {
-                        portals.insert(portal.to_vec(), decision);
-                    }
-                    // A statement sluice never saw parsed cannot be judged;
-                    // the server rejects the Bind anyway.
-                    None => {
-                        portals.remove(*portal);
-                    }
                 }
                 Verdict::Forward
             }
             FrontendMessage::Execute { portal, .. } => {
-                match self.portals.borrow().get(*portal) {
-                    Some(decision) => self.enforce(decision),
-                    // No known portal: the server answers "portal does not
-                    // exist"; nothing can run.
-                    None => Verdict::Forward,
+                self.extended_open.set(true);
+                let decision = self.portals.borrow().lookup(portal, batch);
+                match decision {
+                    Some(decision) => self.enforce(&decision),
+                    // A portal sluice cannot account for: fail closed.
+                    None => {
+                        let decision = self.unknown_decision();
+                        records.push(decision_record(b"<execute of an unknown portal>", &decision));
+                        self.enforce(&decision)
+                    }
                 }
             }
             FrontendMessage::Close { kind, name } => {
+                self.extended_open.set(true);
                 match kind {
-                    crate::protocol::pg::TargetKind::Statement => {
-                        self.statements.borrow_mut().remove(*name);
-                        if let Ok(name) = std::str::from_utf8(name) {
-                            self.prepared.borrow_mut().summaries.remove(name);
-                        }
+                    TargetKind::Statement => {
+                        self.statements.borrow_mut().set(name, batch, None);
                     }
-                    crate::protocol::pg::TargetKind::Portal => {
-                        self.portals.borrow_mut().remove(*name);
+                    TargetKind::Portal => {
+                        self.portals.borrow_mut().set(name, batch, None);
                     }
                 }
+                Verdict::Forward
+            }
+            FrontendMessage::Describe { .. } | FrontendMessage::Flush => {
+                self.extended_open.set(true);
                 Verdict::Forward
             }
             // A fast-path function call names a function by OID: sluice
             // cannot tell what it does, so it is decided as unknown SQL.
             FrontendMessage::FunctionCall { .. } => {
-                let decision = self.policy.decide_class(
-                    &self.agent,
-                    &self.groups,
-                    &self.target,
-                    crate::policy::Class::Unknown,
-                );
+                let decision = self.unknown_decision();
                 records.push(decision_record(b"<function call>", &decision));
                 self.enforce(&decision)
             }
             _ => Verdict::Forward,
+        }
+    }
+
+    /// Counts what was actually sent upstream: a Query, FunctionCall or
+    /// Sync (the original or its probe replacement) starts a new batch.
+    pub fn sent(&self, tag: u8) {
+        if matches!(tag, b'Q' | b'F' | b'S') {
+            self.batches_sent.set(self.batches_sent.get() + 1);
+            if tag == b'S' {
+                self.extended_open.set(false);
+            }
+        }
+    }
+
+    /// Follows the server's responses: errors, ReadyForQuery, and changes
+    /// of client_encoding.
+    pub fn observe_backend(&self, tag: u8, body: &[u8]) {
+        match tag {
+            b'E' => self.error_seen.set(true),
+            b'Z' => {
+                let settled = self.batches_settled.get();
+                let had_error = self.error_seen.replace(false);
+                // ReadyForQuery n settles batch n (numbered from 0).
+                self.statements.borrow_mut().settle(settled, had_error);
+                self.portals.borrow_mut().settle(settled, had_error);
+                self.batches_settled.set(settled + 1);
+                // Outside a transaction block every protocol portal is gone.
+                if body.first() == Some(&b'I') {
+                    self.portals.borrow_mut().clear_confirmed();
+                }
+            }
+            b'S' => {
+                let mut parts = body.split(|&b| b == 0);
+                if parts.next() == Some(b"client_encoding") {
+                    let value = parts.next().unwrap_or_default();
+                    let safe = std::str::from_utf8(value).is_ok_and(client_encoding_is_safe);
+                    self.unsafe_encoding.set(!safe);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -217,6 +448,25 @@ impl PolicySession {
     }
 }
 
+/// Whether a statement could change the client encoding: `SET
+/// client_encoding`, `SET NAMES`, `set_config('client_encoding', ...)`, or
+/// a Unicode-escaped identifier in a SET (which could spell either).
+/// Deliberately broad: sluice refuses such statements outright.
+fn switches_encoding(sql: &[u8]) -> bool {
+    let lower: Vec<u8> = sql.iter().map(u8::to_ascii_lowercase).collect();
+    let words: Vec<&[u8]> = lower
+        .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'&'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let contains = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
+    let sets = words
+        .iter()
+        .any(|w| matches!(*w, b"set" | b"reset" | b"set_config" | b"pg_catalog.set_config"))
+        || contains(b"set_config");
+    sets && (contains(b"client_encoding") || contains(b"u&"))
+        || words.windows(2).any(|w| w[0] == b"set" && w[1] == b"names")
+}
+
 fn rule_name(decision: &Decision) -> String {
     match (&decision.rule_id, decision.fallback) {
         (Some(id), _) => id.to_string(),
@@ -244,5 +494,81 @@ fn decision_record(sql: &[u8], decision: &Decision) -> RecordBody {
             (Some(class), None) => class.name().to_string(),
             (None, _) => String::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(action: Action) -> Option<Rc<Decision>> {
+        Some(Rc::new(Decision {
+            action,
+            rule_id: None,
+            fallback: None,
+            message: None,
+            approver_group: None,
+            timeout_ms: None,
+            statement_index: None,
+            class: None,
+        }))
+    }
+
+    fn action(d: Option<Rc<Decision>>) -> Option<Action> {
+        d.map(|d| d.action)
+    }
+
+    #[test]
+    fn a_batch_without_error_applies_its_changes() {
+        let mut names = Names::default();
+        names.set(b"", 0, decision(Action::Block));
+        names.settle(0, false);
+        names.set(b"", 1, decision(Action::Allow));
+        assert_eq!(action(names.lookup(b"", 1)), Some(Action::Allow), "same batch: latest");
+        names.settle(1, false);
+        assert_eq!(action(names.lookup(b"", 2)), Some(Action::Allow));
+    }
+
+    #[test]
+    fn a_batch_with_an_error_keeps_the_strictest() {
+        let mut names = Names::default();
+        names.set(b"s1", 0, decision(Action::Block));
+        names.settle(0, false);
+        // Re-Parse of s1 that the server rejected ("already exists").
+        names.set(b"s1", 1, decision(Action::Allow));
+        names.settle(1, true);
+        assert_eq!(action(names.lookup(b"s1", 2)), Some(Action::Block));
+        // A Close that the server skipped after an error changes nothing.
+        names.set(b"s1", 2, None);
+        names.settle(2, true);
+        assert_eq!(action(names.lookup(b"s1", 3)), Some(Action::Block));
+    }
+
+    #[test]
+    fn unsettled_batches_count_with_their_strictest_outcome() {
+        let mut names = Names::default();
+        names.set(b"", 0, decision(Action::Block));
+        names.settle(0, false);
+        // Batch 1 replaces the statement but its outcome is unknown when
+        // batch 2 is being decided.
+        names.set(b"", 1, decision(Action::Allow));
+        assert_eq!(action(names.lookup(b"", 2)), Some(Action::Block));
+        assert_eq!(action(names.lookup(b"unknown", 2)), None);
+    }
+
+    #[test]
+    fn encodings() {
+        assert!(client_encoding_is_safe("UTF8"));
+        assert!(client_encoding_is_safe("latin1"));
+        assert!(!client_encoding_is_safe("SJIS"));
+        assert!(!client_encoding_is_safe("Shift_JIS"));
+        assert!(!client_encoding_is_safe("gb18030"));
+        assert!(switches_encoding(b"SET client_encoding = 'SJIS'"));
+        assert!(switches_encoding(b"set  NAMES 'big5'"));
+        assert!(switches_encoding(b"select set_config('CLIENT_ENCODING', 'gbk', false)"));
+        assert!(switches_encoding(b"SET U&\"\\0063lient_encoding\" TO 'sjis'"));
+        assert!(!switches_encoding(b"SELECT names FROM people"));
+        assert!(!switches_encoding(b"SHOW client_encoding"));
+        assert!(!switches_encoding(b"SELECT current_setting('client_encoding')"));
     }
 }

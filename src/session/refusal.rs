@@ -116,38 +116,52 @@ impl Refusals {
         if !self.admit(frame) {
             return;
         }
-        self.refused_messages += 1;
+        self.plan_refusal(frame.tag);
+        self.emit_probe(frame, refusal, out);
+    }
+
+    /// The discard state, to restore if a planned chunk is abandoned.
+    pub fn discard_flags(&self) -> (bool, bool) {
+        (self.discarding_until_sync, self.discarding_copy)
+    }
+
+    pub fn restore_discard_flags(&mut self, flags: (bool, bool)) {
+        (self.discarding_until_sync, self.discarding_copy) = flags;
+    }
+
+    /// Advances the discard state for an admitted frame that will be
+    /// refused, as [`refuse`](Self::refuse) does, without emitting anything.
+    pub fn plan_refusal(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' | b'S' | b'X' => {}
+            b'd' | b'c' | b'f' => self.discarding_copy = true,
+            _ => self.discarding_until_sync = true,
+        }
+    }
+
+    /// Appends the probe that replaces an admitted, planned refusal. The tag
+    /// of what is sent: a probe Query for Query and FunctionCall (the server
+    /// answers ReadyForQuery after it), a probe Parse for the extended
+    /// protocol (a named statement, so the agent's unnamed statement
+    /// survives; the server then skips everything to Sync), a CopyFail for
+    /// COPY data; Sync and Terminate carry no statement and pass unchanged.
+    pub fn emit_probe(&mut self, frame: Frame<'_>, refusal: &Refusal, out: &mut BytesMut) {
         match frame.tag {
-            // Simple query and function call: a probe query fails in the
-            // same place and the server answers ReadyForQuery after it.
+            b'S' | b'X' => out.extend_from_slice(&frame.to_wire()),
             b'Q' | b'F' => {
+                self.refused_messages += 1;
                 let marker = self.marker(refusal);
                 build::query(out, &marker);
             }
-            // Extended protocol: a probe Parse (of a named statement, so the
-            // agent's unnamed statement survives) fails, and the server
-            // skips everything to the next Sync.
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
-                let marker = self.marker(refusal);
-                build::parse(out, &marker, &marker, &[]);
-                self.discarding_until_sync = true;
-            }
-            // COPY FROM STDIN data: end the COPY with a failure that carries
-            // the marker; later copy messages are dropped.
             b'd' | b'c' | b'f' => {
+                self.refused_messages += 1;
                 let marker = self.marker(refusal);
                 build::copy_fail(out, &marker);
-                self.discarding_copy = true;
-            }
-            // Sync and Terminate carry no statement: forward them as is.
-            b'S' | b'X' => {
-                self.refused_messages -= 1;
-                out.extend_from_slice(&frame.to_wire());
             }
             _ => {
+                self.refused_messages += 1;
                 let marker = self.marker(refusal);
                 build::parse(out, &marker, &marker, &[]);
-                self.discarding_until_sync = true;
             }
         }
     }

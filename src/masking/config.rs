@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::detectors::Builtin;
-use super::engine::{builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind, Engine};
+use super::engine::{
+    builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind, Engine,
+};
 use super::message::{ColumnAction, ColumnRule};
 use super::style::Style;
 use super::{DetectorSet, Profile, DETECTORS_MAX, LABEL_BYTES_MAX};
@@ -158,7 +160,10 @@ impl MaskingConfig {
         let known = |n: &str| names.iter().any(|k| k == n);
         for (name, style) in &self.styles {
             if !known(name) {
-                errors.push(err(format!("{prefix}.styles.{name}"), "no detector has this name"));
+                errors.push(err(
+                    format!("{prefix}.styles.{name}"),
+                    "no detector has this name",
+                ));
             }
             if Style::from_name(style).is_none() {
                 errors.push(err(
@@ -169,7 +174,10 @@ impl MaskingConfig {
         }
         for (name, label) in &self.labels {
             if !known(name) {
-                errors.push(err(format!("{prefix}.labels.{name}"), "no detector has this name"));
+                errors.push(err(
+                    format!("{prefix}.labels.{name}"),
+                    "no detector has this name",
+                ));
             }
             if let Some(p) = label_problem(label) {
                 errors.push(err(format!("{prefix}.labels.{name}"), p));
@@ -195,7 +203,10 @@ impl MaskingConfig {
                 ));
             }
             if names.iter().filter(|n| **n == d.name).count() > 1 {
-                errors.push(err(format!("{path}.name"), format!("{:?} is already a detector name", d.name)));
+                errors.push(err(
+                    format!("{path}.name"),
+                    format!("{:?} is already a detector name", d.name),
+                ));
             }
             let validator = match d.validator.as_deref() {
                 None => None,
@@ -213,7 +224,10 @@ impl MaskingConfig {
             if let Err(reason) = CustomDetector::new(&d.pattern, validator) {
                 errors.push(err(format!("{path}.pattern"), reason));
             } else if let Err(e) = hyperscan_accepts(&d.pattern) {
-                errors.push(err(format!("{path}.pattern"), format!("Hyperscan refuses it: {e}")));
+                errors.push(err(
+                    format!("{path}.pattern"),
+                    format!("Hyperscan refuses it: {e}"),
+                ));
             }
             if let Some(s) = &d.style {
                 if Style::from_name(s).is_none() {
@@ -234,12 +248,18 @@ impl MaskingConfig {
             }
             if let Some(t) = &r.table {
                 if t.is_empty() || t.split('.').count() > 2 || t.split('.').any(str::is_empty) {
-                    errors.push(err(format!("{path}.table"), "must be `table` or `schema.table`"));
+                    errors.push(err(
+                        format!("{path}.table"),
+                        "must be `table` or `schema.table`",
+                    ));
                 }
             }
             if let Some(a) = &r.action {
                 if !matches!(a.as_str(), "mask" | "null") {
-                    errors.push(err(format!("{path}.action"), format!("unknown action {a:?}; expected mask or null")));
+                    errors.push(err(
+                        format!("{path}.action"),
+                        format!("unknown action {a:?}; expected mask or null"),
+                    ));
                 }
             }
         }
@@ -248,7 +268,10 @@ impl MaskingConfig {
             for (list, key) in [(&p.detectors, "detectors"), (&p.except, "except")] {
                 for (j, d) in list.iter().enumerate() {
                     if d != "all" && !known(d) {
-                        errors.push(err(format!("{path}.{key}[{j}]"), format!("no detector is called {d:?}")));
+                        errors.push(err(
+                            format!("{path}.{key}[{j}]"),
+                            format!("no detector is called {d:?}"),
+                        ));
                     }
                 }
             }
@@ -271,7 +294,11 @@ impl MaskingConfig {
             defs.push(DetectorDef {
                 name: d.name.clone(),
                 kind: DetectorKind::Custom(custom),
-                style: d.style.as_deref().and_then(Style::from_name).unwrap_or_default(),
+                style: d
+                    .style
+                    .as_deref()
+                    .and_then(Style::from_name)
+                    .unwrap_or_default(),
                 label: d
                     .label
                     .clone()
@@ -403,6 +430,8 @@ mod tests {
         let engine = Engine::new(cfg.detectors()).unwrap();
         let p = cfg.profile("analyst", &engine);
         assert!(!p.detectors.contains(Builtin::Ipv4 as u16));
-        assert!(p.detectors.contains(engine.detector_id("employee_id").unwrap()));
+        assert!(p
+            .detectors
+            .contains(engine.detector_id("employee_id").unwrap()));
     }
 }

@@ -60,10 +60,14 @@ enum Boundary {
     Numeric,
     /// API tokens: no `[A-Za-z0-9_-]` next to the candidate.
     Token,
+    /// JSON Web Tokens: like [`Boundary::Token`], and no `.` before (so the
+    /// payload of a token is never taken for the start of another).
+    Jwt,
     /// E-mail: no local-part character before; no domain character after,
     /// and no `.` followed by one (the domain would continue).
     Email,
-    /// Base64 secrets: no `[A-Za-z0-9/+=]` next to the candidate.
+    /// Base64 secrets: no `[A-Za-z0-9/+]` before and no `[A-Za-z0-9/+=]`
+    /// after the candidate.
     Base64,
     /// IBAN: no `[A-Za-z0-9_]` next to the candidate.
     Word,
@@ -102,11 +106,15 @@ impl Boundary {
         let p = text[s - 1];
         match self {
             Boundary::Numeric => {
-                !is_word(p) && !(is_numeric_continuation(p) && s >= 2 && text[s - 2].is_ascii_digit())
+                !(is_word(p)
+                    || (is_numeric_continuation(p) && s >= 2 && text[s - 2].is_ascii_digit()))
             }
             Boundary::Token => !is_token(p),
+            Boundary::Jwt => !is_token(p) && p != b'.',
             Boundary::Email => !is_email_local(p),
-            Boundary::Base64 => !is_base64(p),
+            // `=` is padding: it can follow a key but not precede one
+            // (`KEY=value` is the usual way to write it).
+            Boundary::Base64 => !(is_base64(p) && p != b'='),
             Boundary::Word => !is_word(p),
             Boundary::Ipv6 => !(is_word(p) || p == b':' || p == b'.'),
             Boundary::None => true,
@@ -121,19 +129,20 @@ impl Boundary {
         let next2 = text.get(e + 1).copied();
         match self {
             Boundary::Numeric => {
-                !is_word(n)
-                    && !(is_numeric_continuation(n) && next2.is_some_and(|b| b.is_ascii_digit()))
+                !(is_word(n)
+                    || (is_numeric_continuation(n) && next2.is_some_and(|b| b.is_ascii_digit())))
             }
-            Boundary::Token => !is_token(n),
+            Boundary::Token | Boundary::Jwt => !is_token(n),
             Boundary::Email => {
-                !is_token(n)
-                    && !(n == b'.' && next2.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                !(is_token(n)
+                    || (n == b'.' && next2.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-')))
             }
             Boundary::Base64 => !is_base64(n),
             Boundary::Word => !is_word(n),
             Boundary::Ipv6 => {
-                !(is_word(n) || n == b':')
-                    && !(n == b'.' && next2.is_some_and(|b| b.is_ascii_alphanumeric()))
+                !(is_word(n)
+                    || n == b':'
+                    || (n == b'.' && next2.is_some_and(|b| b.is_ascii_alphanumeric())))
             }
             Boundary::None => true,
         }
@@ -194,9 +203,7 @@ impl Builtin {
             Builtin::SlackToken => r"xox[baprs]-[A-Za-z0-9-]{10,100}",
             Builtin::StripeKey => r"[sr]k_live_[A-Za-z0-9]{16,100}",
             Builtin::GoogleApiKey => r"AIza[A-Za-z0-9_-]{35}",
-            Builtin::Email => {
-                r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}"
-            }
+            Builtin::Email => r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}",
             Builtin::Iban => {
                 r"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
             }
@@ -238,8 +245,8 @@ impl Builtin {
     fn boundary(self) -> Boundary {
         match self {
             Builtin::PemPrivateKey => Boundary::None,
-            Builtin::Jwt
-            | Builtin::AwsAccessKeyId
+            Builtin::Jwt => Boundary::Jwt,
+            Builtin::AwsAccessKeyId
             | Builtin::GithubToken
             | Builtin::SlackToken
             | Builtin::StripeKey
@@ -271,12 +278,16 @@ impl Builtin {
             Builtin::PemPrivateKey => shape_pem(c),
             Builtin::Jwt => shape_jwt(c),
             Builtin::AwsSecretKey => {
-                c.len() == 40 && c.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+')
+                c.len() == 40
+                    && c.iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+')
             }
             Builtin::AwsAccessKeyId => {
                 c.len() == 20
                     && (c.starts_with(b"AKIA") || c.starts_with(b"ASIA"))
-                    && c[4..].iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    && c[4..]
+                        .iter()
+                        .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit())
             }
             Builtin::GithubToken => {
                 (c.len() == 40
@@ -293,7 +304,9 @@ impl Builtin {
                     && c.starts_with(b"xox")
                     && matches!(c[3], b'b' | b'a' | b'p' | b'r' | b's')
                     && c[4] == b'-'
-                    && c[5..].iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+                    && c[5..]
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
             }
             Builtin::StripeKey => {
                 (24..=108).contains(&c.len())
@@ -317,7 +330,8 @@ impl Builtin {
             Builtin::Phone => shape_nanp(c) || shape_e164(c) || shape_intl(c),
             Builtin::Ipv6 => {
                 (2..=45).contains(&c.len())
-                    && c.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                    && c.iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
             }
             Builtin::Ipv4 => shape_ipv4(c),
         }
@@ -340,7 +354,10 @@ impl Builtin {
     /// Can this detector's candidate lie inside a run of digits and
     /// `[ ().+-]` (the numeric clusters the engine walks itself)?
     pub fn is_numeric(self) -> bool {
-        matches!(self, Builtin::Card | Builtin::Ssn | Builtin::Phone | Builtin::Ipv4)
+        matches!(
+            self,
+            Builtin::Card | Builtin::Ssn | Builtin::Phone | Builtin::Ipv4
+        )
     }
 
     /// Default same-length style: cards keep their last four digits.
@@ -361,7 +378,8 @@ fn shape_pem(c: &[u8]) -> bool {
     const BEGIN: &[u8] = b"-----BEGIN ";
     const END: &[u8] = b"-----END ";
     const TAIL: &[u8] = b"PRIVATE KEY-----";
-    let label_ok = |l: &[u8]| l.len() <= 40 && l.iter().all(|&b| b.is_ascii_uppercase() || b == b' ');
+    let label_ok =
+        |l: &[u8]| l.len() <= 40 && l.iter().all(|&b| b.is_ascii_uppercase() || b == b' ');
     let Some(rest) = c.strip_prefix(BEGIN) else {
         return false;
     };
@@ -391,7 +409,9 @@ fn shape_pem(c: &[u8]) -> bool {
 
 fn shape_jwt(c: &[u8]) -> bool {
     let mut parts = c.split(|&b| b == b'.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
     let b64 = |x: &[u8]| x.iter().all(|&b| is_token(b));
@@ -423,7 +443,12 @@ fn shape_email(c: &[u8]) -> bool {
     let mut n = 0;
     for label in labels {
         n += 1;
-        if label.is_empty() || label.len() > 63 || !label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-') {
+        if label.is_empty()
+            || label.len() > 63
+            || !label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return false;
         }
     }

@@ -161,8 +161,6 @@ enum Anchor {
     Email,
     Pem,
     AwsSecretKeyword,
-    Iban,
-    Ipv6,
     Custom(DetectorId),
 }
 
@@ -171,7 +169,7 @@ enum Anchor {
 pub struct Engine {
     detectors: Vec<DetectorDef>,
     anchors: Vec<(DetectorId, Anchor)>,
-    database: BlockDatabase,
+    database: Option<BlockDatabase>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -225,8 +223,13 @@ impl Engine {
         }
         let mut anchors: Vec<(DetectorId, Anchor)> = Vec::new();
         let mut patterns: Vec<Pattern> = Vec::new();
-        let mut add = |expr: &str, flags: CompileFlags, id: DetectorId, anchor: Anchor| -> Result<(), EngineError> {
-            let mut p = Pattern::with_flags(expr, flags).map_err(|e| EngineError::Hyperscan(e.to_string()))?;
+        let mut add = |expr: &str,
+                       flags: CompileFlags,
+                       id: DetectorId,
+                       anchor: Anchor|
+         -> Result<(), EngineError> {
+            let mut p = Pattern::with_flags(expr, flags)
+                .map_err(|e| EngineError::Hyperscan(e.to_string()))?;
             p.id = Some(anchors.len());
             patterns.push(p);
             anchors.push((id, anchor));
@@ -257,27 +260,39 @@ impl Engine {
                     Builtin::StripeKey => add("[sr]k_live_", none, id, Anchor::Prefix(*b, 8))?,
                     Builtin::GoogleApiKey => add("AIza", none, id, Anchor::Prefix(*b, 4))?,
                     Builtin::Email => add("@", none, id, Anchor::Email)?,
-                    Builtin::Iban => {
-                        let countries: Vec<&str> = validate::iban_countries().collect();
-                        add(&format!("(?:{})[0-9]{{2}}", countries.join("|")), none, id, Anchor::Iban)?
-                    }
-                    Builtin::Ipv6 => add(":[0-9A-Fa-f]{0,4}:", none, id, Anchor::Ipv6)?,
-                    // Numeric detectors are found by the cluster walk.
-                    Builtin::Card | Builtin::Ssn | Builtin::Phone | Builtin::Ipv4 => {}
+                    // Found by the engine's own walks: numbers and IBANs
+                    // from runs of digits, IPv6 from colons (as Hyperscan
+                    // anchors, `[A-Z]{2}[0-9]{2}` and `:[0-9A-Fa-f]{0,4}:`
+                    // each cost about 1 ns per byte; the walks cost a
+                    // fraction of that).
+                    Builtin::Iban
+                    | Builtin::Ipv6
+                    | Builtin::Card
+                    | Builtin::Ssn
+                    | Builtin::Phone
+                    | Builtin::Ipv4 => {}
                 },
                 DetectorKind::Custom(c) => {
-                    add(&c.pattern, none, id, Anchor::Custom(id)).map_err(|e| EngineError::CustomPattern {
-                        name: d.name.clone(),
-                        reason: e.to_string(),
+                    add(&c.pattern, none, id, Anchor::Custom(id)).map_err(|e| {
+                        EngineError::CustomPattern {
+                            name: d.name.clone(),
+                            reason: e.to_string(),
+                        }
                     })?;
                 }
             }
         }
-        let database: BlockDatabase = Patterns(patterns).build().map_err(|e| {
-            // Name the custom detector whose pattern Hyperscan refused.
-            let msg = e.to_string();
-            EngineError::Hyperscan(msg)
-        })?;
+        // Hyperscan refuses an empty pattern list; an engine with only the
+        // walked detectors simply has no database.
+        let database: Option<BlockDatabase> = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                Patterns(patterns)
+                    .build()
+                    .map_err(|e| EngineError::Hyperscan(e.to_string()))?,
+            )
+        };
         Ok(Engine {
             detectors,
             anchors,
@@ -304,10 +319,13 @@ impl Engine {
     /// A scanner for the calling worker (Hyperscan scratch space and
     /// reusable buffers). Scanners are `Send` but not shared.
     pub fn scanner(self: &Arc<Self>) -> Result<Scanner, EngineError> {
-        let scratch = self
-            .database
-            .alloc_scratch()
-            .map_err(|e| EngineError::Hyperscan(e.to_string()))?;
+        let scratch = match &self.database {
+            Some(db) => Some(
+                db.alloc_scratch()
+                    .map_err(|e| EngineError::Hyperscan(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Scanner {
             engine: Arc::clone(self),
             scratch,
@@ -315,6 +333,7 @@ impl Engine {
             findings: Vec::with_capacity(64),
             starts: Vec::with_capacity(64),
             ends: Vec::with_capacity(64),
+            digits_before: Vec::with_capacity(64),
         })
     }
 }
@@ -333,16 +352,19 @@ pub struct Scan<'a> {
 /// that scanning allocates nothing once the buffers have grown.
 pub struct Scanner {
     engine: Arc<Engine>,
-    scratch: Scratch,
+    scratch: Option<Scratch>,
     candidates: Vec<Finding>,
     findings: Vec<Finding>,
     starts: Vec<usize>,
     ends: Vec<usize>,
+    digits_before: Vec<u16>,
 }
 
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scanner").field("engine", &self.engine).finish()
+        f.debug_struct("Scanner")
+            .field("engine", &self.engine)
+            .finish()
     }
 }
 
@@ -380,8 +402,16 @@ fn confirm_longest(
     let lo = s + min_len;
     let mut e = hi;
     while e >= lo {
-        if b.right_ok(text, e) && b.shape(&text[s..e]) && b.validate(text, s, e) {
-            out.push(Finding { start: s, end: e, detector: id });
+        // Every boundary but PEM's (which is never confirmed here) needs a
+        // byte other than a letter or digit after the candidate; testing
+        // that first keeps the walk over long runs cheap.
+        let cheap_ok = e == text.len() || !text[e].is_ascii_alphanumeric();
+        if cheap_ok && b.right_ok(text, e) && b.shape(&text[s..e]) && b.validate(text, s, e) {
+            out.push(Finding {
+                start: s,
+                end: e,
+                detector: id,
+            });
             return;
         }
         e -= 1;
@@ -429,33 +459,43 @@ impl Scanner {
         self.candidates.clear();
         let engine = &*self.engine;
         let mut complete = true;
-        if !text.is_empty() {
+        if let (false, Some(db), Some(scratch)) = (text.is_empty(), &engine.database, &self.scratch)
+        {
             let candidates = &mut self.candidates;
-            let mut last_ipv6_start = usize::MAX;
-            let result = engine.database.scan(text, &self.scratch, |pattern: u32, _from: u64, to: u64, _flags: u32| {
-                let Some(&(id, anchor)) = engine.anchors.get(pattern as usize) else {
-                    return Matching::Continue;
-                };
-                if !set.contains(id) {
-                    return Matching::Continue;
-                }
-                anchored(engine, text, id, anchor, to as usize, &mut last_ipv6_start, candidates);
-                if candidates.len() >= CANDIDATES_MAX {
-                    return Matching::Terminate;
-                }
-                Matching::Continue
-            });
+            let result = db.scan(
+                text,
+                scratch,
+                |pattern: u32, _from: u64, to: u64, _flags: u32| {
+                    let Some(&(id, anchor)) = engine.anchors.get(pattern as usize) else {
+                        return Matching::Continue;
+                    };
+                    if !set.contains(id) {
+                        return Matching::Continue;
+                    }
+                    anchored(engine, text, id, anchor, to as usize, candidates);
+                    if candidates.len() >= CANDIDATES_MAX {
+                        return Matching::Terminate;
+                    }
+                    Matching::Continue
+                },
+            );
             // Terminate is reported as an error by the crate; either way the
             // candidate list may be cut short.
             if result.is_err() || self.candidates.len() >= CANDIDATES_MAX {
                 complete = false;
             }
+        }
+        if !text.is_empty() {
             let numeric = Builtin::ALL
                 .iter()
-                .filter(|b| b.is_numeric())
+                .filter(|b| b.is_numeric() || **b == Builtin::Iban)
                 .any(|&b| set.contains(b as DetectorId));
             if complete && numeric {
                 complete = self.scan_numeric(text, set);
+            }
+            if complete && set.contains(Builtin::Ipv6 as DetectorId) {
+                scan_ipv6(text, &mut self.candidates);
+                complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
         if complete {
@@ -479,6 +519,8 @@ impl Scanner {
             (Builtin::Phone, set.contains(Builtin::Phone as DetectorId)),
             (Builtin::Ipv4, set.contains(Builtin::Ipv4 as DetectorId)),
         ];
+        let any_numeric = numeric.iter().any(|&(_, on)| on);
+        let iban = set.contains(Builtin::Iban as DetectorId);
         let n = text.len();
         let mut i = 0usize;
         while let Some(d) = next_digit(text, i) {
@@ -488,21 +530,53 @@ impl Scanner {
             }
             let mut ce = d + 1;
             let mut digits = 1usize;
+            let mut dots = 0usize;
             while ce < n && NUMERIC[usize::from(text[ce])] {
                 digits += usize::from(text[ce].is_ascii_digit());
+                dots += usize::from(text[ce] == b'.');
                 ce += 1;
             }
             i = ce;
+            // An IBAN's check digits start a run of digits right after the
+            // two capitals of its country code.
+            if iban
+                && cs == d
+                && d >= 2
+                && text[d - 2].is_ascii_uppercase()
+                && text[d - 1].is_ascii_uppercase()
+                && validate::iban_length(&text[d - 2..d]).is_some()
+            {
+                scan_iban(text, d - 2, &mut self.candidates);
+            }
+            if !any_numeric {
+                continue;
+            }
             // The shortest numeric candidate is an IPv4 address: seven
             // bytes, four digits.
             if ce - cs < 7 || digits < 4 {
                 continue;
             }
+            // Cards, SSNs and phone numbers have at least eight digits; with
+            // fewer, only an IPv4 address (three dots) can be inside.
+            let want_ipv4_only = digits < 8;
+            if want_ipv4_only && (dots < 3 || !numeric[3].1) {
+                continue;
+            }
+            // Digits before each position of the cluster, so that every
+            // detector's digit count is checked before its shape.
+            self.digits_before.clear();
+            let mut acc = 0u16;
+            for &b in &text[cs..ce] {
+                self.digits_before.push(acc);
+                acc += u16::from(b.is_ascii_digit());
+            }
+            self.digits_before.push(acc);
             self.starts.clear();
             self.ends.clear();
             for p in cs..ce {
                 let b = text[p];
-                if (b.is_ascii_digit() || b == b'+' || b == b'(') && Builtin::Card.left_ok(text, p) {
+                if (b.is_ascii_digit() || b == b'+' || b == b'(') && Builtin::Card.left_ok(text, p)
+                {
                     self.starts.push(p);
                 }
                 if b.is_ascii_digit() && Builtin::Card.right_ok(text, p + 1) {
@@ -512,14 +586,28 @@ impl Scanner {
             for &s in &self.starts {
                 let first_digit = text[s].is_ascii_digit();
                 for &(b, enabled) in &numeric {
-                    if !enabled || (!first_digit && b != Builtin::Phone) {
+                    if !enabled
+                        || (!first_digit && b != Builtin::Phone)
+                        || (want_ipv4_only && b != Builtin::Ipv4)
+                    {
                         continue;
                     }
+                    let (lo_d, hi_d) = match b {
+                        Builtin::Card => (13, 19),
+                        Builtin::Ssn => (9, 9),
+                        Builtin::Phone => (8, 15),
+                        _ => (4, 12),
+                    };
                     let (min_len, max_len) = b.len_range();
                     let hi = self.ends.partition_point(|&e| e <= s + max_len);
                     for &e in self.ends[..hi].iter().rev() {
                         if e < s + min_len {
                             break;
+                        }
+                        let nd =
+                            usize::from(self.digits_before[e - cs] - self.digits_before[s - cs]);
+                        if nd < lo_d || nd > hi_d {
+                            continue;
                         }
                         if b.shape(&text[s..e]) && b.validate(text, s, e) {
                             self.candidates.push(Finding {
@@ -567,7 +655,9 @@ impl Scanner {
             return 1;
         }
         for f in scan.findings {
-            let style = engine.detectors[usize::from(f.detector)].style.same_length();
+            let style = engine.detectors[usize::from(f.detector)]
+                .style
+                .same_length();
             super::style::mask_span(value, f.start, f.end, style);
             summary.record(f.detector, column);
         }
@@ -582,7 +672,6 @@ fn anchored(
     id: DetectorId,
     anchor: Anchor,
     to: usize,
-    last_ipv6_start: &mut usize,
     out: &mut Vec<Finding>,
 ) {
     let n = text.len();
@@ -617,7 +706,9 @@ fn anchored(
             }
             let limit = n.min(s + Builtin::Email.len_range().1);
             let mut e = to;
-            while e < limit && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.') {
+            while e < limit
+                && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.')
+            {
                 e += 1;
             }
             confirm_longest(text, Builtin::Email, id, s, e, out);
@@ -626,7 +717,11 @@ fn anchored(
             let s = to - b"-----BEGIN ".len();
             if let Some(e) = pem_end(text, s) {
                 if Builtin::PemPrivateKey.shape(&text[s..e]) {
-                    out.push(Finding { start: s, end: e, detector: id });
+                    out.push(Finding {
+                        start: s,
+                        end: e,
+                        detector: id,
+                    });
                 }
             }
         }
@@ -634,44 +729,19 @@ fn anchored(
             let b = Builtin::AwsSecretKey;
             for s in to..=n.min(to + validate::AWS_SECRET_GAP_MAX) {
                 let e = s + 40;
-                if e <= n && b.left_ok(text, s) && b.right_ok(text, e) && b.shape(&text[s..e]) && b.validate(text, s, e) {
-                    out.push(Finding { start: s, end: e, detector: id });
+                if e <= n
+                    && b.left_ok(text, s)
+                    && b.right_ok(text, e)
+                    && b.shape(&text[s..e])
+                    && b.validate(text, s, e)
+                {
+                    out.push(Finding {
+                        start: s,
+                        end: e,
+                        detector: id,
+                    });
                 }
             }
-        }
-        Anchor::Iban => {
-            let s = to - 4;
-            if !Builtin::Iban.left_ok(text, s) {
-                return;
-            }
-            let limit = n.min(s + Builtin::Iban.len_range().1);
-            let mut e = to;
-            while e < limit && (text[e].is_ascii_uppercase() || text[e].is_ascii_digit() || text[e] == b' ') {
-                e += 1;
-            }
-            confirm_longest(text, Builtin::Iban, id, s, e, out);
-        }
-        Anchor::Ipv6 => {
-            let is_v6 = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
-            let max_len = Builtin::Ipv6.len_range().1;
-            let p = to - 1;
-            let mut s = p;
-            while s > 0 && p - s < max_len && is_v6(text[s - 1]) {
-                s -= 1;
-            }
-            if (s > 0 && is_v6(text[s - 1])) || s == *last_ipv6_start {
-                return;
-            }
-            *last_ipv6_start = s;
-            if !Builtin::Ipv6.left_ok(text, s) {
-                return;
-            }
-            let limit = n.min(s + max_len);
-            let mut e = s;
-            while e < limit && is_v6(text[e]) {
-                e += 1;
-            }
-            confirm_longest(text, Builtin::Ipv6, id, s, e, out);
         }
         Anchor::Custom(cid) => {
             let DetectorKind::Custom(c) = &engine.detectors[usize::from(cid)].kind else {
@@ -680,9 +750,60 @@ fn anchored(
             let e = to;
             for s in e.saturating_sub(CUSTOM_MATCH_BYTES_MAX)..e {
                 if c.accepts(&text[s..e]) {
-                    out.push(Finding { start: s, end: e, detector: id });
+                    out.push(Finding {
+                        start: s,
+                        end: e,
+                        detector: id,
+                    });
                 }
             }
+        }
+    }
+}
+
+/// The IBAN candidate starting at `s` (country code), if any.
+fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
+    let b = Builtin::Iban;
+    if !b.left_ok(text, s) {
+        return;
+    }
+    let limit = text.len().min(s + b.len_range().1);
+    let mut e = s + 2;
+    while e < limit && (text[e].is_ascii_uppercase() || text[e].is_ascii_digit() || text[e] == b' ')
+    {
+        e += 1;
+    }
+    confirm_longest(text, b, b as DetectorId, s, e, out);
+}
+
+/// IPv6 candidates: every run of hex digits, `:` and `.` that holds at
+/// least two colons is tried from its start (a candidate cannot start
+/// inside such a run: its left boundary excludes all of those bytes).
+fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
+    let b = Builtin::Ipv6;
+    let is_v6 = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let max_len = b.len_range().1;
+    let mut done = 0usize;
+    for p in memchr::memchr_iter(b':', text) {
+        if p < done {
+            continue;
+        }
+        let mut s = p;
+        while s > 0 && is_v6(text[s - 1]) {
+            s -= 1;
+        }
+        let mut e = p + 1;
+        let mut colons = 1;
+        while e < text.len() && is_v6(text[e]) {
+            colons += usize::from(text[e] == b':');
+            e += 1;
+        }
+        done = e;
+        if colons >= 2 && b.left_ok(text, s) {
+            confirm_longest(text, b, b as DetectorId, s, e.min(s + max_len), out);
+        }
+        if out.len() >= CANDIDATES_MAX {
+            return;
         }
     }
 }

@@ -15,7 +15,9 @@ use super::engine::{builtin_detectors, Engine, Scanner};
 use super::message::{mask_backend_message, ColumnAction, ColumnRule, MaskingState, Outcome};
 use super::style::{self, Style};
 use super::{DetectorSet, Finding, Profile};
-use crate::protocol::pg::{build, next_frame, parse_backend, BackendMessage, FieldDescription, FormatCode, Frame};
+use crate::protocol::pg::{
+    build, next_frame, parse_backend, BackendMessage, FieldDescription, FormatCode, Frame,
+};
 
 fn engines() -> &'static [Arc<Engine>; 2] {
     static ENGINES: OnceLock<[Arc<Engine>; 2]> = OnceLock::new();
@@ -66,10 +68,14 @@ pub fn rewrite(data: &[u8]) {
 
     // Build one message of the chosen kind from the pieces.
     let mut msg = BytesMut::new();
-    let strip_nul = |p: &[u8]| -> Vec<u8> { p.iter().map(|&b| if b == 0 { b'0' } else { b }).collect() };
+    let strip_nul =
+        |p: &[u8]| -> Vec<u8> { p.iter().map(|&b| if b == 0 { b'0' } else { b }).collect() };
     match kind {
         0 => {
-            let values: Vec<Option<&[u8]>> = parts.iter().map(|p| (p.first() != Some(&0xFE)).then_some(*p)).collect();
+            let values: Vec<Option<&[u8]>> = parts
+                .iter()
+                .map(|p| (p.first() != Some(&0xFE)).then_some(*p))
+                .collect();
             build::data_row(&mut msg, &values);
         }
         1 => build::copy_data(&mut msg, rest),
@@ -100,15 +106,27 @@ pub fn rewrite(data: &[u8]) {
             type_oid: types[(i + usize::from(control)) % types.len()],
             type_size: -1,
             type_modifier: -1,
-            format: if binary && i % 2 == 0 { FormatCode::Binary } else { FormatCode::Text },
+            format: if binary && i % 2 == 0 {
+                FormatCode::Binary
+            } else {
+                FormatCode::Text
+            },
         })
         .collect();
     let mut row_description = BytesMut::new();
     build::row_description(&mut row_description, &fields);
     let rules = if rules_on {
         vec![
-            ColumnRule { table_oid: Some(1), column: "c1".into(), action: ColumnAction::Mask },
-            ColumnRule { table_oid: None, column: "c2".into(), action: ColumnAction::Null },
+            ColumnRule {
+                table_oid: Some(1),
+                column: "c1".into(),
+                action: ColumnAction::Mask,
+            },
+            ColumnRule {
+                table_oid: None,
+                column: "c2".into(),
+                action: ColumnAction::Null,
+            },
         ]
     } else {
         Vec::new()
@@ -132,9 +150,14 @@ pub fn rewrite(data: &[u8]) {
         }
         let mut buf = msg.clone();
         let before_len = buf.len();
-        let outcome = mask_backend_message(scanner, &mut buf, &mut state, &rules, &profile, &mut out)
-            .expect("a message built by the codec is accepted");
-        let original = parse_backend(Frame { tag: msg[0], body: &msg[5..] }).expect("built message parses");
+        let outcome =
+            mask_backend_message(scanner, &mut buf, &mut state, &rules, &profile, &mut out)
+                .expect("a message built by the codec is accepted");
+        let original = parse_backend(Frame {
+            tag: msg[0],
+            body: &msg[5..],
+        })
+        .expect("built message parses");
         let (check, label) = match outcome {
             Outcome::Unchanged => {
                 assert_eq!(&buf[..], &msg[..], "Unchanged must leave bytes alone");
@@ -149,11 +172,21 @@ pub fn rewrite(data: &[u8]) {
         let frame = next_frame(check, usize::MAX)
             .expect("header valid")
             .expect("complete message");
-        assert_eq!(frame.wire_len(), check.len(), "{label}: exactly one message");
+        assert_eq!(
+            frame.wire_len(),
+            check.len(),
+            "{label}: exactly one message"
+        );
         assert_eq!(frame.tag, msg[0], "{label}: same tag");
         let parsed = parse_backend(frame).expect("masked message parses");
-        assert_eq!(message_values(&parsed), message_values(&original), "{label}: same value count");
-        if let (BackendMessage::DataRow { values: a }, BackendMessage::DataRow { values: b }) = (&parsed, &original) {
+        assert_eq!(
+            message_values(&parsed),
+            message_values(&original),
+            "{label}: same value count"
+        );
+        if let (BackendMessage::DataRow { values: a }, BackendMessage::DataRow { values: b }) =
+            (&parsed, &original)
+        {
             for (x, y) in a.zip(*b) {
                 // Same-length styles keep each value's length; only NULLs and
                 // redactions may differ, and only when re-framed.
@@ -171,7 +204,11 @@ pub fn rewrite(data: &[u8]) {
             if let [a, b, d] = *pair {
                 let (a, b) = (usize::from(a), usize::from(b));
                 let (s, e) = (a.min(b).min(value.len()), a.max(b).min(value.len()));
-                findings.push(Finding { start: s, end: e, detector: u16::from(d % 15) });
+                findings.push(Finding {
+                    start: s,
+                    end: e,
+                    detector: u16::from(d % 15),
+                });
             }
         }
         findings.sort();
@@ -189,7 +226,10 @@ pub fn rewrite(data: &[u8]) {
                 style::mask_span(&mut v, f.start, f.end, st);
             }
             assert_eq!(v.len(), value.len());
-            assert_eq!(v.iter().filter(|&&b| b == 0).count(), value.iter().filter(|&&b| b == 0).count());
+            assert_eq!(
+                v.iter().filter(|&&b| b == 0).count(),
+                value.iter().filter(|&&b| b == 0).count()
+            );
             if std::str::from_utf8(value).is_ok() {
                 assert!(std::str::from_utf8(&v).is_ok(), "masking keeps UTF-8 valid");
             }
@@ -205,8 +245,13 @@ pub fn rewrite(data: &[u8]) {
         );
         let mut m = BytesMut::new();
         build::copy_data(&mut m, &redacted);
-        let f = next_frame(&m, usize::MAX).expect("header").expect("complete");
-        assert!(matches!(parse_backend(f), Ok(BackendMessage::CopyData { .. })));
+        let f = next_frame(&m, usize::MAX)
+            .expect("header")
+            .expect("complete");
+        assert!(matches!(
+            parse_backend(f),
+            Ok(BackendMessage::CopyData { .. })
+        ));
         let _ = DetectorSet::ALL;
     });
 }
@@ -217,7 +262,9 @@ mod tests {
     fn rewrite_smoke() {
         for control in 0u8..64 {
             let mut d = vec![control];
-            d.extend_from_slice(b"mail jane@example.com\xffcard 4111 1111 1111 1111\xff\xfe\xffssn 123-45-6789");
+            d.extend_from_slice(
+                b"mail jane@example.com\xffcard 4111 1111 1111 1111\xff\xfe\xffssn 123-45-6789",
+            );
             super::rewrite(&d);
         }
     }

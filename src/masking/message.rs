@@ -21,7 +21,9 @@ use bytes::BytesMut;
 use super::engine::Scanner;
 use super::style::{self, Style};
 use super::{DetectorSet, Profile};
-use crate::protocol::pg::{build, parse_backend, BackendMessage, FieldDescription, FormatCode, Frame, ParseError};
+use crate::protocol::pg::{
+    build, parse_backend, BackendMessage, FieldDescription, FormatCode, Frame, ParseError,
+};
 
 /// Most columns a result can have (PostgreSQL's own limit on a target
 /// list is 1664).
@@ -66,7 +68,10 @@ pub enum ColumnPlan {
 /// Type OIDs whose values hold text in either format.
 fn text_like(type_oid: u32) -> bool {
     // char, name, text, json, xml, bpchar, varchar, unknown, jsonb
-    matches!(type_oid, 18 | 19 | 25 | 114 | 142 | 705 | 1042 | 1043 | 3802)
+    matches!(
+        type_oid,
+        18 | 19 | 25 | 114 | 142 | 705 | 1042 | 1043 | 3802
+    )
 }
 
 /// Type OIDs whose text form cannot hold a sensitive value: booleans,
@@ -113,7 +118,10 @@ impl ResultShape {
             let rule = if profile.column_rules {
                 rules
                     .iter()
-                    .find(|r| r.column.as_bytes() == f.name && r.table_oid.is_none_or(|t| t == f.table_oid))
+                    .find(|r| {
+                        r.column.as_bytes() == f.name
+                            && r.table_oid.is_none_or(|t| t == f.table_oid)
+                    })
                     .map(|r| r.action)
             } else {
                 None
@@ -229,7 +237,11 @@ pub enum MaskError {
     #[error("message of {len} bytes is shorter than the 5-byte header")]
     ShorterThanHeader { len: usize },
     #[error("message {tag:#04x} declares length {declared} but the buffer holds {actual} bytes after the tag")]
-    LengthMismatch { tag: u8, declared: i64, actual: usize },
+    LengthMismatch {
+        tag: u8,
+        declared: i64,
+        actual: usize,
+    },
     #[error(transparent)]
     Parse(#[from] ParseError),
 }
@@ -271,16 +283,24 @@ pub fn mask_backend_message(
     }
     match tag {
         b'T' => {
-            let msg = parse_backend(Frame { tag, body: &frame[5..] })?;
+            let msg = parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             if let BackendMessage::RowDescription { fields } = msg {
                 state.shape = Some(ResultShape::from_fields(fields, rules, profile));
             }
             Ok(Outcome::Unchanged)
         }
         b'H' | b'W' => {
-            let msg = parse_backend(Frame { tag, body: &frame[5..] })?;
+            let msg = parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             state.copy_binary = match msg {
-                BackendMessage::CopyOutResponse { overall_format, .. } => overall_format == FormatCode::Binary,
+                BackendMessage::CopyOutResponse { overall_format, .. } => {
+                    overall_format == FormatCode::Binary
+                }
                 _ => true,
             };
             Ok(Outcome::Unchanged)
@@ -291,11 +311,17 @@ pub fn mask_backend_message(
             Ok(Outcome::Unchanged)
         }
         b'D' => {
-            parse_backend(Frame { tag, body: &frame[5..] })?;
+            parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             mask_data_row(scanner, frame, state, profile, out)
         }
         b'd' => {
-            parse_backend(Frame { tag, body: &frame[5..] })?;
+            parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             if state.copy_binary || profile.detectors.is_empty() {
                 return Ok(Outcome::Unchanged);
             }
@@ -312,7 +338,10 @@ pub fn mask_backend_message(
             Ok(m.outcome())
         }
         b'E' | b'N' => {
-            parse_backend(Frame { tag, body: &frame[5..] })?;
+            parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             if tag == b'E' {
                 state.shape = None;
                 state.copy_binary = false;
@@ -320,7 +349,10 @@ pub fn mask_backend_message(
             mask_fields(scanner, frame, state, profile, out)
         }
         b'A' => {
-            parse_backend(Frame { tag, body: &frame[5..] })?;
+            parse_backend(Frame {
+                tag,
+                body: &frame[5..],
+            })?;
             if profile.detectors.is_empty() {
                 return Ok(Outcome::Unchanged);
             }
@@ -328,7 +360,9 @@ pub fn mask_backend_message(
             let channel_end = 9 + frame[9..].iter().position(|&b| b == 0).unwrap_or(0);
             let payload = channel_end + 1..frame.len() - 1;
             let mut m = Masker::new(scanner, profile.detectors);
-            if m.value(frame, payload.clone(), None, &mut state.summary) == ValueResult::NeedsReframe {
+            if m.value(frame, payload.clone(), None, &mut state.summary)
+                == ValueResult::NeedsReframe
+            {
                 state.bytes.clear();
                 m.redacted(&frame[payload], &mut state.bytes);
                 let pid = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]);
@@ -474,7 +508,9 @@ fn mask_data_row(
             }
             ColumnPlan::Scan { offset } => {
                 let from = (start + usize::from(offset)).min(end);
-                if m.value(frame, from..end, column, &mut state.summary) == ValueResult::NeedsReframe {
+                if m.value(frame, from..end, column, &mut state.summary)
+                    == ValueResult::NeedsReframe
+                {
                     reframe = true;
                 }
             }
@@ -510,7 +546,9 @@ fn mask_data_row(
                 state.bytes.extend_from_slice(&frame[start..split]);
                 m.redacted(&frame[split..end], &mut state.bytes);
             }
-            ColumnPlan::Skip | ColumnPlan::Fill => state.bytes.extend_from_slice(&frame[start..end]),
+            ColumnPlan::Skip | ColumnPlan::Fill => {
+                state.bytes.extend_from_slice(&frame[start..end])
+            }
         }
         state.values.push(Some((from, state.bytes.len())));
     }
@@ -544,7 +582,9 @@ fn mask_fields(
         let start = pos + 1;
         let end = start + frame[start..].iter().position(|&b| b == 0).unwrap_or(0);
         pos = end + 1;
-        if field_scanned(code) && m.value(frame, start..end, None, &mut state.summary) == ValueResult::NeedsReframe {
+        if field_scanned(code)
+            && m.value(frame, start..end, None, &mut state.summary) == ValueResult::NeedsReframe
+        {
             reframe = true;
         }
     }

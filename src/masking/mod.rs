@@ -38,6 +38,7 @@
 //! in `tests/masking_equivalence.rs`).
 
 pub mod config;
+pub mod corpus;
 pub mod detectors;
 pub mod engine;
 pub mod fuzz;

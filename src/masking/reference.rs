@@ -38,7 +38,8 @@ impl Reference {
             .map(|d| match &d.kind {
                 DetectorKind::Builtin(b) => Matcher::Builtin(
                     *b,
-                    Regex::new(&format!("(?-u)^(?:{})$", b.pattern())).expect("built-in patterns compile"),
+                    Regex::new(&format!("(?-u)^(?:{})$", b.pattern()))
+                        .expect("built-in patterns compile"),
                 ),
                 DetectorKind::Custom(c) => Matcher::Custom(c.clone()),
             })
@@ -65,8 +66,15 @@ impl Reference {
                         let hi = n.min(s + max_len);
                         let mut e = hi;
                         while e >= s + min_len {
-                            if b.right_ok(text, e) && re.is_match(&text[s..e]) && b.validate(text, s, e) {
-                                candidates.push(Finding { start: s, end: e, detector: id });
+                            if b.right_ok(text, e)
+                                && re.is_match(&text[s..e])
+                                && b.validate(text, s, e)
+                            {
+                                candidates.push(Finding {
+                                    start: s,
+                                    end: e,
+                                    detector: id,
+                                });
                                 break;
                             }
                             e -= 1;
@@ -78,7 +86,11 @@ impl Reference {
                         let hi = n.min(s + CUSTOM_MATCH_BYTES_MAX);
                         for e in (s + 1..=hi).rev() {
                             if c.accepts(&text[s..e]) {
-                                candidates.push(Finding { start: s, end: e, detector: id });
+                                candidates.push(Finding {
+                                    start: s,
+                                    end: e,
+                                    detector: id,
+                                });
                                 break;
                             }
                         }
@@ -108,7 +120,8 @@ impl RegexBaseline {
                 (
                     b as DetectorId,
                     b,
-                    Regex::new(&format!("(?-u){}", b.pattern())).expect("built-in patterns compile"),
+                    Regex::new(&format!("(?-u){}", b.pattern()))
+                        .expect("built-in patterns compile"),
                 )
             })
             .collect();
@@ -130,7 +143,11 @@ impl RegexBaseline {
             for m in re.find_iter(text) {
                 let (s, e) = (m.start(), m.end());
                 if b.left_ok(text, s) && b.right_ok(text, e) && b.validate(text, s, e) {
-                    self.candidates.push(Finding { start: s, end: e, detector: *id });
+                    self.candidates.push(Finding {
+                        start: s,
+                        end: e,
+                        detector: *id,
+                    });
                 }
             }
         }

@@ -24,7 +24,7 @@ pub fn luhn(bytes: &[u8]) -> bool {
         sum += d;
         count += 1;
     }
-    count >= 2 && sum % 10 == 0
+    count >= 2 && sum.is_multiple_of(10)
 }
 
 /// True when the digits of `bytes` begin with the prefix of a major
@@ -195,12 +195,29 @@ const IBAN_LENGTHS: &[(&[u8; 2], u8)] = &[
     (b"XK", 20),
 ];
 
+/// IBAN length by country code, as a 26 x 26 table (0: no IBANs), so the
+/// lookup on every run of digits after two capitals is one load.
+const fn iban_table() -> [u8; 26 * 26] {
+    let mut t = [0u8; 26 * 26];
+    let mut i = 0;
+    while i < IBAN_LENGTHS.len() {
+        let (c, n) = IBAN_LENGTHS[i];
+        t[(c[0] - b'A') as usize * 26 + (c[1] - b'A') as usize] = n;
+        i += 1;
+    }
+    t
+}
+static IBAN_TABLE: [u8; 26 * 26] = iban_table();
+
 /// The IBAN length of a country, if the country issues IBANs.
 pub fn iban_length(country: &[u8]) -> Option<usize> {
-    IBAN_LENGTHS
-        .iter()
-        .find(|(c, _)| c.as_slice() == country)
-        .map(|(_, n)| usize::from(*n))
+    match country {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            let n = IBAN_TABLE[usize::from(a - b'A') * 26 + usize::from(b - b'A')];
+            (n != 0).then_some(usize::from(n))
+        }
+        _ => None,
+    }
 }
 
 /// Countries that issue IBANs, for the Hyperscan anchor of the detector.
@@ -250,6 +267,13 @@ pub fn mod97(iban: &[u8]) -> u32 {
 /// (a bare `::` in prose or code is not an address worth masking).
 pub fn ipv6(candidate: &[u8]) -> bool {
     if !candidate.iter().any(u8::is_ascii_hexdigit) {
+        return false;
+    }
+    // Without `::` an address spells out eight groups (seven colons, or
+    // six before an IPv4 suffix); rejecting fewer here only saves the
+    // parse on times of day and the like, which it would refuse anyway.
+    let colons = candidate.iter().filter(|&&b| b == b':').count();
+    if colons < 6 && !candidate.windows(2).any(|w| w == b"::") {
         return false;
     }
     std::str::from_utf8(candidate)

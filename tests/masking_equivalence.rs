@@ -1,0 +1,172 @@
+//! The fast engine gives exactly the reference scanner's findings, and each
+//! hand-written shape recogniser accepts exactly its regular expression.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use regex::bytes::Regex;
+use sluice::masking::corpus::{benign, sensitive, Rng};
+use sluice::masking::engine::{
+    builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
+};
+use sluice::masking::reference::Reference;
+use sluice::masking::{Builtin, DetectorSet, Engine, Style};
+
+fn detectors_with_custom() -> Vec<DetectorDef> {
+    let mut defs = builtin_detectors();
+    defs.push(DetectorDef {
+        name: "employee_id".into(),
+        kind: DetectorKind::Custom(CustomDetector::new("EMP-[0-9]{4,6}", None).unwrap()),
+        style: Style::Stars,
+        label: "[EMP]".into(),
+    });
+    defs.push(DetectorDef {
+        name: "luhn_ref".into(),
+        kind: DetectorKind::Custom(
+            CustomDetector::new("REF[0-9]{6,10}", Some(CustomValidator::Luhn)).unwrap(),
+        ),
+        style: Style::Stars,
+        label: "[REF]".into(),
+    });
+    defs
+}
+
+/// Pieces that text is built from: sensitive values, look-alikes, and
+/// fragments that sit on the edges of the detectors' languages.
+fn piece() -> impl Strategy<Value = String> {
+    (any::<u64>(), 0usize..40).prop_map(|(seed, k)| {
+        let mut rng = Rng::new(seed);
+        match k {
+            0..=14 => sensitive(&mut rng, Builtin::ALL[k]),
+            15..=22 => benign(&mut rng),
+            23 => format!(
+                "aws_secret_access_key = {}",
+                sensitive(&mut rng, Builtin::AwsSecretKey)
+            ),
+            24 => format!("EMP-{}", rng.digits_in(3, 7)),
+            25 => format!("REF{}", rng.digits_in(5, 11)),
+            26 => rng.chars_in(b"0123456789 -.()+", 1, 24),
+            27 => rng.chars_in(b"0123456789abcdefABCDEF:.", 1, 30),
+            28 => rng.chars_in(b"abcXYZ09._%+-@", 1, 20),
+            29 => rng.chars_in(b"AKIASIgh_pxobeyJ.-0123ABC", 1, 30),
+            30 => format!(
+                "{}{}",
+                rng.pick(&["DE", "GB", "NL", "XX"]),
+                rng.chars_in(b"0123456789 ABC", 2, 30)
+            ),
+            31 => format!("+{}", rng.chars_in(b"0123456789 -.", 1, 20)),
+            32 => {
+                // Two sensitive values glued together.
+                let a = {
+                    let k = Builtin::ALL[rng.below(15)];
+                    sensitive(&mut rng, k)
+                };
+                let b = {
+                    let k = Builtin::ALL[rng.below(15)];
+                    sensitive(&mut rng, k)
+                };
+                format!("{a}{b}")
+            }
+            33 => rng.chars_in(b"-----BEGIN PRIVATE KEY END\nAB", 1, 40),
+            _ => rng.chars_in(b" ,;:\t\n\"'=/", 0, 3),
+        }
+    })
+}
+
+fn text() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        (
+            piece(),
+            proptest::sample::select(vec!["", " ", ", ", "\t", ":", "-", ".", "\n", "/", "="]),
+        ),
+        1..8,
+    )
+    .prop_map(|parts| {
+        let mut out = String::new();
+        for (p, sep) in parts {
+            out.push_str(&p);
+            out.push_str(sep);
+        }
+        out.into_bytes()
+    })
+}
+
+fn setup() -> (Arc<Engine>, Reference) {
+    let defs = detectors_with_custom();
+    let reference = Reference::new(&defs);
+    (Arc::new(Engine::new(defs).unwrap()), reference)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_reference(t in text(), mask in any::<u64>()) {
+        thread_local! {
+            static S: (std::cell::RefCell<sluice::masking::Scanner>, Reference) = {
+                let (e, r) = setup();
+                (std::cell::RefCell::new(e.scanner().unwrap()), r)
+            };
+        }
+        S.with(|(scanner, reference)| {
+            let mut scanner = scanner.borrow_mut();
+            for set in [DetectorSet::ALL, DetectorSet(mask)] {
+                let fast = scanner.scan(&t, set);
+                prop_assert!(fast.complete);
+                let expected = reference.scan(&t, set);
+                prop_assert_eq!(fast.findings, expected.as_slice(), "text {:?}", String::from_utf8_lossy(&t));
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn shapes_match_patterns(k in 0usize..15, s in "[0-9 ().+\\-]{0,24}|[0-9A-Fa-f:.]{0,24}|[A-Za-z0-9._%+\\-@]{0,30}|[A-Z0-9 ]{0,40}|[A-Za-z0-9_.\\-]{0,60}") {
+        let b = Builtin::ALL[k];
+        let re = Regex::new(&format!("(?-u)^(?:{})$", b.pattern())).unwrap();
+        prop_assert_eq!(b.shape(s.as_bytes()), re.is_match(s.as_bytes()), "{:?} on {:?}", b, s);
+    }
+
+    #[test]
+    fn shapes_match_patterns_on_generated_values(k in 0usize..15, seed in any::<u64>(), cut in 0usize..8, pos in any::<usize>()) {
+        let b = Builtin::ALL[k];
+        let mut rng = Rng::new(seed);
+        let mut v = { let k = Builtin::ALL[rng.below(15)]; sensitive(&mut rng, k) }.into_bytes();
+        // Damage the value a little so both sides see near misses too.
+        for _ in 0..cut {
+            if v.is_empty() { break; }
+            let i = pos % v.len();
+            match rng.below(3) {
+                0 => { v.remove(i); }
+                1 => v.insert(i, *rng.pick(b" -.()+:@_AZaz09")),
+                _ => v[i] = *rng.pick(b" -.()+:@_AZaz09"),
+            }
+        }
+        let re = Regex::new(&format!("(?-u)^(?:{})$", b.pattern())).unwrap();
+        prop_assert_eq!(b.shape(&v), re.is_match(&v), "{:?} on {:?}", b, String::from_utf8_lossy(&v));
+    }
+}
+
+#[test]
+fn every_generated_sensitive_value_is_found_alone() {
+    let (engine, reference) = setup();
+    let mut scanner = engine.scanner().unwrap();
+    let mut rng = Rng::new(7);
+    for i in 0..3000 {
+        let kind = Builtin::ALL[i % 15];
+        let mut v = sensitive(&mut rng, kind);
+        if kind == Builtin::AwsSecretKey {
+            v = format!("secret_key={v}");
+        }
+        let f = scanner.scan(v.as_bytes(), DetectorSet::ALL);
+        assert!(
+            f.findings.iter().any(|f| f.detector == kind as u16),
+            "{kind:?} not found in {v:?}: {:?}",
+            f.findings
+        );
+        assert_eq!(
+            f.findings,
+            reference.scan(v.as_bytes(), DetectorSet::ALL).as_slice()
+        );
+    }
+}

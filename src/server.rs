@@ -450,7 +450,14 @@ async fn control_loop(worker: Rc<Worker>, listener_fd: RawFd) {
                 .sessions
                 .borrow()
                 .values()
-                .filter(|c| now.duration_since(c.last_activity.get()) >= idle_timeout)
+                .filter(|c| {
+                    // Only sessions waiting between transactions: a long
+                    // query or a transaction left open is the server's
+                    // business (statement_timeout,
+                    // idle_in_transaction_session_timeout).
+                    c.idle_in_protocol.get()
+                        && now.duration_since(c.last_activity.get()) >= idle_timeout
+                })
                 .cloned()
                 .collect();
             for control in idle {

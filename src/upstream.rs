@@ -226,7 +226,16 @@ async fn authenticate(
         let parsed = parse(&message)?;
         let mut out = BytesMut::new();
         match parsed {
-            BackendMessage::Authentication(Authentication::Ok) => return Ok(()),
+            BackendMessage::Authentication(Authentication::Ok) => {
+                // Once SCRAM started, the server must have proven that it
+                // knows the verifier (SASLFinal) before it is trusted.
+                if scram.as_ref().is_some_and(|c| !c.is_authenticated()) {
+                    return Err(UpstreamError::Protocol(
+                        "AuthenticationOk before the SCRAM exchange completed".into(),
+                    ));
+                }
+                return Ok(());
+            }
             BackendMessage::Authentication(Authentication::CleartextPassword) => {
                 let password = target
                     .password

@@ -42,6 +42,8 @@ use crate::{
 const AUTH_MESSAGE_BYTES_MAX: usize = 8 * 1024;
 /// Time allowed to forward a cancel to the upstream server.
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on writing a session's final error to the agent.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After the agent leaves, how long the upstream gets to close its side.
 const UPSTREAM_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -253,7 +255,8 @@ async fn finish_with(
 async fn reply_fatal(writer: &TransportWriter, code: &str, message: &str, hint: Option<&str>) {
     let mut out = BytesMut::new();
     build::error_response(&mut out, Severity::Fatal, code, message, None, hint);
-    let _ = writer.write(out.freeze()).await;
+    // An agent that stopped reading must not keep the session alive.
+    let _ = monoio::time::timeout(FINAL_WRITE_TIMEOUT, writer.write(out.freeze())).await;
 }
 
 async fn write_all(writer: &TransportWriter, out: BytesMut, phase: Phase) -> Result<(), Failure> {
@@ -1248,6 +1251,8 @@ async fn client_to_upstream(
             counters.client_messages.set(counters.client_messages.get() + messages);
             counters.statements.set(counters.statements.get() + statements);
             counters.client_bytes.set(counters.client_bytes.get() + consumed as u64);
+            // Something is in flight until the server's next ReadyForQuery.
+            control.idle_in_protocol.set(false);
             let forward_all = plan.iter().all(|p| matches!(p, Planned::Forward));
             let outgoing = match record_chunk(context, &chunk, decisions).await {
                 Ok(()) if forward_all => chunk,

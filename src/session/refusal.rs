@@ -181,12 +181,13 @@ impl Refusals {
         let Ok(BackendMessage::ErrorResponse(fields)) = parse_backend(frame) else {
             return None;
         };
+        // Bytes, not text: the marker is ASCII in every server encoding,
+        // and the message around it may not be UTF-8.
         let message = fields.message()?;
-        let text = std::str::from_utf8(message).ok()?;
         let position = self
             .pending
             .iter()
-            .position(|p| contains_marker(text, &p.marker))?;
+            .position(|p| contains_marker(message, p.marker.as_bytes()))?;
         let pending = self.pending.remove(position)?;
         // Probes older than this one were skipped by the server.
         self.pending.drain(..position);
@@ -204,12 +205,10 @@ impl Refusals {
 }
 
 /// The marker must match as a whole token: `_1` must not match `_12`.
-fn contains_marker(text: &str, marker: &str) -> bool {
-    text.match_indices(marker).any(|(at, _)| {
-        text[at + marker.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_')
+fn contains_marker(text: &[u8], marker: &[u8]) -> bool {
+    memchr::memmem::find_iter(text, marker).any(|at| {
+        text.get(at + marker.len())
+            .is_none_or(|&c| !c.is_ascii_alphanumeric() && c != b'_')
     })
 }
 

@@ -99,6 +99,8 @@ pub struct TlsSection {
 pub struct Limits {
     #[serde(default = "defaults::message_bytes_max")]
     pub message_bytes_max: usize,
+    #[serde(default = "defaults::server_message_bytes_max")]
+    pub server_message_bytes_max: usize,
     #[serde(default = "defaults::startup_timeout_ms")]
     pub startup_timeout_ms: u64,
     #[serde(default = "defaults::idle_timeout_ms")]
@@ -117,6 +119,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             message_bytes_max: defaults::message_bytes_max(),
+            server_message_bytes_max: defaults::server_message_bytes_max(),
             startup_timeout_ms: defaults::startup_timeout_ms(),
             idle_timeout_ms: defaults::idle_timeout_ms(),
             upstream_connect_timeout_ms: defaults::upstream_connect_timeout_ms(),
@@ -321,6 +324,9 @@ mod defaults {
     }
     pub fn message_bytes_max() -> usize {
         16 * 1024 * 1024
+    }
+    pub fn server_message_bytes_max() -> usize {
+        super::bounds::MESSAGE_BYTES_MAX
     }
     pub fn startup_timeout_ms() -> u64 {
         10_000
@@ -549,6 +555,12 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     check_range(
         "limits.message_bytes_max",
         limits.message_bytes_max,
+        bounds::MESSAGE_BYTES_MIN,
+        bounds::MESSAGE_BYTES_MAX,
+    )?;
+    check_range(
+        "limits.server_message_bytes_max",
+        limits.server_message_bytes_max,
         bounds::MESSAGE_BYTES_MIN,
         bounds::MESSAGE_BYTES_MAX,
     )?;

@@ -918,6 +918,7 @@ async fn serve(
         }),
         counters: SessionCounters::default(),
         message_bytes_max: limits.message_bytes_max,
+        server_message_bytes_max: limits.server_message_bytes_max,
         policy: worker.shared.config.policy.clone().map(|policy| {
             let session = PolicySession::new(policy, &agent.name, &agent.groups, &target.name);
             // The server's startup ParameterStatus (client_encoding) counts too.
@@ -1052,6 +1053,7 @@ struct ProxyContext {
     recording: Option<SessionRecording>,
     counters: SessionCounters,
     message_bytes_max: usize,
+    server_message_bytes_max: usize,
 }
 
 #[derive(Default)]
@@ -1378,7 +1380,7 @@ async fn upstream_to_client(
     let control = context.control.clone();
     let result = async {
         loop {
-            let mut framed = frames(&buffer, context.message_bytes_max);
+            let mut framed = frames(&buffer, context.server_message_bytes_max);
             let mut violation = None;
             let mut rewrites: Vec<(usize, usize, BytesMut)> = Vec::new();
             let check_errors = context.refusals.borrow().has_pending();

@@ -213,6 +213,8 @@ struct LedgerEntry {
     copy_data: CopyData,
     #[serde(default = "defaults::records_per_worker_max")]
     records_per_worker_max: usize,
+    #[serde(default = "defaults::queued_bytes_per_worker_max")]
+    queued_bytes_per_worker_max: usize,
     #[serde(default = "defaults::segment_bytes_max")]
     segment_bytes_max: u64,
     #[serde(default = "defaults::segment_age_ms_max")]
@@ -366,6 +368,9 @@ mod defaults {
     }
     pub fn records_per_worker_max() -> usize {
         65_536
+    }
+    pub fn queued_bytes_per_worker_max() -> usize {
+        64 * 1024 * 1024
     }
     pub fn segment_bytes_max() -> u64 {
         64 * 1024 * 1024
@@ -801,6 +806,12 @@ fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings
         16 * 1024 * 1024,
     )?;
     check_range(
+        "ledger.queued_bytes_per_worker_max",
+        entry.queued_bytes_per_worker_max,
+        1024 * 1024,
+        64 * 1024 * 1024 * 1024,
+    )?;
+    check_range(
         "ledger.segment_bytes_max",
         entry.segment_bytes_max,
         64 * 1024,
@@ -827,6 +838,7 @@ fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings
         server_messages: entry.server_messages,
         copy_data: entry.copy_data,
         records_per_worker_max: entry.records_per_worker_max,
+        queued_bytes_per_worker_max: entry.queued_bytes_per_worker_max,
         segment_bytes_max: entry.segment_bytes_max,
         segment_age_ms_max: entry.segment_age_ms_max,
         checkpoint_interval_ms: entry.checkpoint_interval_ms,

@@ -94,6 +94,9 @@ pub struct LedgerSettings {
     pub server_messages: ServerMessages,
     pub copy_data: CopyData,
     pub records_per_worker_max: usize,
+    /// Record bytes a worker may have queued for the writer; beyond it the
+    /// worker's sessions wait (backpressure) instead of growing memory.
+    pub queued_bytes_per_worker_max: usize,
     pub segment_bytes_max: u64,
     pub segment_age_ms_max: u64,
     pub checkpoint_interval_ms: u64,
@@ -143,6 +146,10 @@ fn classify(error: &sluice_ledger::Error) -> FaultKind {
 
 struct Batch {
     records: Vec<Record>,
+    /// The submitting worker and the bytes the batch holds (for its
+    /// mailbox's queued-bytes account).
+    worker: usize,
+    bytes: usize,
     /// Who waits for this batch: (worker index, batch sequence), or None.
     waiter: Option<(usize, u64)>,
 }
@@ -154,11 +161,28 @@ struct Batch {
 struct Mailbox {
     outcomes: Mutex<Vec<(u64, Result<(), Fault>)>>,
     waker: futures_util::task::AtomicWaker,
+    /// Record bytes submitted by the worker and not yet taken by the writer.
+    queued_bytes: std::sync::atomic::AtomicUsize,
+}
+
+/// Approximate bytes a record holds in memory (payload plus overhead).
+fn record_bytes(record: &Record) -> usize {
+    const OVERHEAD_BYTES: usize = 96;
+    OVERHEAD_BYTES
+        + match &record.body {
+            sluice_ledger::RecordBody::ClientMessage { bytes }
+            | sluice_ledger::RecordBody::ServerMessage { bytes } => bytes.len(),
+            sluice_ledger::RecordBody::PolicyDecision { statement, .. } => statement.len(),
+            _ => 0,
+        }
 }
 
 fn deliver(shared: &RecorderShared, group: &mut Vec<Batch>, outcome: &Result<(), Fault>) {
     let mut touched = vec![false; shared.mailboxes.len()];
     for batch in group.drain(..) {
+        if let Some(mailbox) = shared.mailboxes.get(batch.worker) {
+            mailbox.queued_bytes.fetch_sub(batch.bytes, Ordering::AcqRel);
+        }
         if let Some((worker, sequence)) = batch.waiter {
             if let Some(mailbox) = shared.mailboxes.get(worker) {
                 mailbox
@@ -490,6 +514,8 @@ pub struct WorkerRecorder {
     /// Slots waiting for the writer, by batch sequence.
     waiting: RefCell<std::collections::HashMap<u64, Rc<BatchSlot>>>,
     listener_started: Cell<bool>,
+    /// Bytes of the batch being filled.
+    pending_bytes: Cell<usize>,
     sender: mpsc::SyncSender<Batch>,
     pending: RefCell<Vec<Record>>,
     slot: RefCell<Rc<BatchSlot>>,
@@ -518,6 +544,7 @@ impl WorkerRecorder {
             next_sequence: Cell::new(1),
             waiting: RefCell::new(std::collections::HashMap::new()),
             listener_started: Cell::new(false),
+            pending_bytes: Cell::new(0),
             sender,
             pending: RefCell::new(Vec::new()),
             slot: RefCell::new(BatchSlot::new()),
@@ -529,6 +556,19 @@ impl WorkerRecorder {
 
     pub fn strict(&self) -> bool {
         self.shared.settings.durability == Durability::Strict
+    }
+
+    /// Waits (on a timer, costing no CPU) while this worker has more record
+    /// bytes queued than `queued_bytes_per_worker_max`. The writer always
+    /// drains its queue, failing batches at once when the ledger is
+    /// unavailable, so the wait ends.
+    pub async fn wait_for_room(&self) {
+        let mailbox = &self.shared.mailboxes[self.index];
+        while mailbox.queued_bytes.load(Ordering::Acquire)
+            > self.shared.settings.queued_bytes_per_worker_max
+        {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Adds records to this turn's batch and returns the slot that resolves
@@ -554,7 +594,15 @@ impl WorkerRecorder {
                 ),
             });
         }
-        self.pending.borrow_mut().extend(records);
+        let mut pending = self.pending.borrow_mut();
+        let before = pending.len();
+        pending.extend(records);
+        let bytes: usize = pending[before..].iter().map(record_bytes).sum();
+        drop(pending);
+        self.pending_bytes.set(self.pending_bytes.get() + bytes);
+        self.shared.mailboxes[self.index]
+            .queued_bytes
+            .fetch_add(bytes, Ordering::AcqRel);
         if wait && self.strict() {
             self.waited.set(true);
         }
@@ -589,7 +637,13 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
     } else {
         None
     };
-    let mut batch = Batch { records, waiter };
+    let bytes = recorder.pending_bytes.replace(0);
+    let mut batch = Batch {
+        records,
+        worker: recorder.index,
+        bytes,
+        waiter,
+    };
     recorder.in_flight.set(recorder.in_flight.get() + count);
     // The channel is bounded; when the writer is behind, wait in short steps
     // (a timer, not a spin) instead of growing memory.

@@ -1153,6 +1153,7 @@ async fn record_chunk(
     if records.is_empty() {
         return Ok(());
     }
+    recording.recorder.wait_for_room().await;
     let slot = recording.recorder.submit(records, true)?;
     if recording.recorder.strict() {
         slot.wait().await
@@ -1347,10 +1348,12 @@ fn chunk_slice(chunk: &Bytes, frame: Frame<'_>) -> Bytes {
 
 /// Records what the agent is about to receive (never awaited: responses are
 /// not held back for the ledger; statements are).
-fn record_delivery(context: &ProxyContext, chunk: &[u8]) {
+async fn record_delivery(context: &ProxyContext, chunk: &[u8]) {
     let Some(recording) = &context.recording else {
         return;
     };
+    // Backpressure: a fast upstream cannot outrun the ledger's disk.
+    recording.recorder.wait_for_room().await;
     let body = match recording.recorder.shared.settings.server_messages {
         ServerMessages::Full => RecordBody::ServerMessage {
             bytes: chunk.to_vec(),
@@ -1433,7 +1436,7 @@ async fn upstream_to_client(
                 counters
                     .server_bytes
                     .set(counters.server_bytes.get() + chunk.len() as u64);
-                record_delivery(&context, &chunk);
+                record_delivery(&context, &chunk).await;
                 if let Err(e) = client.write(chunk).await {
                     return Err(Failure::silent(
                         ErrorSource::Downstream,

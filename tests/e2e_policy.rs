@@ -301,10 +301,7 @@ fn pipelined_lexing_change_cannot_hide_a_statement() {
     scratch_table("pol_scs");
     let mut c = login(&gw);
     let mut bytes = message(b'Q', b"SET standard_conforming_strings = off\0");
-    bytes.extend(message(
-        b'Q',
-        b"SELECT '\\''; DROP TABLE pol_scs; --'\0",
-    ));
+    bytes.extend(message(b'Q', b"SELECT '\\''; DROP TABLE pol_scs; --'\0"));
     let codes = exchange(&mut c, &bytes, 2);
     assert_eq!(codes, vec!["42501"], "the hidden DROP must be refused");
     c.terminate();
@@ -317,7 +314,8 @@ fn pipelined_lexing_change_cannot_hide_a_statement() {
 fn unsafe_client_encodings_are_refused() {
     let gw = gateway();
     let tls = gw.tls();
-    let io = common::pgwire::connect_transport(gw.addr, Negotiation::SslRequest, Some(&tls)).unwrap();
+    let io =
+        common::pgwire::connect_transport(gw.addr, Negotiation::SslRequest, Some(&tls)).unwrap();
     let mut io = io;
     let startup = common::pgwire::startup_message(&[
         ("user", "agent"),
@@ -335,6 +333,9 @@ fn unsafe_client_encodings_are_refused() {
         let e = server_error(c.simple_query(sql));
         assert_eq!(e.code(), "42501", "{sql}: {e}");
     }
-    assert_eq!(c.query_one("SHOW client_encoding").unwrap().as_deref(), Some("UTF8"));
+    assert_eq!(
+        c.query_one("SHOW client_encoding").unwrap().as_deref(),
+        Some("UTF8")
+    );
     c.terminate();
 }

@@ -181,7 +181,9 @@ fn deliver(shared: &RecorderShared, group: &mut Vec<Batch>, outcome: &Result<(),
     let mut touched = vec![false; shared.mailboxes.len()];
     for batch in group.drain(..) {
         if let Some(mailbox) = shared.mailboxes.get(batch.worker) {
-            mailbox.queued_bytes.fetch_sub(batch.bytes, Ordering::AcqRel);
+            mailbox
+                .queued_bytes
+                .fetch_sub(batch.bytes, Ordering::AcqRel);
         }
         if let Some((worker, sequence)) = batch.waiter {
             if let Some(mailbox) = shared.mailboxes.get(worker) {

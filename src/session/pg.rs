@@ -1162,7 +1162,6 @@ async fn record_chunk(
     }
 }
 
-
 /// What happens to one frontend message of a chunk.
 enum Planned {
     Forward,
@@ -1223,7 +1222,9 @@ async fn client_to_upstream(
                     None => Planned::Forward,
                     Some(policy) => match policy.verdict(&message, &mut decisions) {
                         Verdict::Forward => Planned::Forward,
-                        Verdict::Refuse(refusal) if refusal.sqlstate == sqlstate::PROTOCOL_VIOLATION => {
+                        Verdict::Refuse(refusal)
+                            if refusal.sqlstate == sqlstate::PROTOCOL_VIOLATION =>
+                        {
                             violation = Some(refusal.message);
                             consumed -= frame.wire_len();
                             messages -= 1;
@@ -1247,13 +1248,18 @@ async fn client_to_upstream(
                 break;
             }
         }
-        drop(framed);
         if consumed > 0 {
             let chunk = buffer.split_to(consumed).freeze();
             let counters = &context.counters;
-            counters.client_messages.set(counters.client_messages.get() + messages);
-            counters.statements.set(counters.statements.get() + statements);
-            counters.client_bytes.set(counters.client_bytes.get() + consumed as u64);
+            counters
+                .client_messages
+                .set(counters.client_messages.get() + messages);
+            counters
+                .statements
+                .set(counters.statements.get() + statements);
+            counters
+                .client_bytes
+                .set(counters.client_bytes.get() + consumed as u64);
             // Something is in flight until the server's next ReadyForQuery.
             control.idle_in_protocol.set(false);
             let forward_all = plan.iter().all(|p| matches!(p, Planned::Forward));
@@ -1262,7 +1268,10 @@ async fn client_to_upstream(
                 Ok(()) => {
                     let mut refusals = context.refusals.borrow_mut();
                     let mut out = BytesMut::with_capacity(chunk.len());
-                    for (frame, planned) in frames(&chunk, context.message_bytes_max).flatten().zip(&plan) {
+                    for (frame, planned) in frames(&chunk, context.message_bytes_max)
+                        .flatten()
+                        .zip(&plan)
+                    {
                         match planned {
                             Planned::Forward => out.extend_from_slice(&chunk_slice(&chunk, frame)),
                             Planned::Drop => {}

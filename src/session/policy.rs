@@ -54,9 +54,27 @@ const DECISION_TEXT_BYTES_MAX: usize = 4096;
 /// different statement boundaries than the server. Lower case, without
 /// separators.
 const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
-    "sjis", "shiftjis", "mskanji", "win932", "windows932", "cp932", "big5", "win950",
-    "windows950", "cp950", "gbk", "win936", "windows936", "cp936", "uhc", "win949",
-    "windows949", "cp949", "gb18030", "johab", "shiftjis2004",
+    "sjis",
+    "shiftjis",
+    "mskanji",
+    "win932",
+    "windows932",
+    "cp932",
+    "big5",
+    "win950",
+    "windows950",
+    "cp950",
+    "gbk",
+    "win936",
+    "windows936",
+    "cp936",
+    "uhc",
+    "win949",
+    "windows949",
+    "cp949",
+    "gb18030",
+    "johab",
+    "shiftjis2004",
 ];
 
 fn normalized_encoding(name: &str) -> String {
@@ -346,7 +364,10 @@ impl PolicySession {
                     // A portal sluice cannot account for: fail closed.
                     None => {
                         let decision = self.unknown_decision();
-                        records.push(decision_record(b"<execute of an unknown portal>", &decision));
+                        records.push(decision_record(
+                            b"<execute of an unknown portal>",
+                            &decision,
+                        ));
                         self.enforce(&decision)
                     }
                 }
@@ -459,10 +480,12 @@ fn switches_encoding(sql: &[u8]) -> bool {
         .filter(|w| !w.is_empty())
         .collect();
     let contains = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
-    let sets = words
-        .iter()
-        .any(|w| matches!(*w, b"set" | b"reset" | b"set_config" | b"pg_catalog.set_config"))
-        || contains(b"set_config");
+    let sets = words.iter().any(|w| {
+        matches!(
+            *w,
+            b"set" | b"reset" | b"set_config" | b"pg_catalog.set_config"
+        )
+    }) || contains(b"set_config");
     sets && (contains(b"client_encoding") || contains(b"u&"))
         || words.windows(2).any(|w| w[0] == b"set" && w[1] == b"names")
 }
@@ -524,7 +547,11 @@ mod tests {
         names.set(b"", 0, decision(Action::Block));
         names.settle(0, false);
         names.set(b"", 1, decision(Action::Allow));
-        assert_eq!(action(names.lookup(b"", 1)), Some(Action::Allow), "same batch: latest");
+        assert_eq!(
+            action(names.lookup(b"", 1)),
+            Some(Action::Allow),
+            "same batch: latest"
+        );
         names.settle(1, false);
         assert_eq!(action(names.lookup(b"", 2)), Some(Action::Allow));
     }
@@ -565,10 +592,16 @@ mod tests {
         assert!(!client_encoding_is_safe("gb18030"));
         assert!(switches_encoding(b"SET client_encoding = 'SJIS'"));
         assert!(switches_encoding(b"set  NAMES 'big5'"));
-        assert!(switches_encoding(b"select set_config('CLIENT_ENCODING', 'gbk', false)"));
-        assert!(switches_encoding(b"SET U&\"\\0063lient_encoding\" TO 'sjis'"));
+        assert!(switches_encoding(
+            b"select set_config('CLIENT_ENCODING', 'gbk', false)"
+        ));
+        assert!(switches_encoding(
+            b"SET U&\"\\0063lient_encoding\" TO 'sjis'"
+        ));
         assert!(!switches_encoding(b"SELECT names FROM people"));
         assert!(!switches_encoding(b"SHOW client_encoding"));
-        assert!(!switches_encoding(b"SELECT current_setting('client_encoding')"));
+        assert!(!switches_encoding(
+            b"SELECT current_setting('client_encoding')"
+        ));
     }
 }

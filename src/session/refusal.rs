@@ -212,7 +212,6 @@ fn contains_marker(text: &[u8], marker: &[u8]) -> bool {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

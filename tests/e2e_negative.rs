@@ -144,16 +144,7 @@ fn gssencrequest_is_declined_then_tls_works() {
 #[test]
 fn unknown_database_is_3d000() {
     let gw = Gateway::start(GatewayOpts::default());
-    let e = refused(
-        gw.login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env().token("agent")),
-            "nope",
-        ),
-        "unknown database",
-        &gw,
-    );
+    let e = refused(gw.login_agent("nope"), "unknown database", &gw);
     assert_eq!(e.sqlstate(), Some("3D000"), "{e}");
     gw.assert_serves();
 }
@@ -184,16 +175,7 @@ fn agent_not_allowed_on_target_is_42501() {
 fn upstream_down_is_08006() {
     let gw = Gateway::start(GatewayOpts::default());
     let t0 = Instant::now();
-    let e = refused(
-        gw.login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env().token("agent")),
-            "down",
-        ),
-        "target down",
-        &gw,
-    );
+    let e = refused(gw.login_agent("down"), "target down", &gw);
     assert_eq!(e.sqlstate(), Some("08006"), "{e}");
     assert!(
         t0.elapsed() < Duration::from_secs(5),
@@ -256,14 +238,7 @@ fn protocol_garbage_is_08p01() {
     let env = env();
     let gw = Gateway::start(GatewayOpts::default());
     // A message whose length field is below the minimum of 4.
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env.token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     c.io.write_all(&[b'Q', 0, 0, 0, 2]).unwrap();
     c.io.flush().unwrap();
     let (err, closed) = c
@@ -297,14 +272,7 @@ fn protocol_garbage_is_08p01() {
     // error or a close, never a crash.
     let mut seed: u64 = 0x1234_5678;
     for _ in 0..20 {
-        let mut c = gw
-            .login(
-                Negotiation::SslRequest,
-                "agent",
-                Some(&env.token("agent")),
-                "app",
-            )
-            .unwrap();
+        let mut c = gw.login_agent("app").unwrap();
         let junk: Vec<u8> = (0..64)
             .map(|_| {
                 seed ^= seed << 13;
@@ -484,12 +452,7 @@ fn mtls_wrong_certificate_is_refused() {
 
     // With client_cert_required, no certificate means no handshake.
     let gw = mtls_gateway(true);
-    let r = gw.login(
-        Negotiation::SslRequest,
-        "agent",
-        Some(&env.token("agent")),
-        "app",
-    );
+    let r = gw.login_agent("app");
     assert!(
         matches!(r, Err(ConnectError::Io(_))),
         "no-certificate handshake accepted"
@@ -516,14 +479,7 @@ fn idle_session_is_closed_with_57p05() {
         extra_limits: "idle_timeout_ms = 1500".into(),
         ..GatewayOpts::default()
     });
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env.token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     let started = Instant::now();
     let (err, closed) = c
         .read_until_error()
@@ -547,14 +503,7 @@ fn oversized_message_is_refused_before_buffering() {
         extra_limits: "message_bytes_max = 65536".into(),
         ..GatewayOpts::default()
     });
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env.token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     // A Query header declaring 100 MB, and no body.
     c.io.write_all(&[b'Q', 0x05, 0xf5, 0xe1, 0x00]).unwrap();
     c.io.flush().unwrap();
@@ -568,14 +517,7 @@ fn oversized_message_is_refused_before_buffering() {
     );
     assert!(closed);
     // A query just under the bound still works on a new session.
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env.token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     let padding = "x".repeat(60_000);
     let got = c
         .query_one(&format!("SELECT length('{padding}')"))

@@ -27,13 +27,8 @@ fn gateway() -> Gateway {
 }
 
 fn login(gw: &Gateway) -> PgConn {
-    gw.login(
-        Negotiation::SslRequest,
-        "agent",
-        Some(&env().token("agent")),
-        "app",
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()))
+    gw.login_agent("app")
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()))
 }
 
 fn server_error(result: Result<impl std::fmt::Debug, ConnectError>) -> PgError {

@@ -117,14 +117,7 @@ fn multi_statement_simple_query() {
     assert_eq!(out, "1\ntwo\n6\n");
     // At the wire level: every statement's rows arrive, and an error stops
     // the rest of the message (one implicit transaction), as in PostgreSQL.
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env().token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     let rows = c
         .simple_query("SELECT 1; SELECT 2, 'b'; SELECT NULL")
         .unwrap();
@@ -397,14 +390,7 @@ fn listen_notify() {
     );
     // Across sessions: a NOTIFY sent directly to PostgreSQL reaches an agent
     // listening through sluice while it is idle.
-    let mut c = gw
-        .login(
-            Negotiation::SslRequest,
-            "agent",
-            Some(&env.token("agent")),
-            "app",
-        )
-        .unwrap();
+    let mut c = gw.login_agent("app").unwrap();
     c.simple_query(&format!("LISTEN {channel}")).unwrap();
     env.direct("app")
         .psql(&format!("NOTIFY {channel}, 'from outside'"))

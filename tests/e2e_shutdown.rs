@@ -19,13 +19,7 @@ fn gateway() -> Gateway {
 /// New connections are refused once shutdown has begun: either the
 /// listener is gone (connection refused) or no session is admitted.
 fn refuses_new_sessions(gw: &Gateway) -> bool {
-    gw.login(
-        Negotiation::SslRequest,
-        "agent",
-        Some(&env().token("agent")),
-        "app",
-    )
-    .is_err()
+    gw.login_agent("app").is_err()
 }
 
 #[test]

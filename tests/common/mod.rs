@@ -559,6 +559,16 @@ impl Gateway {
         pgwire::connect(self.addr, negotiation, Some(&tls), user, db, password)
     }
 
+    /// The standard agent's wire-protocol session on `db` (SSLRequest, token).
+    pub fn login_agent(&self, db: &str) -> Result<PgConn, ConnectError> {
+        self.login(
+            Negotiation::SslRequest,
+            "agent",
+            Some(&env().token("agent")),
+            db,
+        )
+    }
+
     /// Asserts that a well-behaved client still gets a working session
     /// (used after every negative case: the gateway must stay up).
     pub fn assert_serves(&self) {

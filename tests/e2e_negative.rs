@@ -235,7 +235,6 @@ fn over_connections_per_worker_max_is_53300() {
 
 #[test]
 fn protocol_garbage_is_08p01() {
-    let env = env();
     let gw = Gateway::start(GatewayOpts::default());
     // A message whose length field is below the minimum of 4.
     let mut c = gw.login_agent("app").unwrap();
@@ -474,7 +473,6 @@ fn mtls_wrong_certificate_is_refused() {
 /// PostgreSQL's idle_session_timeout does) and closed.
 #[test]
 fn idle_session_is_closed_with_57p05() {
-    let env = env();
     let gw = Gateway::start(GatewayOpts {
         extra_limits: "idle_timeout_ms = 1500".into(),
         ..GatewayOpts::default()
@@ -498,7 +496,6 @@ fn idle_session_is_closed_with_57p05() {
 /// its header arrives (nothing is buffered), with 08P01 naming the bound.
 #[test]
 fn oversized_message_is_refused_before_buffering() {
-    let env = env();
     let gw = Gateway::start(GatewayOpts {
         extra_limits: "message_bytes_max = 65536".into(),
         ..GatewayOpts::default()

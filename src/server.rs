@@ -514,13 +514,13 @@ async fn drain(worker: &Rc<Worker>) {
             "drain timeout reached: terminating remaining sessions"
         );
     }
+    // All at once: a stalled agent must not delay the others' termination.
     for control in remaining {
-        terminate_session(
+        monoio::spawn(terminate_session(
             control,
             crate::protocol::pg::sqlstate::ADMIN_SHUTDOWN,
             "terminating connection due to administrator command",
-        )
-        .await;
+        ));
     }
     // Give aborted sessions a moment to unwind and release their resources.
     let grace = Instant::now() + Duration::from_secs(2);

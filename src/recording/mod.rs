@@ -518,6 +518,10 @@ pub struct WorkerRecorder {
     listener_started: Cell<bool>,
     /// Bytes of the batch being filled.
     pending_bytes: Cell<usize>,
+    /// Filled batches not yet in the writer's channel, oldest first.
+    outbox: RefCell<std::collections::VecDeque<Outgoing>>,
+    /// Whether a flush task is draining the outbox.
+    sending: Cell<bool>,
     sender: mpsc::SyncSender<Batch>,
     pending: RefCell<Vec<Record>>,
     slot: RefCell<Rc<BatchSlot>>,
@@ -547,6 +551,8 @@ impl WorkerRecorder {
             waiting: RefCell::new(std::collections::HashMap::new()),
             listener_started: Cell::new(false),
             pending_bytes: Cell::new(0),
+            outbox: RefCell::new(std::collections::VecDeque::new()),
+            sending: Cell::new(false),
             sender,
             pending: RefCell::new(Vec::new()),
             slot: RefCell::new(BatchSlot::new()),
@@ -640,44 +646,74 @@ async fn flush(recorder: Rc<WorkerRecorder>) {
         None
     };
     let bytes = recorder.pending_bytes.replace(0);
-    let mut batch = Batch {
+    let batch = Batch {
         records,
         worker: recorder.index,
         bytes,
         waiter,
     };
     recorder.in_flight.set(recorder.in_flight.get() + count);
-    // The channel is bounded; when the writer is behind, wait in short steps
-    // (a timer, not a spin) instead of growing memory.
+    if waiter.is_some() {
+        // The listener resolves the slot; in-flight accounting follows it.
+        let in_flight = recorder.in_flight.clone();
+        slot.on_resolve(move || in_flight.set(in_flight.get() - count));
+    }
+    // Batches leave the worker in the order they were filled, so a
+    // session's records reach the ledger in sequence even when the channel
+    // is full and several flushes wait: one sender drains the outbox.
+    recorder
+        .outbox
+        .borrow_mut()
+        .push_back(Outgoing { batch, slot, count });
+    if !recorder.sending.replace(true) {
+        send_outbox(&recorder).await;
+        recorder.sending.set(false);
+    }
+}
+
+/// A filled batch waiting to enter the writer's channel.
+struct Outgoing {
+    batch: Batch,
+    slot: Rc<BatchSlot>,
+    count: usize,
+}
+
+async fn send_outbox(recorder: &Rc<WorkerRecorder>) {
     loop {
+        let Some(Outgoing { batch, slot, count }) = recorder.outbox.borrow_mut().pop_front() else {
+            return;
+        };
+        let waited = batch.waiter.is_some();
         match recorder.sender.try_send(batch) {
-            Ok(()) => break,
-            Err(mpsc::TrySendError::Full(returned)) => {
-                batch = returned;
+            Ok(()) => {
+                if !waited {
+                    // Batched mode or nobody waits: the writer reports
+                    // failures through the status; the records are handed over.
+                    recorder.in_flight.set(recorder.in_flight.get() - count);
+                    slot.resolve(Ok(()));
+                }
+            }
+            Err(mpsc::TrySendError::Full(batch)) => {
+                // The channel is bounded; when the writer is behind, wait in
+                // short steps (a timer, not a spin) instead of growing memory.
+                recorder
+                    .outbox
+                    .borrow_mut()
+                    .push_front(Outgoing { batch, slot, count });
                 monoio::time::sleep(Duration::from_micros(200)).await;
             }
-            Err(mpsc::TrySendError::Disconnected(returned)) => {
-                recorder.in_flight.set(recorder.in_flight.get() - count);
-                if let Some((_, sequence)) = returned.waiter {
+            Err(mpsc::TrySendError::Disconnected(batch)) => {
+                if let Some((_, sequence)) = batch.waiter {
                     recorder.waiting.borrow_mut().remove(&sequence);
+                } else {
+                    recorder.in_flight.set(recorder.in_flight.get() - count);
                 }
                 slot.resolve(Err(Fault {
                     kind: FaultKind::Io,
                     message: "the ledger writer has stopped".into(),
                 }));
-                return;
             }
         }
-    }
-    if waiter.is_none() {
-        // Batched mode or nobody waits: the writer reports failures through
-        // the status, and the records count as handed over.
-        recorder.in_flight.set(recorder.in_flight.get() - count);
-        slot.resolve(Ok(()));
-    } else {
-        // The listener resolves the slot; in-flight accounting follows it.
-        let in_flight = recorder.in_flight.clone();
-        slot.on_resolve(move || in_flight.set(in_flight.get() - count));
     }
 }
 

@@ -95,23 +95,54 @@ pub struct Upstream {
 async fn resolve(target: &Target) -> Result<SocketAddr, UpstreamError> {
     let host = target.host.clone();
     let port = target.port;
-    // Name resolution is blocking; targets are usually IP literals, and a
-    // literal parses without touching the resolver.
+    // A literal needs no resolver.
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    use std::net::ToSocketAddrs;
-    (host.as_str(), port)
-        .to_socket_addrs()
+    // getaddrinfo blocks: run it on its own thread so the worker's other
+    // sessions keep going, and poll for the answer on a timer. The caller's
+    // connect timeout bounds the wait.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let lookup_host = host.clone();
+    std::thread::Builder::new()
+        .name("sluice-resolve".into())
+        .spawn(move || {
+            use std::net::ToSocketAddrs;
+            let answer = (lookup_host.as_str(), port)
+                .to_socket_addrs()
+                .map(|mut addresses| addresses.next());
+            let _ = sender.send(answer);
+        })
         .map_err(|e| UpstreamError::Resolve {
             host: host.clone(),
-            reason: e.to_string(),
-        })?
-        .next()
-        .ok_or(UpstreamError::Resolve {
-            host,
-            reason: "no addresses".into(),
-        })
+            reason: format!("cannot start a resolver thread: {e}"),
+        })?;
+    loop {
+        match receiver.try_recv() {
+            Ok(Ok(Some(address))) => return Ok(address),
+            Ok(Ok(None)) => {
+                return Err(UpstreamError::Resolve {
+                    host,
+                    reason: "no addresses".into(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(UpstreamError::Resolve {
+                    host,
+                    reason: e.to_string(),
+                })
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                monoio::time::sleep(Duration::from_millis(1)).await
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(UpstreamError::Resolve {
+                    host,
+                    reason: "the resolver thread failed".into(),
+                })
+            }
+        }
+    }
 }
 
 /// Opens a TCP (and if configured TLS) connection to `address`.

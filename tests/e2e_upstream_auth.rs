@@ -73,6 +73,8 @@ fn every_upstream_authentication_method() {
         sluice::auth::token::hash_token(&env.token("agent"), 4096)
     );
     for (role, _) in ROLES {
+        // One target by host name, so name resolution is exercised too.
+        let host = if *role == "up_trust" { "localhost" } else { "127.0.0.1" };
         let credential = match *role {
             "up_trust" => String::new(),
             // The clear-text role takes its password from the environment,
@@ -82,7 +84,7 @@ fn every_upstream_authentication_method() {
         };
         let _ = writeln!(
             config,
-            "[[targets]]\nname = \"{role}\"\nhost = \"127.0.0.1\"\nport = {pg_port}\n\
+            "[[targets]]\nname = \"{role}\"\nhost = \"{host}\"\nport = {pg_port}\n\
              database = \"authdb\"\nuser = \"{role}\"\ntls = \"disable\"\n{credential}"
         );
     }

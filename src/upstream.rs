@@ -25,6 +25,8 @@ use crate::{
     transport::{self, ReadMessageError, TransportReader, TransportWriter},
 };
 
+/// Addresses tried for one target host name.
+const RESOLVED_ADDRESSES_MAX: usize = 8;
 /// Startup-phase messages from the server are small; anything larger is a
 /// misbehaving upstream.
 const STARTUP_MESSAGE_BYTES_MAX: usize = 64 * 1024;
@@ -92,12 +94,12 @@ pub struct Upstream {
     pub leftover: BytesMut,
 }
 
-async fn resolve(target: &Target) -> Result<SocketAddr, UpstreamError> {
+async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, UpstreamError> {
     let host = target.host.clone();
     let port = target.port;
     // A literal needs no resolver.
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
     // getaddrinfo blocks: run it on its own thread so the worker's other
     // sessions keep going, and poll for the answer on a timer. The caller's
@@ -110,7 +112,7 @@ async fn resolve(target: &Target) -> Result<SocketAddr, UpstreamError> {
             use std::net::ToSocketAddrs;
             let answer = (lookup_host.as_str(), port)
                 .to_socket_addrs()
-                .map(|mut addresses| addresses.next());
+                .map(|addresses| addresses.take(RESOLVED_ADDRESSES_MAX).collect::<Vec<_>>());
             let _ = sender.send(answer);
         })
         .map_err(|e| UpstreamError::Resolve {
@@ -119,8 +121,8 @@ async fn resolve(target: &Target) -> Result<SocketAddr, UpstreamError> {
         })?;
     loop {
         match receiver.try_recv() {
-            Ok(Ok(Some(address))) => return Ok(address),
-            Ok(Ok(None)) => {
+            Ok(Ok(addresses)) if !addresses.is_empty() => return Ok(addresses),
+            Ok(Ok(_)) => {
                 return Err(UpstreamError::Resolve {
                     host,
                     reason: "no addresses".into(),
@@ -203,8 +205,21 @@ pub async fn connect(
     read_buffer_bytes: usize,
 ) -> Result<Upstream, UpstreamError> {
     let attempt = async {
-        let address = resolve(target).await?;
-        let (mut reader, writer, mut buffer) = open(address, tls, read_buffer_bytes).await?;
+        // Like libpq, try every address the name resolves to, in order.
+        let mut last_error = None;
+        let mut opened = None;
+        for address in resolve(target).await? {
+            match open(address, tls, read_buffer_bytes).await {
+                Ok(connection) => {
+                    opened = Some((address, connection));
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some((address, (mut reader, writer, mut buffer))) = opened else {
+            return Err(last_error.unwrap_or(UpstreamError::Closed));
+        };
         let mut startup_parameters: Vec<(&str, &str)> = vec![
             ("user", target.user.as_str()),
             ("database", target.database.as_str()),

@@ -74,7 +74,11 @@ fn every_upstream_authentication_method() {
     );
     for (role, _) in ROLES {
         // One target by host name, so name resolution is exercised too.
-        let host = if *role == "up_trust" { "localhost" } else { "127.0.0.1" };
+        let host = if *role == "up_trust" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
         let credential = match *role {
             "up_trust" => String::new(),
             // The clear-text role takes its password from the environment,

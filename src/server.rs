@@ -71,6 +71,9 @@ pub enum ServerError {
 pub struct Shared {
     pub config: Config,
     pub tls_server: Arc<rustls::ServerConfig>,
+    /// tls-server-end-point of the agent-facing certificate, for
+    /// SCRAM-SHA-256-PLUS; None when the certificate allows no binding.
+    pub channel_binding: Option<Vec<u8>>,
     pub upstream_tls: HashMap<String, Option<UpstreamTls>>,
     pub cancel: CancelRegistry,
     pub shutdown: Arc<AtomicBool>,
@@ -226,6 +229,9 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         }
     };
     let tls_server = tls::server_config(&config)?;
+    let channel_binding = tls::load_certificates(&config.tls.cert_file)?
+        .first()
+        .and_then(|cert| tls::server_end_point(cert.as_ref()));
     let mut upstream_tls = HashMap::new();
     for target in &config.targets {
         upstream_tls.insert(target.name.clone(), tls::upstream_config(target)?);
@@ -267,6 +273,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
     let shared = Arc::new(Shared {
         config,
         tls_server,
+        channel_binding,
         upstream_tls,
         cancel: CancelRegistry::new(workers),
         shutdown: shutdown.clone(),

@@ -287,3 +287,102 @@ pub fn certificate_names(end_entity: &CertificateDer<'_>, identity: &str) -> boo
     };
     cert.verify_is_valid_for_subject_name(&name).is_ok()
 }
+
+/// The RFC 5929 `tls-server-end-point` channel-binding value for a server
+/// certificate: its hash with the certificate's signature hash algorithm,
+/// SHA-256 for MD5/SHA-1 signatures. None when the algorithm names no single
+/// hash (Ed25519, RSA-PSS with parameters), in which case sluice does not
+/// offer SCRAM-SHA-256-PLUS, as PostgreSQL does not.
+pub fn server_end_point(certificate_der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::{Digest, Sha256, Sha384, Sha512};
+    let oid = signature_algorithm_oid(certificate_der)?;
+    // OID contents (without tag and length) of the signature algorithms.
+    const SHA256_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+    const SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    const SHA1_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+    const MD5_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04];
+    const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    match oid {
+        SHA256_RSA | ECDSA_SHA256 | SHA1_RSA | MD5_RSA | ECDSA_SHA1 => {
+            Some(Sha256::digest(certificate_der).to_vec())
+        }
+        SHA384_RSA | ECDSA_SHA384 => Some(Sha384::digest(certificate_der).to_vec()),
+        SHA512_RSA | ECDSA_SHA512 => Some(Sha512::digest(certificate_der).to_vec()),
+        _ => None,
+    }
+}
+
+/// Reads one DER element (tag, contents) from the front of `input`.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let count = (first & 0x7f) as usize;
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let length = rest[..count]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        (length, &rest[count..])
+    };
+    if rest.len() < length {
+        return None;
+    }
+    Some((tag, &rest[..length], &rest[length..]))
+}
+
+/// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm
+/// AlgorithmIdentifier ::= SEQUENCE { algorithm OID, ... }, signature }.
+fn signature_algorithm_oid(certificate_der: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (tag, certificate, _) = der_element(certificate_der)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (_, _, rest) = der_element(certificate)?; // tbsCertificate
+    let (tag, algorithm, _) = der_element(rest)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, oid, _) = der_element(algorithm)?;
+    (tag == OID).then_some(oid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_point_hash_follows_the_signature_algorithm() {
+        // rcgen's default (ECDSA P-256 with SHA-256): SHA-256 of the DER.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().to_vec();
+        use sha2::Digest;
+        assert_eq!(
+            server_end_point(&der).unwrap(),
+            sha2::Sha256::digest(&der).to_vec()
+        );
+        // Ed25519 names no hash: no channel binding is offered.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        assert!(server_end_point(cert.der()).is_none());
+        // Garbage never panics.
+        assert!(server_end_point(&[0x30, 0x84, 0xff]).is_none());
+        assert!(server_end_point(&[]).is_none());
+    }
+}

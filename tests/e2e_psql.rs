@@ -556,3 +556,17 @@ fn legacy_driver_serves_sessions() {
         gw.log_tail()
     );
 }
+
+/// Agents authenticate with SCRAM-SHA-256-PLUS when they can: libpq with
+/// channel_binding=require only succeeds if sluice binds the SCRAM exchange
+/// to the TLS session (tls-server-end-point).
+#[test]
+fn scram_channel_binding_is_offered_and_verified() {
+    let gw = Gateway::start(GatewayOpts::default());
+    let out = gw
+        .agent("app")
+        .var("PGCHANNELBINDING", "require")
+        .psql("SELECT 'bound'")
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(out.trim(), "bound");
+}

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     auth::{
-        scram::{ChannelBinding, ScramError, ScramServer, SCRAM_SHA_256},
+        scram::{advertised_mechanisms, ChannelBinding, ScramError, ScramServer},
         token::{mock_verifier, ScramVerifier},
     },
     cancel::CancelTarget,
@@ -535,7 +535,16 @@ async fn admit(
             match &agent.token {
                 None => AuthMethod::Certificate,
                 Some(verifier) => {
-                    scram_exchange(reader, writer, buffer, verifier.clone(), &user, delay).await?;
+                    scram_exchange(
+                        reader,
+                        writer,
+                        buffer,
+                        verifier.clone(),
+                        &user,
+                        delay,
+                        &worker.shared.channel_binding,
+                    )
+                    .await?;
                     AuthMethod::CertificateAndToken
                 }
             }
@@ -545,14 +554,32 @@ async fn admit(
                 .token
                 .clone()
                 .expect("validated: an agent without certificates has a token");
-            scram_exchange(reader, writer, buffer, verifier, &user, delay).await?;
+            scram_exchange(
+                reader,
+                writer,
+                buffer,
+                verifier,
+                &user,
+                delay,
+                &worker.shared.channel_binding,
+            )
+            .await?;
             AuthMethod::Token
         }
         None => {
             // Unknown agents run the same exchange against a fake verifier
             // so that they are indistinguishable from a wrong token.
             let verifier = mock_verifier(&worker.shared.mock_secret, &user);
-            scram_exchange(reader, writer, buffer, verifier, &user, delay).await?;
+            scram_exchange(
+                reader,
+                writer,
+                buffer,
+                verifier,
+                &user,
+                delay,
+                &worker.shared.channel_binding,
+            )
+            .await?;
             // A mock verifier cannot verify; reaching here would be a bug.
             return Err(Failure::new(
                 ErrorSource::Internal,
@@ -676,9 +703,17 @@ async fn scram_exchange(
     verifier: ScramVerifier,
     user: &str,
     delay: Duration,
+    channel_binding: &Option<Vec<u8>>,
 ) -> Result<(), Failure> {
+    // With tls-server-end-point data, SCRAM-SHA-256-PLUS is offered too:
+    // a client that binds proves the TLS session it authenticated in is the
+    // one it talks to (no relaying through a man in the middle).
+    let binding = match channel_binding {
+        Some(hash) => ChannelBinding::TlsServerEndPoint(hash.clone()),
+        None => ChannelBinding::None,
+    };
     let mut out = BytesMut::new();
-    build::authentication_sasl(&mut out, &[SCRAM_SHA_256]);
+    build::authentication_sasl(&mut out, advertised_mechanisms(&binding));
     write_all(writer, out, Phase::Authenticate).await?;
     let Some(first) = read_password_message(reader, buffer).await? else {
         return Err(agent_left());
@@ -713,8 +748,7 @@ async fn scram_exchange(
             )
         }
     };
-    let mut server =
-        ScramServer::new(verifier, mechanism, ChannelBinding::None).map_err(scram_failure)?;
+    let mut server = ScramServer::new(verifier, mechanism, binding).map_err(scram_failure)?;
     let server_first = server.handle_client_first(data).map_err(scram_failure)?;
     let mut out = BytesMut::new();
     build::authentication_sasl_continue(&mut out, &server_first);

@@ -1364,22 +1364,36 @@ async fn client_to_upstream(
         if terminated {
             return Ok(());
         }
-        if let Some(needed) = needed_bytes(&buffer) {
-            if needed > buffer.capacity() {
-                buffer.reserve(needed - buffer.len());
-            }
+        if !read_more_proxied(reader, &mut buffer, control, ErrorSource::Downstream).await? {
+            return Ok(());
         }
-        match reader.read_into(&mut buffer).await {
-            Ok(0) => return Ok(()),
-            Ok(_) => control.last_activity.set(Instant::now()),
-            Err(e) => {
-                return Err(Failure::silent(
-                    ErrorSource::Downstream,
-                    Phase::Proxy,
-                    format!("agent read failed: {e}"),
-                ))
-            }
+    }
+}
+
+/// Reads more of one direction's stream into `buffer` (growing it first to
+/// hold a large message whose header has arrived). Ok(false) at end of stream.
+async fn read_more_proxied(
+    reader: &mut TransportReader,
+    buffer: &mut BytesMut,
+    control: &SessionControl,
+    source: ErrorSource,
+) -> Result<bool, Failure> {
+    if let Some(needed) = needed_bytes(buffer) {
+        if needed > buffer.capacity() {
+            buffer.reserve(needed - buffer.len());
         }
+    }
+    match reader.read_into(buffer).await {
+        Ok(0) => Ok(false),
+        Ok(_) => {
+            control.last_activity.set(Instant::now());
+            Ok(true)
+        }
+        Err(e) => Err(Failure::silent(
+            source,
+            Phase::Proxy,
+            format!("{} read failed: {e}", source.as_str()),
+        )),
     }
 }
 
@@ -1496,21 +1510,9 @@ async fn upstream_to_client(
                     format!("invalid message from upstream: {e}"),
                 ));
             }
-            if let Some(needed) = needed_bytes(&buffer) {
-                if needed > buffer.capacity() {
-                    buffer.reserve(needed - buffer.len());
-                }
-            }
-            match reader.read_into(&mut buffer).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => control.last_activity.set(Instant::now()),
-                Err(e) => {
-                    return Err(Failure::silent(
-                        ErrorSource::Upstream,
-                        Phase::Proxy,
-                        format!("upstream read failed: {e}"),
-                    ))
-                }
+            if !read_more_proxied(&mut reader, &mut buffer, &control, ErrorSource::Upstream).await?
+            {
+                return Ok(());
             }
         }
     }

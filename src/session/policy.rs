@@ -136,15 +136,11 @@ impl Names {
             return latest.clone();
         }
         // Earlier batches still unsettled: any of their outcomes may hold.
+        // A close (None) may or may not have happened: it never loosens.
         let mut result = state.confirmed.clone();
-        let mut possible_absent = false;
         for (_, change) in state.pending.iter().filter(|(b, _)| *b < batch) {
-            match change {
-                Some(decision) => result = stricter(result, Some(decision.clone())),
-                None => possible_absent = true,
-            }
+            result = stricter(result, change.clone());
         }
-        let _ = possible_absent;
         result
     }
 

@@ -221,6 +221,10 @@ struct LedgerEntry {
     segment_age_ms_max: u64,
     #[serde(default = "defaults::checkpoint_interval_ms")]
     checkpoint_interval_ms: u64,
+    #[serde(default = "defaults::preallocate_bytes")]
+    preallocate_bytes: u64,
+    #[serde(default = "defaults::writer_nice")]
+    writer_nice: i32,
 }
 
 /// A secret read from a file or the environment. Its Debug and Display never
@@ -380,6 +384,12 @@ mod defaults {
     }
     pub fn checkpoint_interval_ms() -> u64 {
         10_000
+    }
+    pub fn preallocate_bytes() -> u64 {
+        4 * 1024 * 1024
+    }
+    pub fn writer_nice() -> i32 {
+        -10
     }
 }
 
@@ -829,6 +839,13 @@ fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings
         100,
         bounds::TIMEOUT_MS_MAX,
     )?;
+    check_range(
+        "ledger.preallocate_bytes",
+        entry.preallocate_bytes,
+        0,
+        sluice_ledger::limits::PREALLOCATE_BYTES_MAX,
+    )?;
+    check_range("ledger.writer_nice", entry.writer_nice, -20, 19)?;
     Ok(LedgerSettings {
         directory,
         key_file,
@@ -842,5 +859,7 @@ fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings
         segment_bytes_max: entry.segment_bytes_max,
         segment_age_ms_max: entry.segment_age_ms_max,
         checkpoint_interval_ms: entry.checkpoint_interval_ms,
+        preallocate_bytes: entry.preallocate_bytes,
+        writer_nice: entry.writer_nice,
     })
 }

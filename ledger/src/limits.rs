@@ -34,3 +34,5 @@ pub const KEY_FILE_BYTES_MAX: u64 = 4096;
 pub const CHECKPOINT_FILE_BYTES_MAX: u64 = NOTE_BYTES_MAX as u64;
 /// Most bytes moved to the quarantine folder by one recovery.
 pub const QUARANTINE_BYTES_MAX: u64 = 2 * FRAME_BODY_BYTES_MAX as u64;
+/// Most zero bytes the writer keeps ahead of a segment's last frame.
+pub const PREALLOCATE_BYTES_MAX: u64 = 256 * 1024 * 1024;

@@ -40,6 +40,32 @@ pub struct TornTail {
     pub reason: String,
 }
 
+/// Space the writer reserved with zeros at the end of the last segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreallocatedTail {
+    pub file: String,
+    /// Where the zeros start: the end of the last complete frame.
+    pub offset: u64,
+    pub file_length_bytes: u64,
+}
+
+/// Whether every byte is zero. Zero bytes carry no information, so a run of
+/// them at the end of the last segment cannot hide or alter a record: a
+/// truncation disguised as preallocated space is caught exactly like any
+/// other truncation, by the checkpoints.
+pub fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// Where the damage of a torn tail ends: after its last non-zero byte
+/// (zeros after it are preallocated space, not damage).
+pub fn damaged_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(from, |last| from + last + 1)
+}
+
 #[derive(Clone, Debug)]
 pub struct SegmentSummary {
     pub file: String,
@@ -75,6 +101,10 @@ pub struct ScanResult {
     /// SHA-256 of every checkpoint frame's note, to match the checkpoint file.
     pub checkpoint_note_hashes: std::collections::HashSet<Hash>,
     pub torn_tail: Option<TornTail>,
+    /// Zero bytes preallocated after the last frame of the last segment
+    /// (the writer keeps space ahead of its writes so that a durability
+    /// barrier does not also have to commit a file-size change).
+    pub preallocated_tail: Option<PreallocatedTail>,
     pub bytes: u64,
     pub first_timestamp_ns: Option<u64>,
     pub last_timestamp_ns: Option<u64>,
@@ -258,6 +288,17 @@ pub fn scan(
                 file: name.clone(),
                 offset: offset as u64,
             };
+            if is_last && all_zero(&bytes[offset..]) {
+                // Preallocated space (also after a seal, when a crash came
+                // between writing the seal and trimming the file).
+                result.preallocated_tail = Some(PreallocatedTail {
+                    file: name.clone(),
+                    offset: offset as u64,
+                    file_length_bytes: bytes.len() as u64,
+                });
+                valid_length = offset;
+                break;
+            }
             if seal.is_some() {
                 return Err(Error::Tampered {
                     location,
@@ -267,7 +308,9 @@ pub fn scan(
             let (kind, body) = match read_frame(&bytes, *sequence, offset) {
                 Ok(frame) => frame,
                 Err(defect) => {
-                    if let Some(next) = intact_frame_after(&bytes, *sequence, offset) {
+                    // Frames cannot start inside the zeros after the damage.
+                    let end = damaged_end(&bytes, offset);
+                    if let Some(next) = intact_frame_after(&bytes[..end], *sequence, offset) {
                         return Err(Error::Tampered { location, reason: format!("{defect}, yet an intact frame follows at offset {next}: damage inside the log") });
                     }
                     if is_last && options.allow_torn_tail {

@@ -60,6 +60,11 @@ pub fn redact_session(
         let mut compressor = zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::io("creating the zstd compressor", e))?;
         while offset < bytes.len() {
+            if crate::reader::all_zero(&bytes[offset..]) {
+                // Preallocated space at the end of the open segment: the
+                // rewritten file simply ends with its last frame.
+                break;
+            }
             let location = Location {
                 file: name.clone(),
                 offset: offset as u64,

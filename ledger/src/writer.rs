@@ -66,6 +66,12 @@ pub struct WriterConfig {
     pub checkpoint_interval_ms: u64,
     /// zstd level for record blocks.
     pub zstd_level: i32,
+    /// Zero bytes kept written ahead of the end of the segment (0: none).
+    /// A durability barrier that only overwrites space already allocated
+    /// and written needs no file-system journal commit for a size change,
+    /// which on ext4 makes fdatasync markedly faster (measured in
+    /// ledger/README.md). The zeros are trimmed when the segment is sealed.
+    pub preallocate_bytes: u64,
 }
 
 impl WriterConfig {
@@ -80,6 +86,7 @@ impl WriterConfig {
             checkpoint_interval_records: 1_000_000,
             checkpoint_interval_ms: 10_000,
             zstd_level: 1,
+            preallocate_bytes: 4 * 1024 * 1024,
         }
     }
 
@@ -96,6 +103,12 @@ impl WriterConfig {
             || self.block_records_max > BLOCK_RECORDS_MAX
         {
             return Err(Error::invalid("block size", format!("block_bytes_target must be positive and block_records_max in 1..={BLOCK_RECORDS_MAX}")));
+        }
+        if self.preallocate_bytes > crate::limits::PREALLOCATE_BYTES_MAX {
+            return Err(Error::invalid(
+                "preallocate_bytes",
+                format!("must be at most {}", crate::limits::PREALLOCATE_BYTES_MAX),
+            ));
         }
         if !(1..=19).contains(&self.zstd_level) {
             return Err(Error::invalid("zstd_level", "must be in 1..=19"));
@@ -179,6 +192,8 @@ struct ActiveSegment {
     created_at_ns: u64,
     /// Bytes written to the file (frames pending in memory not included).
     length_bytes: u64,
+    /// The file's length: `length_bytes` plus zeros written ahead.
+    allocated_bytes: u64,
     /// CRC32 of every byte written, in order: checked against a read-back at the seal.
     written_crc: crc32fast::Hasher,
 }
@@ -320,7 +335,9 @@ impl LedgerWriter {
             let bytes = storage
                 .read(&tail.file)
                 .map_err(|e| Error::io(format!("reading {}", tail.file), e))?;
-            let cut = &bytes[tail.offset as usize..];
+            // Zeros after the damage are preallocated space, not damage.
+            let end = crate::reader::damaged_end(&bytes, tail.offset as usize);
+            let cut = &bytes[tail.offset as usize..end];
             if cut.len() as u64 > crate::limits::QUARANTINE_BYTES_MAX {
                 return Err(Error::tampered(
                     &tail.file,
@@ -362,6 +379,22 @@ impl LedgerWriter {
             ));
         }
 
+        // A crash between writing a seal and trimming the preallocated zeros
+        // after it leaves them in a sealed segment; trim them now, before a
+        // later segment makes this one "not the last".
+        if let (Some(tail), Some(summary)) = (&scanned.preallocated_tail, scanned.segments.last()) {
+            if summary.seal.is_some() && summary.file == tail.file && !removed_torn_segment {
+                let mut file = storage
+                    .open_write(&tail.file)
+                    .map_err(|e| Error::io(format!("opening {}", tail.file), e))?;
+                file.set_len(tail.offset)
+                    .map_err(|e| Error::io(format!("trimming {}", tail.file), e))?;
+                file.sync().map_err(|e| Error::SyncFailed {
+                    context: tail.file.clone(),
+                    source: e,
+                })?;
+            }
+        }
         let last = scanned.segments.last();
         let segment = match last {
             Some(summary) if summary.seal.is_none() && !removed_torn_segment => {
@@ -382,6 +415,7 @@ impl LedgerWriter {
                     first_index: summary.header.first_index,
                     created_at_ns: summary.header.created_at_ns,
                     length_bytes: summary.length_bytes,
+                    allocated_bytes: (existing.len() as u64).max(summary.length_bytes),
                     written_crc,
                 })
             }
@@ -718,6 +752,30 @@ impl LedgerWriter {
             return Err(self.poison(error));
         }
         segment.length_bytes += self.pending.len() as u64;
+        if segment.length_bytes > segment.allocated_bytes {
+            segment.allocated_bytes = segment.length_bytes;
+        }
+        let chunk = self.config.preallocate_bytes;
+        if chunk > 0 && segment.allocated_bytes - segment.length_bytes < chunk / 4 {
+            // Refill the zeros ahead in one go when they run low, so that
+            // only one barrier in many pays for a size change.
+            let target = segment.length_bytes + chunk;
+            let (reached, result) =
+                write_zeros(segment.file.as_mut(), segment.allocated_bytes, target);
+            segment.allocated_bytes = reached;
+            match result {
+                Ok(()) => {}
+                // Preallocation is only an optimisation: on a full disk the
+                // records themselves may still fit (and when they do not, the
+                // next write says so). No record was touched, so the writer
+                // stays healthy; the attempt repeats with the next write.
+                Err(e) if e.raw_os_error() == Some(libc_enospc()) => {}
+                Err(e) => {
+                    let error = Error::io(format!("preallocating {}", segment.name), e);
+                    return Err(self.poison(error));
+                }
+            }
+        }
         segment.written_crc.update(&self.pending);
         self.pending.clear();
         self.written_size = self.block_first_index;
@@ -878,11 +936,29 @@ impl LedgerWriter {
             FrameBody::Bytes(seal.encode()),
         )?;
         self.write_pending()?;
+        self.trim_preallocated()?;
         self.sync_segment()?;
         self.check_read_back()?;
         self.segment = None;
         self.next_segment = (sequence + 1, seal.statement.link());
         self.publish_checkpoint(&checkpoint)?;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead: a sealed segment ends with its seal.
+    fn trim_preallocated(&mut self) -> Result<()> {
+        let segment = self.segment.as_mut().expect("a segment is being sealed");
+        if self.config.preallocate_bytes == 0 && segment.allocated_bytes == segment.length_bytes {
+            return Ok(());
+        }
+        // Always cut when preallocating: a zero write that failed part of
+        // the way may have left zeros beyond `allocated_bytes`.
+        if let Err(e) = segment.file.set_len(segment.length_bytes) {
+            let error = Error::io(format!("trimming {}", segment.name), e);
+            return Err(self.poison(error));
+        }
+        segment.allocated_bytes = segment.length_bytes;
+        self.unsynced = true;
         Ok(())
     }
 
@@ -990,8 +1066,32 @@ fn create_segment(
         first_index,
         created_at_ns: now_ns,
         length_bytes: HEADER_BYTES as u64,
+        allocated_bytes: HEADER_BYTES as u64,
         written_crc,
     })
+}
+
+/// Writes zeros to `[from, to)` in pieces of a fixed size (no allocation
+/// proportional to the range). Returns how far the zeros reached, also when
+/// a write fails part of the way.
+fn write_zeros(file: &mut dyn StorageFile, from: u64, to: u64) -> (u64, std::io::Result<()>) {
+    const PIECE_BYTES: usize = 64 * 1024;
+    static ZEROS: [u8; PIECE_BYTES] = [0u8; PIECE_BYTES];
+    let mut offset = from;
+    while offset < to {
+        let length = (to - offset).min(PIECE_BYTES as u64) as usize;
+        if let Err(e) = file.write_at(offset, &ZEROS[..length]) {
+            return (offset, Err(e));
+        }
+        offset += length as u64;
+    }
+    (offset, Ok(()))
+}
+
+/// ENOSPC, the "no space left on device" error number on Linux (the only
+/// platform sluice supports), without a libc dependency in the ledger.
+const fn libc_enospc() -> i32 {
+    28
 }
 
 /// Write to `temporary`, fsync, rename over `target`, fsync the directory.

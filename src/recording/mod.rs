@@ -100,6 +100,13 @@ pub struct LedgerSettings {
     pub segment_bytes_max: u64,
     pub segment_age_ms_max: u64,
     pub checkpoint_interval_ms: u64,
+    /// Zeros kept written ahead of the segment's end (see the ledger's
+    /// FORMAT.md): barriers then need no journal commit for a size change.
+    pub preallocate_bytes: u64,
+    /// Scheduling priority (nice) of the writer thread. Every strict
+    /// statement waits for this thread; when the machine's cores are busy,
+    /// a normal-priority writer queues behind them for each group commit.
+    pub writer_nice: i32,
 }
 
 /// Why a record could not be made durable.
@@ -259,6 +266,7 @@ fn open_writer(
     config.segment_bytes_max = settings.segment_bytes_max;
     config.segment_age_ms_max = settings.segment_age_ms_max;
     config.checkpoint_interval_ms = settings.checkpoint_interval_ms;
+    config.preallocate_bytes = settings.preallocate_bytes;
     let storage = FsStorage::new(settings.directory.clone());
     let (writer, report) = LedgerWriter::open(Box::new(storage), key, config)?;
     tracing::info!(phase = "recording", report = ?report, tree_size = writer.tree_size(), "ledger opened");
@@ -321,6 +329,7 @@ fn writer_thread(
     receiver: mpsc::Receiver<Batch>,
 ) {
     let settings = shared.settings.clone();
+    set_thread_nice(settings.writer_nice);
     let tick = Duration::from_millis(settings.batch_interval_ms.clamp(1, 1000));
     let mut writer = Some(writer);
     let mut last_reopen = Instant::now();
@@ -454,6 +463,36 @@ fn writer_thread(
             ),
             Err(e) => tracing::error!(phase = "recording", error = %e, "closing the ledger failed"),
         }
+    }
+}
+
+/// Sets the calling thread's nice value. Raising priority needs root or
+/// CAP_SYS_NICE; without it the writer runs at normal priority, which is
+/// correct but slower under CPU contention, and says so once.
+fn set_thread_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid has no preconditions; setpriority only reads its
+    // arguments. PRIO_PROCESS with a thread id applies to that one thread
+    // on Linux.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if result == 0 {
+        tracing::info!(
+            phase = "recording",
+            nice,
+            "ledger writer thread priority set"
+        );
+    } else {
+        tracing::warn!(
+            phase = "recording",
+            nice,
+            error = %std::io::Error::last_os_error(),
+            "cannot raise the ledger writer thread's priority (needs CAP_SYS_NICE): strict mode waits longer when the cores are busy"
+        );
     }
 }
 

@@ -45,6 +45,9 @@ pub fn small_config() -> WriterConfig {
     config.segment_bytes_max = 1024;
     config.block_bytes_target = 512;
     config.checkpoint_interval_records = 10;
+    // Small enough that crash and tamper states cover the zeros the writer
+    // keeps ahead of its frames.
+    config.preallocate_bytes = 200;
     config
 }
 

@@ -24,6 +24,17 @@
 //!   least every `batch_interval_ms`. A crash can lose up to that window of
 //!   records for statements that were already forwarded.
 //!
+//! What a strict statement waits for, and how it is kept short: the batch's
+//! trip to the writer thread, the append (hashing, zstd), one write and one
+//! fdatasync, and the trip back. The ledger keeps zeros written ahead of the
+//! open segment (`preallocate_bytes`), so fdatasync only flushes data and
+//! never waits for a journal commit of a new file size (on ext4 that commit
+//! also needs the jbd2 thread to be scheduled, which on busy cores costs
+//! more than the flush). The writer thread runs at a raised priority
+//! (`writer_nice`, -10 by default) because every strict statement waits on
+//! it, while it needs little CPU: on busy cores a normal-priority writer
+//! queues behind the database and the clients at every group commit.
+//!
 //! Fail closed: when the ledger cannot write (disk full, I/O error, fsync
 //! error), the writer reports the fault to every waiting batch and marks the
 //! ledger unavailable; sessions refuse new statements (53100 / 58030) until

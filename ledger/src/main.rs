@@ -24,7 +24,7 @@ commands:
   verify DIR --key VKEY [--key VKEY ...] [--trusted-checkpoint FILE] [--quiet]
       check everything; exit 0 only when the ledger is intact
   sessions DIR
-      list sessions: id, agent, target, start, end, statements
+      list sessions: id, agent, target, start, end, statements, values masked
   replay DIR --session ID [--json]
       one session's exchange in order, with timestamps
   export DIR --jsonl
@@ -373,6 +373,7 @@ struct SessionSummary {
     statements_closed: Option<u64>,
     decisions: u64,
     records: u64,
+    masked: u64,
 }
 
 fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
@@ -395,6 +396,7 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
                 statements_closed: None,
                 decisions: 0,
                 records: 0,
+                masked: 0,
             }
         });
         entry.records += 1;
@@ -409,6 +411,7 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
                 entry.target = target;
             }
             Some(RecordBody::PolicyDecision { .. }) => entry.decisions += 1,
+            Some(RecordBody::MaskingSummary { values_masked, .. }) => entry.masked += values_masked,
             Some(RecordBody::SessionClosed { statements, .. }) => {
                 entry.statements_closed = Some(statements);
                 entry.end_ns = Some(d.timestamp_ns);
@@ -419,8 +422,8 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
     })?;
     let _ = writeln!(
         out,
-        "{:<32}  {:<24}  {:<24}  {:<24}  {:<24}  {:>10}",
-        "session", "agent", "target", "start", "end", "statements"
+        "{:<32}  {:<24}  {:<24}  {:<24}  {:<24}  {:>10}  {:>10}",
+        "session", "agent", "target", "start", "end", "statements", "masked"
     );
     for id in order {
         let s = &sessions[&id];
@@ -428,10 +431,11 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
         let statements = s.statements_closed.unwrap_or(s.decisions);
         let _ = writeln!(
             out,
-            "{id}  {:<24}  {:<24}  {:<24}  {end:<24}  {statements:>10}",
+            "{id}  {:<24}  {:<24}  {:<24}  {end:<24}  {statements:>10}  {:>10}",
             s.agent,
             s.target,
-            format_time(s.start_ns)
+            format_time(s.start_ns),
+            s.masked
         );
     }
     Ok(ExitCode::SUCCESS)

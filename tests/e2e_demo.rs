@@ -245,10 +245,18 @@ fn sluice_demo_runs_and_stops_cleanly() {
     if !o[3].is_empty() {
         // Cards keep their last four digits.
         assert_ne!(m[3], o[3]);
-        assert!(o[3].ends_with(&m[3][m[3].len() - 4..]), "{} / {}", m[3], o[3]);
+        assert!(
+            o[3].ends_with(&m[3][m[3].len() - 4..]),
+            "{} / {}",
+            m[3],
+            o[3]
+        );
     }
     for value in &o[..3] {
-        assert!(!masked.contains(value), "{value} reached the agent: {masked}");
+        assert!(
+            !masked.contains(value),
+            "{value} reached the agent: {masked}"
+        );
     }
     // A wrong token is refused.
     let mut wrong = agent.clone();

@@ -197,7 +197,17 @@ impl SessionMasking {
         } else {
             Vec::new()
         };
-        Ok(SessionMasking {
+        Ok(Self::new(setup, profile, rules, server_message_bytes_max))
+    }
+
+    /// A session's masking with its profile and resolved rules.
+    pub fn new(
+        setup: &Arc<MaskingSetup>,
+        profile: Profile,
+        rules: Vec<ColumnRule>,
+        server_message_bytes_max: usize,
+    ) -> Self {
+        SessionMasking {
             setup: setup.clone(),
             profile,
             rules,
@@ -210,7 +220,7 @@ impl SessionMasking {
             summary: SummaryText::default(),
             server_message_bytes_max,
             copy_out: None,
-        })
+        }
     }
 
     /// Notes, from the frontend messages about to be forwarded, what the
@@ -624,5 +634,301 @@ async fn resolve_tables(
     match failed {
         Some(message) => Err(upstream(format!("the catalog query failed: {message}"))),
         None => Ok(found),
+    }
+}
+
+/// Fuzzing entry point of the masking stage (`fuzz/fuzz_targets/
+/// session_masking.rs`): any sequence of frontend messages observed and of
+/// well-framed backend messages masked keeps every backend message one
+/// well-framed message of the same type, in the same order, or fails with
+/// an upstream protocol error; never a panic.
+///
+/// The input is split at 0xFF bytes; each piece's first byte chooses a
+/// message built from the rest, so that the fuzzer reaches the shape
+/// tracking rather than spending its time on framing.
+pub fn fuzz_stage(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use crate::protocol::pg::FieldDescription;
+
+    static SETUPS: OnceLock<[Arc<MaskingSetup>; 2]> = OnceLock::new();
+    let setups = SETUPS.get_or_init(|| {
+        let make = |text: &str| {
+            let config: crate::masking::MaskingConfig =
+                toml::from_str(text).expect("fuzz config parses");
+            Arc::new(MaskingSetup::new(config).expect("fuzz config is valid"))
+        };
+        [
+            make("pending_binds_max = 8"),
+            make("styles = { email = \"redact\", card = \"redact\", phone = \"redact\" }"),
+        ]
+    });
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let setup = &setups[usize::from(control & 1)];
+    let rules = if control & 2 != 0 {
+        vec![ColumnRule {
+            table_oid: Some(7),
+            column: "c1".into(),
+            action: if control & 4 != 0 {
+                ColumnAction::Null
+            } else {
+                ColumnAction::Mask
+            },
+        }]
+    } else {
+        Vec::new()
+    };
+    let profile = if control & 8 != 0 {
+        Profile::none()
+    } else {
+        Profile::all()
+    };
+    let mut stage = SessionMasking::new(setup, profile, rules, 1 << 20);
+    let mut frontend = BytesMut::new();
+    let mut backend = BytesMut::new();
+    let types = [25u32, 3802, 23, 1043, 114, 20];
+    for piece in rest.split(|&b| b == 0xFF).take(64) {
+        let Some((&kind, body)) = piece.split_first() else {
+            continue;
+        };
+        let text: Vec<u8> = body
+            .iter()
+            .map(|&b| if b == 0 { b'0' } else { b })
+            .collect();
+        match kind % 16 {
+            0 => {
+                let names: Vec<String> = (0..usize::from(kind >> 4) + 1)
+                    .map(|i| format!("c{i}"))
+                    .collect();
+                let fields: Vec<FieldDescription<'_>> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| FieldDescription {
+                        name: n.as_bytes(),
+                        table_oid: 7,
+                        column_attribute: i as i16,
+                        type_oid: types[(i + usize::from(kind)) % types.len()],
+                        type_size: -1,
+                        type_modifier: -1,
+                        format: if (kind >> (i % 4)) & 1 == 1 {
+                            FormatCode::Binary
+                        } else {
+                            FormatCode::Text
+                        },
+                    })
+                    .collect();
+                build::row_description(&mut backend, &fields);
+            }
+            1 => {
+                let values: Vec<Option<&[u8]>> = body
+                    .split(|&b| b == 0xFE)
+                    .map(|v| (v.first() != Some(&0xFD)).then_some(v))
+                    .collect();
+                build::data_row(&mut backend, &values);
+            }
+            2 => build::parameter_description(&mut backend, &[25]),
+            3 => build::bind_complete(&mut backend),
+            4 => build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle),
+            5 => build::command_complete(&mut backend, "SELECT 1"),
+            6 => build::copy_out_response(
+                &mut backend,
+                if kind & 0x10 != 0 {
+                    FormatCode::Binary
+                } else {
+                    FormatCode::Text
+                },
+                &[],
+            ),
+            7 => build::copy_data(&mut backend, body),
+            8 => build::copy_done(&mut backend),
+            9 => build::fields_message(
+                &mut backend,
+                if kind & 0x10 != 0 { b'E' } else { b'N' },
+                &[(b'S', b"ERROR".as_slice()), (b'M', text.as_slice())],
+            ),
+            10 => build::notification_response(&mut backend, 1, b"c".as_slice(), text.as_slice()),
+            11 => build::parameter_status(
+                &mut backend,
+                "application_name",
+                &String::from_utf8_lossy(&text),
+            ),
+            12 => {
+                let formats: Vec<FormatCode> = body
+                    .iter()
+                    .map(|&b| {
+                        if b & 1 == 1 {
+                            FormatCode::Binary
+                        } else {
+                            FormatCode::Text
+                        }
+                    })
+                    .collect();
+                build::bind(
+                    &mut frontend,
+                    b"",
+                    if kind & 0x10 != 0 {
+                        b"s1".as_slice()
+                    } else {
+                        b"".as_slice()
+                    },
+                    &[],
+                    &[],
+                    &formats,
+                );
+            }
+            13 => build::describe(
+                &mut frontend,
+                TargetKind::Statement,
+                if kind & 0x10 != 0 {
+                    b"s1".as_slice()
+                } else {
+                    b"".as_slice()
+                },
+            ),
+            14 => build::sync(&mut frontend),
+            _ => {
+                // A raw message of any tag, framed correctly.
+                let tag = body.first().copied().unwrap_or(b'D');
+                let payload = body.get(1..).unwrap_or_default();
+                backend.extend_from_slice(&[tag]);
+                backend.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+                backend.extend_from_slice(payload);
+            }
+        }
+    }
+    if stage.observe_frontend(&frontend).is_err() {
+        return;
+    }
+    let tags: Vec<u8> = frames(&backend, usize::MAX)
+        .map(|f| f.expect("built messages are framed").tag)
+        .collect();
+    match stage.mask_chunk(backend) {
+        Ok(out) => {
+            let mut seen = Vec::new();
+            for frame in frames(&out, usize::MAX) {
+                let frame = frame.expect("masked output stays framed");
+                seen.push(frame.tag);
+            }
+            assert_eq!(seen, tags, "messages lost, added or reordered");
+            let consumed: usize = frames(&out, usize::MAX)
+                .map(|f| f.map(|f| f.wire_len()).unwrap_or(0))
+                .sum();
+            assert_eq!(consumed, out.len(), "trailing bytes after masking");
+        }
+        Err(failure) => assert!(
+            matches!(failure.source, ErrorSource::Upstream),
+            "internal masking failure: {}",
+            failure.message
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic inputs through the fuzz entry point, so that it is
+    /// exercised by `cargo test` as well.
+    #[test]
+    fn stage_keeps_framing_for_generated_sequences() {
+        let mut seed = 0x5eed_u64;
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            let len = 1 + (seed % 300) as usize;
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = (seed >> 33) as u8;
+                // Bias towards separators and useful text.
+                data.push(match b % 11 {
+                    0 => 0xFF,
+                    1 => b'@',
+                    2 => b'0' + (b % 10),
+                    _ => {
+                        b"jane.doe@example.com 4111 1111 1111 1111 (212) 555-0199 "
+                            [usize::from(b) % 56]
+                    }
+                });
+            }
+            fuzz_stage(&data);
+        }
+    }
+
+    #[test]
+    fn describe_statement_then_bind_applies_formats_only_to_that_statement() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "s1");
+        build::bind(&mut frontend, b"", b"s1", &[], &[], &[FormatCode::Binary]);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(
+            &mut backend,
+            &[crate::protocol::pg::FieldDescription {
+                name: b"n",
+                table_oid: 0,
+                column_attribute: 0,
+                type_oid: 20,
+                type_size: 8,
+                type_modifier: -1,
+                format: FormatCode::Text,
+            }],
+        );
+        build::bind_complete(&mut backend);
+        stage.mask_chunk(backend).unwrap();
+        let shape = stage.state.shape.as_ref().expect("shape kept for s1");
+        // int8 in binary (from the Bind) is not scanned.
+        assert_eq!(
+            shape.plan(0, &Profile::all()),
+            crate::masking::ColumnPlan::Skip
+        );
+
+        // A Bind of another statement drops the described shape: its rows
+        // are scanned as text whatever they are.
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "s1");
+        build::bind(&mut frontend, b"", b"s2", &[], &[], &[FormatCode::Binary]);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(
+            &mut backend,
+            &[crate::protocol::pg::FieldDescription {
+                name: b"n",
+                table_oid: 0,
+                column_attribute: 0,
+                type_oid: 20,
+                type_size: 8,
+                type_modifier: -1,
+                format: FormatCode::Text,
+            }],
+        );
+        build::bind_complete(&mut backend);
+        stage.mask_chunk(backend).unwrap();
+        assert!(stage.state.shape.is_none());
+    }
+
+    #[test]
+    fn too_many_pending_binds_is_refused_as_a_named_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("pending_binds_max = 2").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        for _ in 0..3 {
+            build::sync(&mut frontend);
+        }
+        let failure = stage.observe_frontend(&frontend).unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.pending_binds_max"));
     }
 }

@@ -296,6 +296,7 @@ impl SessionMasking {
             self.track_before(tag, &chunk[pos..end]);
             match tag {
                 b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
+                b'V' => self.mask_function_result(&mut chunk[pos..end])?,
                 b'H' => {
                     self.copy_out = Some(match chunk.get(pos + 5) {
                         Some(0) => FormatCode::Text,
@@ -460,6 +461,28 @@ impl SessionMasking {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// A FunctionCallResponse carries a function's result (the fast-path
+    /// FunctionCall): scanned like a text value, whatever its format, with
+    /// the same-length styles.
+    fn mask_function_result(&mut self, message: &mut [u8]) -> Result<(), MaskFailure> {
+        if self.profile.detectors.is_empty() || message.len() < 9 {
+            return Ok(());
+        }
+        let declared = i32::from_be_bytes([message[5], message[6], message[7], message[8]]);
+        let Ok(len) = usize::try_from(declared) else {
+            return Ok(());
+        };
+        let Some(value) = message.get_mut(9..9 + len) else {
+            return Ok(());
+        };
+        let set = self.profile.detectors;
+        let summary = &mut self.state.summary;
+        with_scanner(&self.setup, |scanner| {
+            scanner.mask_value(value, set, None, summary)
+        })?;
+        Ok(())
     }
 
     /// ParameterStatus values can echo data (`set_config('application_name',
@@ -915,6 +938,29 @@ mod tests {
         build::bind_complete(&mut backend);
         stage.mask_chunk(backend).unwrap();
         assert!(stage.state.shape.is_none());
+    }
+
+    #[test]
+    fn function_results_and_parameter_statuses_are_masked_in_place() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut backend = BytesMut::new();
+        build::function_call_response(&mut backend, Some(b"mail jane.doe@example.com"));
+        build::parameter_status(&mut backend, "application_name", "jane.doe@example.com");
+        let length = backend.len();
+        let out = stage.mask_chunk(backend).unwrap();
+        assert_eq!(out.len(), length);
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("jane.doe@example.com"), "{text:?}");
+        assert!(text.contains("mail ****.***@*******.***"), "{text:?}");
+        assert_eq!(stage.values_masked(), 2);
+        // The profile "none" leaves both alone.
+        let mut stage = SessionMasking::new(&setup, Profile::none(), Vec::new(), 1 << 20);
+        let mut backend = BytesMut::new();
+        build::function_call_response(&mut backend, Some(b"jane.doe@example.com"));
+        let out = stage.mask_chunk(backend).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("jane.doe@example.com"));
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! The `[masking]` configuration section, as the lead wires it into
-//! `src/config.rs`.
+//! The `[masking]` configuration section of the appliance configuration
+//! (`src/config.rs`; every key is documented in deploy/sluice.example.toml).
 //!
 //! ```toml
 //! [masking]
+//! enabled = true                 # default when the section is present
+//! default_profile = "default"    # for agents without masking_profile
+//! pending_binds_max = 4096       # responses awaited per session (bound)
+//! catalog_timeout_ms = 5000      # resolving column-rule tables (bound)
 //! # Style per detector: "stars" (default), "keep_last4" (default for
 //! # cards) or "redact" (replaces the value by its label; re-frames).
 //! styles = { email = "redact" }

@@ -143,6 +143,10 @@ struct AgentEntry {
     /// Groups the agent belongs to, for policy rules (`agent_groups`).
     #[serde(default)]
     groups: Vec<String>,
+    /// Masking profile (`[masking.profiles.NAME]`, or "default"/"none");
+    /// the section's `default_profile` when absent.
+    #[serde(default)]
+    masking_profile: Option<String>,
 }
 
 /// How sluice protects its connection to an upstream database.
@@ -195,6 +199,8 @@ struct FileConfig {
     ledger: Option<LedgerEntry>,
     #[serde(default)]
     policy: Option<crate::policy::PolicyConfig>,
+    #[serde(default)]
+    masking: Option<crate::masking::MaskingConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +261,8 @@ pub struct Agent {
     pub targets: Option<HashSet<String>>,
     pub cert_identities: Vec<String>,
     pub groups: Vec<String>,
+    /// The agent's masking profile name; None means the default profile.
+    pub masking_profile: Option<String>,
 }
 
 impl Agent {
@@ -293,6 +301,9 @@ pub struct Config {
     /// The statement policy; None when the `[policy]` section is absent
     /// (every statement is forwarded).
     pub policy: Option<std::sync::Arc<crate::policy::CompiledPolicy>>,
+    /// Masking of responses; None when the `[masking]` section is absent or
+    /// disables it (responses are forwarded as the upstream sent them).
+    pub masking: Option<std::sync::Arc<crate::masking::setup::MaskingSetup>>,
     /// Directory of the configuration file; relative paths are resolved against it.
     pub base_dir: PathBuf,
 }
@@ -698,6 +709,7 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    let masking = validate_masking(file.masking)?;
     let mut agents = Vec::with_capacity(file.agents.len());
     let mut agent_names = HashSet::new();
     for (index, entry) in file.agents.into_iter().enumerate() {
@@ -746,12 +758,30 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         for (group_index, group) in entry.groups.iter().enumerate() {
             check_name(&format!("agents[{index}].groups[{group_index}]"), group)?;
         }
+        if let Some(profile) = &entry.masking_profile {
+            match &masking {
+                None => {
+                    return Err(error(
+                        key("masking_profile"),
+                        "requires an enabled [masking] section",
+                    ))
+                }
+                Some(m) if !m.config.has_profile(profile) => {
+                    return Err(error(
+                        key("masking_profile"),
+                        format!("no masking profile is called {profile:?} (define [masking.profiles.{profile}], or use \"default\" or \"none\")"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         agents.push(Agent {
             name: entry.name,
             token,
             targets: targets_allowed,
             cert_identities: entry.cert_identities,
             groups: entry.groups,
+            masking_profile: entry.masking_profile,
         });
     }
 
@@ -786,8 +816,29 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         targets,
         ledger,
         policy,
+        masking,
         base_dir: base_dir.to_path_buf(),
     })
+}
+
+/// Validates `[masking]` and compiles its engine once, for every worker.
+/// All violations are reported, the first with its key path.
+fn validate_masking(
+    section: Option<crate::masking::MaskingConfig>,
+) -> Result<Option<std::sync::Arc<crate::masking::setup::MaskingSetup>>, ConfigError> {
+    let Some(section) = section else {
+        return Ok(None);
+    };
+    let enabled = section.enabled;
+    let setup = crate::masking::setup::MaskingSetup::new(section).map_err(|errors| {
+        let first = &errors[0];
+        let mut message = first.message.clone();
+        for other in &errors[1..] {
+            message.push_str(&format!("; also {}: {}", other.path, other.message));
+        }
+        error(first.path.clone(), message)
+    })?;
+    Ok(enabled.then(|| std::sync::Arc::new(setup)))
 }
 
 fn validate_ledger(entry: LedgerEntry, base_dir: &Path) -> Result<LedgerSettings, ConfigError> {

@@ -239,6 +239,7 @@ fn demo_config(
          durability = \"strict\"\n\
          server_messages = \"full\"\n\
          \n\
+         {masking}\n\
          {policy}",
         listen = options.listen,
         cert = tls_dir.join("server.crt").display(),
@@ -248,9 +249,26 @@ fn demo_config(
         data = dir.join("pg").display(),
         ledger_dir = dir.join("ledger").display(),
         ledger_key = dir.join("ledger.key").display(),
+        masking = DEMO_MASKING,
         policy = DEMO_POLICY,
     )
 }
+
+/// The demo's masking (issue 6): every built-in detector on every response
+/// for the demo agent (e-mails, phones, cards keeping their last four
+/// digits, SSNs, and PII inside `notes` and the `profile` JSON), and the
+/// `ssn` column of `customers` masked whole whatever it holds.
+const DEMO_MASKING: &str = "\
+[masking]
+# On for every agent: the demo agent has no masking_profile, so it gets
+# default_profile (\"default\" masks with every detector).
+default_profile = \"default\"
+
+[[masking.column_rules]]
+table = \"public.customers\"
+column = \"ssn\"
+action = \"mask\"
+";
 
 /// The demo's statement policy (issue 5): block destructive DDL, privilege
 /// changes and COPY PROGRAM; approval for unbounded writes, code and
@@ -270,7 +288,8 @@ fn print_banner(dir: &Path, options: &DemoOptions, p: &Prepared) {
          In another terminal, from this directory:\n\
          \n\
          \x20 . {d}/agent.env && psql                      # as {AGENT_NAME}, through sluice\n\
-         \x20 . {d}/agent.env && psql -c 'select name, email, notes from customers limit 5'\n\
+         \x20 . {d}/agent.env && psql -c 'select name, email, notes from customers limit 5'  # masked\n\
+         \x20 . {d}/direct.env && psql -c 'select name, email, notes from customers limit 5' # originals\n\
          \x20 . {d}/agent.env && psql -c 'select status, count(*), sum(total) from orders group by 1'\n\
          \x20 . {d}/agent.env && PGPASSWORD=wrong psql     # refused: 28P01\n\
          \x20 . {d}/agent.env && PGSSLMODE=disable psql    # refused: TLS only\n\

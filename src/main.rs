@@ -124,7 +124,7 @@ fn main() -> ExitCode {
                     }
                 }
                 println!(
-                    "{}: OK ({} agents, {} targets, {} workers, listen {}, policy {}, recording {})",
+                    "{}: OK ({} agents, {} targets, {} workers, listen {}, policy {}, recording {}, masking {})",
                     file.display(),
                     config.agents.len(),
                     config.targets.len(),
@@ -133,6 +133,10 @@ fn main() -> ExitCode {
                     if config.policy.is_some() { "on" } else { "off" },
                     match &config.ledger {
                         Some(l) => format!("{:?} into {}", l.durability, l.directory.display()).to_lowercase(),
+                        None => "off".into(),
+                    },
+                    match &config.masking {
+                        Some(m) => format!("on ({} detectors, {} column rules, default profile {:?})", m.engine.detectors().len(), m.config.column_rules.len(), m.config.default_profile),
                         None => "off".into(),
                     }
                 );

@@ -223,6 +223,41 @@ fn sluice_demo_runs_and_stops_cleanly() {
             .trim(),
         "5000"
     );
+    // Masking: the agent gets customers masked, direct.env the originals.
+    let query = "SELECT email, phone, ssn, card_number, notes FROM customers \
+                 WHERE ssn IS NOT NULL AND phone IS NOT NULL ORDER BY id LIMIT 1";
+    let masked = psql_with(&agent, query).unwrap();
+    let original = psql_with(&direct, query).unwrap();
+    let (m, o): (Vec<&str>, Vec<&str>) = (
+        masked.trim().split('|').collect(),
+        original.trim().split('|').collect(),
+    );
+    assert_eq!(m.len(), 5, "{masked}");
+    assert!(o[0].contains('@') && o[0].bytes().any(|b| b.is_ascii_alphabetic()));
+    for (i, column) in ["email", "phone", "ssn"].iter().enumerate() {
+        assert_ne!(m[i], o[i], "{column} not masked");
+        assert!(
+            !m[i].bytes().any(|b| b.is_ascii_alphanumeric()),
+            "{column} not fully masked: {}",
+            m[i]
+        );
+    }
+    if !o[3].is_empty() {
+        // Cards keep their last four digits.
+        assert_ne!(m[3], o[3]);
+        assert!(
+            o[3].ends_with(&m[3][m[3].len() - 4..]),
+            "{} / {}",
+            m[3],
+            o[3]
+        );
+    }
+    for value in &o[..3] {
+        assert!(
+            !masked.contains(value),
+            "{value} reached the agent: {masked}"
+        );
+    }
     // A wrong token is refused.
     let mut wrong = agent.clone();
     wrong.retain(|(k, _)| k != "PGPASSWORD");

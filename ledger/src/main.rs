@@ -24,7 +24,7 @@ commands:
   verify DIR --key VKEY [--key VKEY ...] [--trusted-checkpoint FILE] [--quiet]
       check everything; exit 0 only when the ledger is intact
   sessions DIR
-      list sessions: id, agent, target, start, end, statements
+      list sessions: id, agent, target, start, end, statements, values masked
   replay DIR --session ID [--json]
       one session's exchange in order, with timestamps
   export DIR --jsonl
@@ -373,6 +373,7 @@ struct SessionSummary {
     statements_closed: Option<u64>,
     decisions: u64,
     records: u64,
+    masked: u64,
 }
 
 fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
@@ -395,6 +396,7 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
                 statements_closed: None,
                 decisions: 0,
                 records: 0,
+                masked: 0,
             }
         });
         entry.records += 1;
@@ -409,6 +411,7 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
                 entry.target = target;
             }
             Some(RecordBody::PolicyDecision { .. }) => entry.decisions += 1,
+            Some(RecordBody::MaskingSummary { values_masked, .. }) => entry.masked += values_masked,
             Some(RecordBody::SessionClosed { statements, .. }) => {
                 entry.statements_closed = Some(statements);
                 entry.end_ns = Some(d.timestamp_ns);
@@ -419,8 +422,8 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
     })?;
     let _ = writeln!(
         out,
-        "{:<32}  {:<24}  {:<24}  {:<24}  {:<24}  {:>10}",
-        "session", "agent", "target", "start", "end", "statements"
+        "{:<32}  {:<24}  {:<24}  {:<24}  {:<24}  {:>10}  {:>10}",
+        "session", "agent", "target", "start", "end", "statements", "masked"
     );
     for id in order {
         let s = &sessions[&id];
@@ -428,10 +431,11 @@ fn sessions(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
         let statements = s.statements_closed.unwrap_or(s.decisions);
         let _ = writeln!(
             out,
-            "{id}  {:<24}  {:<24}  {:<24}  {end:<24}  {statements:>10}",
+            "{id}  {:<24}  {:<24}  {:<24}  {end:<24}  {statements:>10}  {:>10}",
             s.agent,
             s.target,
-            format_time(s.start_ns)
+            format_time(s.start_ns),
+            s.masked
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -477,7 +481,7 @@ fn describe(record: &StoredRecord) -> String {
         RecordBody::ServerMessageDigest { length_bytes, sha256 } => format!("{length_bytes} bytes, sha256 {}", json::hex(sha256)),
         RecordBody::PolicyDecision { statement, decision, rule, reason } => format!("{decision} by rule {rule:?}{}: {}", if reason.is_empty() { String::new() } else { format!(" ({reason})") }, printable(statement.as_bytes())),
         RecordBody::ApprovalEvent { approval_id, approver, outcome, detail } => format!("approval {approval_id} {outcome} by {approver}: {detail}"),
-        RecordBody::MaskingSummary { values_masked, rules } => format!("{values_masked} values masked by {rules}"),
+        RecordBody::MaskingSummary { values_masked, rules } => format!("{values_masked} values masked ({rules})"),
         RecordBody::SessionClosed { statements, client_messages, server_messages, client_bytes, server_bytes, denied_statements, reason } => format!(
             "{reason}: {statements} statements ({denied_statements} denied), {client_messages} client messages ({client_bytes} bytes), {server_messages} server messages ({server_bytes} bytes)"
         ),
@@ -701,7 +705,7 @@ fn sample(arguments: &Arguments, out: &mut Out) -> Result<ExitCode, Error> {
             },
             RecordBody::ClientMessage { bytes: format!("Q{statement}\0").into_bytes() },
             RecordBody::PolicyDecision { statement: statement.clone(), decision: "allow".into(), rule: "read-only-customers".into(), reason: String::new() },
-            RecordBody::MaskingSummary { values_masked: 1, rules: "email".into() },
+            RecordBody::MaskingSummary { values_masked: 1, rules: "profile=default; email \"email\" 1".into() },
             RecordBody::ServerMessage { bytes: b"T\0\0\0\x1b\0\x02id\0email\0D\0\0\0\x10\0\x02\0\0\0\x011\0\0\0\x03***C\0\0\0\x0dSELECT 1\0Z\0\0\0\x05I".to_vec() },
             RecordBody::SessionClosed { statements: 1, client_messages: 1, server_messages: 1, client_bytes: statement.len() as u64 + 2, server_bytes: 60, denied_statements: 0, reason: "client terminated".into() },
         ];

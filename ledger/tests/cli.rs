@@ -82,6 +82,9 @@ fn keygen_sample_verify_list_replay_export_prove() {
         lines[1].contains("agent:sample-0") && lines[1].contains("postgres://127.0.0.1:5432/app")
     );
     let id = &lines[1][..32];
+    // The last column counts the values masked in the session.
+    assert!(lines[0].ends_with("masked"), "{sessions}");
+    assert!(lines[1].ends_with(" 1"), "{sessions}");
 
     let replay = ok(&["replay", s(&ledger), "--session", id]);
     let kinds: Vec<&str> = replay
@@ -100,6 +103,10 @@ fn keygen_sample_verify_list_replay_export_prove() {
         ]
     );
     assert!(replay.contains("SELECT id, email FROM customers WHERE id = 0"));
+    assert!(
+        replay.contains("1 values masked (profile=default; email \"email\" 1)"),
+        "{replay}"
+    );
     let json = ok(&["replay", s(&ledger), "--session", id, "--json"]);
     assert_eq!(json.lines().count(), 6);
     assert!(json

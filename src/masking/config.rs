@@ -1,8 +1,12 @@
-//! The `[masking]` configuration section, as the lead wires it into
-//! `src/config.rs`.
+//! The `[masking]` configuration section of the appliance configuration
+//! (`src/config.rs`; every key is documented in deploy/sluice.example.toml).
 //!
 //! ```toml
 //! [masking]
+//! enabled = true                 # default when the section is present
+//! default_profile = "default"    # for agents without masking_profile
+//! pending_binds_max = 4096       # responses awaited per session (bound)
+//! catalog_timeout_ms = 5000      # resolving column-rule tables (bound)
 //! # Style per detector: "stars" (default), "keep_last4" (default for
 //! # cards) or "redact" (replaces the value by its label; re-frames).
 //! styles = { email = "redact" }
@@ -41,9 +45,25 @@ use super::message::{ColumnAction, ColumnRule};
 use super::style::Style;
 use super::{DetectorSet, Profile, DETECTORS_MAX, LABEL_BYTES_MAX};
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MaskingConfig {
+    /// Whether masking applies at all; a present section enables it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Profile of agents that name none (`masking_profile`). "default"
+    /// masks everything, "none" nothing, unless the section redefines them.
+    #[serde(default = "default_profile_name")]
+    pub default_profile: String,
+    /// Bind messages (and statement Describes) whose responses have not
+    /// arrived yet that a session remembers, so that result formats are
+    /// known when rows arrive; an agent that pipelines more is refused.
+    #[serde(default = "bind_formats_max")]
+    pub pending_binds_max: usize,
+    /// Time allowed to resolve the table names of column rules on a new
+    /// session's upstream connection.
+    #[serde(default = "catalog_timeout_ms")]
+    pub catalog_timeout_ms: u64,
     /// Style per detector name.
     #[serde(default)]
     pub styles: BTreeMap<String, String>,
@@ -102,6 +122,39 @@ fn yes() -> bool {
     true
 }
 
+fn default_profile_name() -> String {
+    "default".to_owned()
+}
+
+fn bind_formats_max() -> usize {
+    4096
+}
+
+fn catalog_timeout_ms() -> u64 {
+    5000
+}
+
+/// Bounds of the numeric keys, so that a typo cannot configure something
+/// absurd.
+pub const PENDING_BINDS_MAX_LIMIT: usize = 1 << 20;
+pub const CATALOG_TIMEOUT_MS_MAX: u64 = 600_000;
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            enabled: true,
+            default_profile: default_profile_name(),
+            pending_binds_max: bind_formats_max(),
+            catalog_timeout_ms: catalog_timeout_ms(),
+            styles: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            detectors: Vec::new(),
+            column_rules: Vec::new(),
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
 /// One violation, with the key path of the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -157,6 +210,33 @@ impl MaskingConfig {
     pub fn validate(&self, prefix: &str) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let names = self.all_names();
+        if self.pending_binds_max == 0 || self.pending_binds_max > PENDING_BINDS_MAX_LIMIT {
+            errors.push(err(
+                format!("{prefix}.pending_binds_max"),
+                format!(
+                    "{} is out of range (allowed 1 to {PENDING_BINDS_MAX_LIMIT})",
+                    self.pending_binds_max
+                ),
+            ));
+        }
+        if self.catalog_timeout_ms == 0 || self.catalog_timeout_ms > CATALOG_TIMEOUT_MS_MAX {
+            errors.push(err(
+                format!("{prefix}.catalog_timeout_ms"),
+                format!(
+                    "{} is out of range (allowed 1 to {CATALOG_TIMEOUT_MS_MAX})",
+                    self.catalog_timeout_ms
+                ),
+            ));
+        }
+        if !self.has_profile(&self.default_profile) {
+            errors.push(err(
+                format!("{prefix}.default_profile"),
+                format!(
+                    "no profile is called {:?} (define it under {prefix}.profiles, or use \"default\" or \"none\")",
+                    self.default_profile
+                ),
+            ));
+        }
         let known = |n: &str| names.iter().any(|k| k == n);
         for (name, style) in &self.styles {
             if !known(name) {
@@ -247,10 +327,20 @@ impl MaskingConfig {
                 errors.push(err(format!("{path}.column"), "must not be empty"));
             }
             if let Some(t) = &r.table {
-                if t.is_empty() || t.split('.').count() > 2 || t.split('.').any(str::is_empty) {
+                // Names are matched exactly as the catalog stores them
+                // (case-sensitive, unquoted), and go into a catalog query as
+                // string literals: quotes, backslashes and control
+                // characters have no place in them.
+                let bad_part = |p: &str| {
+                    p.is_empty()
+                        || p.len() > 63
+                        || p.chars()
+                            .any(|c| c.is_control() || matches!(c, '\'' | '"' | '\\'))
+                };
+                if t.is_empty() || t.split('.').count() > 2 || t.split('.').any(bad_part) {
                     errors.push(err(
                         format!("{path}.table"),
-                        "must be `table` or `schema.table`",
+                        "must be `table` or `schema.table` (each 1 to 63 bytes, without quotes, backslashes or control characters)",
                     ));
                 }
             }
@@ -316,10 +406,19 @@ impl MaskingConfig {
         defs
     }
 
+    /// Whether `name` is a profile: a defined one, or the built-in
+    /// "default" (everything) and "none" (nothing).
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.profiles.contains_key(name) || matches!(name, "default" | "none")
+    }
+
     /// The profile called `name` for `engine` (the built-in "all" profile
     /// when the configuration does not define it).
     pub fn profile(&self, name: &str, engine: &Engine) -> Profile {
         let Some(p) = self.profiles.get(name) else {
+            if name == "none" {
+                return Profile::none();
+            }
             return Profile {
                 name: name.to_owned(),
                 ..Profile::all()

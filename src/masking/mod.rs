@@ -44,6 +44,7 @@ pub mod engine;
 pub mod fuzz;
 pub mod message;
 pub mod reference;
+pub mod setup;
 pub mod style;
 pub mod validate;
 

@@ -11,6 +11,7 @@
 //! 6. `proxy`: both directions framed message by message.
 //! 7. `close`.
 
+pub mod masking;
 pub mod pg;
 pub mod policy;
 pub mod refusal;

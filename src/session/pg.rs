@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sluice_ledger::{Record, RecordBody, SessionId};
 
 use super::{
+    masking::{MaskFailure, SessionMasking},
     policy::{PolicySession, Verdict},
     refusal::{Refusal, Refusals},
     ErrorSource, Phase,
@@ -865,7 +866,7 @@ async fn serve(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let upstream = upstream::connect(
+    let mut upstream = upstream::connect(
         &target,
         upstream_tls.as_ref(),
         &parameters,
@@ -903,9 +904,30 @@ async fn serve(
         process_id,
     };
 
+    let mut masking = match &worker.shared.config.masking {
+        None => None,
+        Some(setup) => Some(
+            SessionMasking::start(
+                setup,
+                agent.masking_profile.as_deref(),
+                &mut upstream.reader,
+                &upstream.writer,
+                &mut upstream.leftover,
+                limits.server_message_bytes_max,
+            )
+            .await
+            .map_err(|f| masking_failure(f, Phase::ConnectUpstream))?,
+        ),
+    };
+
     // The agent sees the upstream's parameters, sluice's own cancel key, and
     // the upstream's ReadyForQuery, in PostgreSQL's order.
-    let mut out = upstream.relay.clone();
+    let mut out = match &mut masking {
+        None => upstream.relay.clone(),
+        Some(m) => m
+            .mask_startup(upstream.relay.clone())
+            .map_err(|f| masking_failure(f, Phase::ConnectUpstream))?,
+    };
     build::backend_key_data(&mut out, process_id, &secret_key);
     out.extend_from_slice(&upstream.ready_for_query);
     write_all(client_writer, out, Phase::ConnectUpstream).await?;
@@ -961,6 +983,7 @@ async fn serve(
             }
             session
         }),
+        masking: masking.map(RefCell::new),
     });
     if let Some(recording) = &context.recording {
         let tls = client_reader.with_tls(|t| {
@@ -1044,6 +1067,12 @@ async fn serve(
     };
     if let Some(recording) = &context.recording {
         let counters = &context.counters;
+        if let Some(masking) = &context.masking {
+            let summary = masking.borrow_mut().summary_record();
+            let _ = recording
+                .recorder
+                .submit([recording.record(summary)], false);
+        }
         let closed = RecordBody::SessionClosed {
             statements: counters.statements.get(),
             client_messages: counters.client_messages.get(),
@@ -1067,6 +1096,7 @@ async fn serve(
         target = %target.name,
         statements = context.counters.statements.get(),
         refused = context.refusals.borrow().refused_messages,
+        masked = context.masking.as_ref().map_or(0, |m| m.borrow().values_masked()),
         "session closed"
     );
     match (outcome, upstream_outcome) {
@@ -1088,6 +1118,14 @@ struct ProxyContext {
     counters: SessionCounters,
     message_bytes_max: usize,
     server_message_bytes_max: usize,
+    /// The masking stage of the upstream → agent direction; None when
+    /// masking is off.
+    masking: Option<RefCell<SessionMasking>>,
+}
+
+/// A masking failure ends the session with a protocol-correct error.
+fn masking_failure(failure: MaskFailure, phase: Phase) -> Failure {
+    Failure::new(failure.source, phase, failure.sqlstate, failure.message)
 }
 
 #[derive(Default)]
@@ -1342,6 +1380,12 @@ async fn client_to_upstream(
                     out.freeze()
                 }
             };
+            if let Some(masking) = &context.masking {
+                masking
+                    .borrow_mut()
+                    .observe_frontend(&outgoing)
+                    .map_err(|f| masking_failure(f, Phase::Proxy))?;
+            }
             if !outgoing.is_empty() {
                 if let Err(e) = upstream.write(outgoing).await {
                     return Err(Failure::new(
@@ -1474,7 +1518,7 @@ async fn upstream_to_client(
             }
             let consumed = framed.consumed();
             if consumed > 0 {
-                let raw = buffer.split_to(consumed).freeze();
+                let raw = buffer.split_to(consumed);
                 let chunk = if rewrites.is_empty() {
                     raw
                 } else {
@@ -1486,8 +1530,18 @@ async fn upstream_to_client(
                         at = end;
                     }
                     out.extend_from_slice(&raw[at..]);
-                    out.freeze()
+                    out
                 };
+                // masking: what the agent receives (and the ledger records)
+                // is the masked chunk.
+                let chunk = match &context.masking {
+                    None => chunk,
+                    Some(masking) => masking
+                        .borrow_mut()
+                        .mask_chunk(chunk)
+                        .map_err(|f| masking_failure(f, Phase::Proxy))?,
+                }
+                .freeze();
                 let counters = &context.counters;
                 counters.server_chunks.set(counters.server_chunks.get() + 1);
                 counters

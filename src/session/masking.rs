@@ -1,0 +1,984 @@
+//! Masking in the session: the `masking` stage of the upstream → agent
+//! direction, between framing and recording.
+//!
+//! Every chunk of complete backend messages that `upstream_to_client` is
+//! about to deliver passes through [`SessionMasking::mask_chunk`] first, so
+//! that the ledger records what the agent receives. Values are masked in
+//! place in the read buffer (a `BytesMut` not yet frozen): with the default
+//! same-length styles nothing is copied. Only a redaction that changes a
+//! value's length re-frames its message, and then the chunk is rebuilt once.
+//!
+//! # Result shapes
+//!
+//! Which values are scanned follows the result's shape (column types and
+//! formats, and the column rules that apply). RowDescription gives it for
+//! simple queries and for a Describe of a portal (which libpq, and so psql,
+//! pgbench and psycopg, sends before every Execute). A Describe of a
+//! *statement* reports text for every column, since formats are chosen
+//! later by Bind: the session therefore remembers, from the frontend side,
+//! which statement each Describe and each Bind names and the result formats
+//! of each Bind ([`SessionMasking::observe_frontend`]), and applies those
+//! formats when the Bind's BindComplete arrives for the statement that was
+//! described. Whenever the pairing is not certain (rows without any
+//! RowDescription, a Bind of another statement, responses out of step),
+//! the shape is dropped and every value is scanned as text: an unknown
+//! shape costs speed, never privacy.
+//!
+//! # Column rules and table OIDs
+//!
+//! RowDescription names a column's table by OID. Rules name tables, so a
+//! session resolves those names with one catalog query on its own upstream
+//! connection right after it is established, before the agent can send
+//! anything. Per-session resolution (rather than a per-worker cache) is a
+//! deliberate choice: a dropped and re-created table gets a new OID, and a
+//! stale cache would silently stop masking it. It costs one round trip per
+//! session, only when the agent's profile applies column rules that name
+//! tables. If the query fails or times out, the session is refused (fail
+//! closed).
+//!
+//! # The scanner
+//!
+//! The Hyperscan database is compiled once at start (`config::Config`) and
+//! shared read-only; each worker thread lazily creates its own scanner
+//! (scratch space) in a thread-local, used only between awaits.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sluice_ledger::RecordBody;
+
+use crate::masking::message::{ColumnAction, RESULT_COLUMNS_MAX};
+use crate::masking::setup::{MaskingSetup, SummaryText};
+use crate::masking::{
+    mask_backend_message, ColumnRule, MaskError, MaskingState, Outcome, Profile, Scanner,
+};
+use crate::protocol::pg::{
+    build, frames, parse_backend, parse_frontend, sqlstate, BackendMessage, FormatCode, Frame,
+    FrontendMessage, TargetKind,
+};
+use crate::transport::{ReadMessageError, TransportReader, TransportWriter};
+
+use super::ErrorSource;
+
+/// Largest message of the catalog query's answer (a row holds an OID and
+/// two names).
+const CATALOG_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// Most tables one catalog answer may name; more means the rules match
+/// far more than any sane configuration does.
+const CATALOG_ROWS_MAX: usize = 64 * 1024;
+
+/// A failure of the masking stage, tagged with where it came from.
+#[derive(Debug)]
+pub struct MaskFailure {
+    pub source: ErrorSource,
+    pub sqlstate: &'static str,
+    pub message: String,
+}
+
+impl MaskFailure {
+    fn new(source: ErrorSource, sqlstate: &'static str, message: impl Into<String>) -> Self {
+        MaskFailure {
+            source,
+            sqlstate,
+            message: message.into(),
+        }
+    }
+}
+
+thread_local! {
+    /// This worker's scanner. Sessions of a worker run on its thread and
+    /// never hold the borrow across an await.
+    static SCANNER: RefCell<Option<Scanner>> = const { RefCell::new(None) };
+}
+
+fn with_scanner<T>(
+    setup: &MaskingSetup,
+    f: impl FnOnce(&mut Scanner) -> T,
+) -> Result<T, MaskFailure> {
+    SCANNER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        // A process normally has one engine; tests can start several
+        // gateways with different ones on the same thread.
+        let current = slot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s.engine(), &setup.engine));
+        if !current {
+            let scanner = setup.engine.scanner().map_err(|e| {
+                MaskFailure::new(
+                    ErrorSource::Internal,
+                    sqlstate::INTERNAL_ERROR,
+                    format!("cannot allocate the masking scanner: {e}"),
+                )
+            })?;
+            *slot = Some(scanner);
+        }
+        Ok(f(slot.as_mut().expect("set above")))
+    })
+}
+
+/// What the session expects back from the server, in order, for the
+/// frontend messages that matter to result shapes.
+#[derive(Debug)]
+enum Pending {
+    /// A Describe of this statement: answered by ParameterDescription and
+    /// RowDescription (or NoData).
+    DescribeStatement(Box<[u8]>),
+    /// A Bind of this statement with these result formats (None when the
+    /// Bind listed more codes than a result can have columns).
+    Bind {
+        statement: Box<[u8]>,
+        formats: Option<Vec<FormatCode>>,
+    },
+    /// Sync, Query or FunctionCall: answered by one ReadyForQuery, before
+    /// which the server skips what an error left unanswered.
+    ReadyForQuery,
+}
+
+/// One session's masking: profile, resolved rules, result-shape tracking
+/// and the running summary.
+pub struct SessionMasking {
+    setup: Arc<MaskingSetup>,
+    profile: Profile,
+    rules: Vec<ColumnRule>,
+    state: MaskingState,
+    out: BytesMut,
+    pending: VecDeque<Pending>,
+    pending_max: usize,
+    /// The statement whose Describe was answered last (ParameterDescription
+    /// seen), while its RowDescription is the current shape.
+    described: Option<Box<[u8]>>,
+    /// The previous backend message was a ParameterDescription.
+    after_parameter_description: bool,
+    summary: SummaryText,
+    server_message_bytes_max: usize,
+    /// A COPY TO STDOUT in progress, and whether it is binary.
+    copy_out: Option<FormatCode>,
+}
+
+impl SessionMasking {
+    /// Sets up masking for `agent_profile` (None: the default profile),
+    /// resolving the column rules' table names on the upstream connection
+    /// when the profile applies column rules.
+    pub async fn start(
+        setup: &Arc<MaskingSetup>,
+        agent_profile: Option<&str>,
+        upstream_reader: &mut TransportReader,
+        upstream_writer: &TransportWriter,
+        upstream_buffer: &mut BytesMut,
+        server_message_bytes_max: usize,
+    ) -> Result<Self, MaskFailure> {
+        let profile = setup.profile(agent_profile);
+        let rules = if profile.column_rules && !setup.config.column_rules.is_empty() {
+            let tables = setup.rule_tables();
+            let oids = if tables.is_empty() {
+                Vec::new()
+            } else {
+                let timeout = Duration::from_millis(setup.config.catalog_timeout_ms);
+                match monoio::time::timeout(
+                    timeout,
+                    resolve_tables(&tables, upstream_reader, upstream_writer, upstream_buffer),
+                )
+                .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        return Err(MaskFailure::new(
+                            ErrorSource::Upstream,
+                            sqlstate::CONNECTION_FAILURE,
+                            "resolving the tables of masking column rules took longer than masking.catalog_timeout_ms",
+                        ))
+                    }
+                }
+            };
+            rules_for(setup, &oids)
+        } else {
+            Vec::new()
+        };
+        Ok(Self::new(setup, profile, rules, server_message_bytes_max))
+    }
+
+    /// A session's masking with its profile and resolved rules.
+    pub fn new(
+        setup: &Arc<MaskingSetup>,
+        profile: Profile,
+        rules: Vec<ColumnRule>,
+        server_message_bytes_max: usize,
+    ) -> Self {
+        SessionMasking {
+            setup: setup.clone(),
+            profile,
+            rules,
+            state: MaskingState::default(),
+            out: BytesMut::new(),
+            pending: VecDeque::new(),
+            pending_max: setup.config.pending_binds_max,
+            described: None,
+            after_parameter_description: false,
+            summary: SummaryText::default(),
+            server_message_bytes_max,
+            copy_out: None,
+        }
+    }
+
+    /// Notes, from the frontend messages about to be forwarded, what the
+    /// server will answer that matters to result shapes.
+    pub fn observe_frontend(&mut self, outgoing: &[u8]) -> Result<(), MaskFailure> {
+        if self.profile.detectors.is_empty() && self.rules.is_empty() {
+            return Ok(());
+        }
+        for frame in frames(outgoing, usize::MAX).flatten() {
+            let pending = match frame.tag {
+                b'S' | b'Q' | b'F' => Pending::ReadyForQuery,
+                b'B' | b'D' => match parse_frontend(frame) {
+                    Ok(FrontendMessage::Bind {
+                        statement,
+                        result_formats,
+                        ..
+                    }) => Pending::Bind {
+                        statement: statement.into(),
+                        formats: (result_formats.len() <= RESULT_COLUMNS_MAX)
+                            .then(|| result_formats.iter().collect()),
+                    },
+                    Ok(FrontendMessage::Describe {
+                        kind: TargetKind::Statement,
+                        name,
+                    }) => Pending::DescribeStatement(name.into()),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if self.pending.len() >= self.pending_max {
+                return Err(MaskFailure::new(
+                    ErrorSource::Downstream,
+                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "more than masking.pending_binds_max ({}) Bind, Describe and Sync messages await their responses",
+                        self.pending_max
+                    ),
+                ));
+            }
+            self.pending.push_back(pending);
+        }
+        Ok(())
+    }
+
+    /// Masks the startup messages relayed to the agent (ParameterStatus
+    /// values and any NoticeResponse).
+    pub fn mask_startup(&mut self, relay: BytesMut) -> Result<BytesMut, MaskFailure> {
+        self.mask_chunk(relay)
+    }
+
+    /// Masks a chunk of complete, already framed backend messages. Returns
+    /// the chunk itself (masked in place) unless a message was re-framed.
+    pub fn mask_chunk(&mut self, mut chunk: BytesMut) -> Result<BytesMut, MaskFailure> {
+        if self.profile.detectors.is_empty() && self.rules.is_empty() {
+            // A profile that masks nothing (e.g. "none") costs nothing.
+            return Ok(chunk);
+        }
+        let mut rebuilt: Option<BytesMut> = None;
+        let mut copied_to = 0usize;
+        let mut pos = 0usize;
+        while pos + 5 <= chunk.len() {
+            let declared = u32::from_be_bytes([
+                chunk[pos + 1],
+                chunk[pos + 2],
+                chunk[pos + 3],
+                chunk[pos + 4],
+            ]) as usize;
+            let end = pos + 1 + declared;
+            if declared < 4 || end > chunk.len() {
+                return Err(MaskFailure::new(
+                    ErrorSource::Internal,
+                    sqlstate::INTERNAL_ERROR,
+                    "masking was handed an incomplete backend message",
+                ));
+            }
+            let tag = chunk[pos];
+            self.track_before(tag, &chunk[pos..end]);
+            match tag {
+                b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
+                b'V' => self.mask_function_result(&mut chunk[pos..end])?,
+                b'H' => {
+                    self.copy_out = Some(match chunk.get(pos + 5) {
+                        Some(0) => FormatCode::Text,
+                        _ => FormatCode::Binary,
+                    })
+                }
+                b'c' | b'C' | b'E' | b'Z' => self.copy_out = None,
+                b'd' if self.mask_copy_data(&mut chunk[pos + 5..end])? => {
+                    pos = end;
+                    continue;
+                }
+                _ => {}
+            }
+            self.out.clear();
+            let outcome = with_scanner(&self.setup, |scanner| {
+                mask_backend_message(
+                    scanner,
+                    &mut chunk[pos..end],
+                    &mut self.state,
+                    &self.rules,
+                    &self.profile,
+                    &mut self.out,
+                )
+            })?
+            .map_err(|e| match e {
+                MaskError::Parse(e) => MaskFailure::new(
+                    ErrorSource::Upstream,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid message from upstream: {e}"),
+                ),
+                other => MaskFailure::new(
+                    ErrorSource::Internal,
+                    sqlstate::INTERNAL_ERROR,
+                    format!("masking: {other}"),
+                ),
+            })?;
+            self.track_after(tag);
+            if outcome == Outcome::Reframed {
+                if self.out.len() > self.server_message_bytes_max.saturating_add(1) {
+                    return Err(MaskFailure::new(
+                        ErrorSource::Internal,
+                        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                        format!(
+                            "a redacted message of {} bytes would exceed limits.server_message_bytes_max",
+                            self.out.len()
+                        ),
+                    ));
+                }
+                let r = rebuilt.get_or_insert_with(|| BytesMut::with_capacity(chunk.len()));
+                r.extend_from_slice(&chunk[copied_to..pos]);
+                r.extend_from_slice(&self.out);
+                copied_to = end;
+            }
+            pos = end;
+        }
+        Ok(match rebuilt {
+            None => chunk,
+            Some(mut r) => {
+                r.extend_from_slice(&chunk[copied_to..]);
+                r
+            }
+        })
+    }
+
+    /// Shape bookkeeping before the message is masked: folds the summary of
+    /// a result that ends, and pairs responses with what the agent sent.
+    fn track_before(&mut self, tag: u8, message: &[u8]) {
+        if matches!(tag, b'C' | b'I' | b'Z' | b'E' | b'T' | b's' | b'H') {
+            self.fold_summary();
+        }
+        match tag {
+            b't' => {
+                // ParameterDescription answers the oldest pending Describe
+                // of a statement; anything before it is out of step.
+                self.described = None;
+                while let Some(p) = self.pending.pop_front() {
+                    if let Pending::DescribeStatement(name) = p {
+                        self.described = Some(name);
+                        break;
+                    }
+                }
+            }
+            b'2' => {
+                let bind = loop {
+                    match self.pending.pop_front() {
+                        Some(Pending::Bind { statement, formats }) => {
+                            break Some((statement, formats))
+                        }
+                        Some(Pending::DescribeStatement(_)) => continue,
+                        Some(Pending::ReadyForQuery) | None => {
+                            // Out of step: start afresh at the next Sync.
+                            self.pending.clear();
+                            break None;
+                        }
+                    }
+                };
+                let matches_described = match (&bind, &self.described) {
+                    (Some((statement, _)), Some(described)) => statement == described,
+                    _ => false,
+                };
+                match (bind, &mut self.state.shape) {
+                    (Some((_, Some(formats))), Some(shape)) if matches_described => {
+                        shape.set_result_formats(&formats);
+                    }
+                    // A shape that is not this portal's must not be used
+                    // for its rows: unknown shapes are scanned as text.
+                    _ => self.state.shape = None,
+                }
+                self.described = None;
+            }
+            b'Z' => {
+                // Everything up to the oldest Sync is answered now (or was
+                // skipped by the server after an error).
+                while let Some(p) = self.pending.pop_front() {
+                    if matches!(p, Pending::ReadyForQuery) {
+                        break;
+                    }
+                }
+                self.described = None;
+            }
+            _ => {}
+        }
+        let _ = message;
+    }
+
+    fn track_after(&mut self, tag: u8) {
+        if tag == b'T' && !self.after_parameter_description {
+            // A RowDescription of a portal or simple query carries the real
+            // formats; it is not a statement's.
+            self.described = None;
+        }
+        self.after_parameter_description = tag == b't';
+        if tag != b'D' {
+            self.fold_summary();
+        }
+    }
+
+    /// COPY TO STDOUT data the message layer cannot mask rightly: returns
+    /// true when it was handled here.
+    ///
+    /// The COPY protocol does not describe columns, so column rules cannot
+    /// pick their column out of COPY rows: when the agent's profile has
+    /// column rules, COPY data is masked whole (fail closed; a SELECT gets
+    /// the precise masking). Binary COPY data is not text as a whole, but
+    /// text values sit in it verbatim: it is scanned like text, with the
+    /// same-length styles so that its framing stays intact.
+    fn mask_copy_data(&mut self, data: &mut [u8]) -> Result<bool, MaskFailure> {
+        let Some(format) = self.copy_out else {
+            return Ok(false);
+        };
+        if !self.rules.is_empty() {
+            crate::masking::style::fill(data);
+            self.state.summary.record_whole(None);
+            return Ok(true);
+        }
+        if format == FormatCode::Binary && !self.profile.detectors.is_empty() {
+            let set = self.profile.detectors;
+            let summary = &mut self.state.summary;
+            with_scanner(&self.setup, |scanner| {
+                scanner.mask_value(data, set, None, summary)
+            })?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A FunctionCallResponse carries a function's result (the fast-path
+    /// FunctionCall): scanned like a text value, whatever its format, with
+    /// the same-length styles.
+    fn mask_function_result(&mut self, message: &mut [u8]) -> Result<(), MaskFailure> {
+        if self.profile.detectors.is_empty() || message.len() < 9 {
+            return Ok(());
+        }
+        let declared = i32::from_be_bytes([message[5], message[6], message[7], message[8]]);
+        let Ok(len) = usize::try_from(declared) else {
+            return Ok(());
+        };
+        let Some(value) = message.get_mut(9..9 + len) else {
+            return Ok(());
+        };
+        let set = self.profile.detectors;
+        let summary = &mut self.state.summary;
+        with_scanner(&self.setup, |scanner| {
+            scanner.mask_value(value, set, None, summary)
+        })?;
+        Ok(())
+    }
+
+    /// ParameterStatus values can echo data (`set_config('application_name',
+    /// email, false)`): masked in place with the same-length styles.
+    fn mask_parameter_status(&mut self, message: &mut [u8]) -> Result<(), MaskFailure> {
+        if self.profile.detectors.is_empty() {
+            return Ok(());
+        }
+        let body = &mut message[5..];
+        let Some(name_end) = body.iter().position(|&b| b == 0) else {
+            return Ok(());
+        };
+        let value = &mut body[name_end + 1..];
+        let value_len = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+        let set = self.profile.detectors;
+        let summary = &mut self.state.summary;
+        with_scanner(&self.setup, |scanner| {
+            scanner.mask_value(&mut value[..value_len], set, None, summary)
+        })?;
+        Ok(())
+    }
+
+    /// Moves the per-message summary into the session's, naming columns by
+    /// the current result shape.
+    fn fold_summary(&mut self) {
+        if self.state.summary.is_empty() && self.state.summary.reframed_messages == 0 {
+            return;
+        }
+        let shape = self.state.shape.as_ref();
+        self.summary.absorb(&self.setup, &self.state.summary, |c| {
+            shape
+                .and_then(|s| s.column_name(usize::from(c)))
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        });
+        self.state.summary.clear();
+    }
+
+    /// The ledger record of what this session masked: detector, column and
+    /// count, never a value.
+    pub fn summary_record(&mut self) -> RecordBody {
+        self.fold_summary();
+        RecordBody::MaskingSummary {
+            values_masked: self.summary.values_masked,
+            rules: self.summary.render(&self.profile.name),
+        }
+    }
+
+    pub fn values_masked(&self) -> u64 {
+        self.summary.values_masked + self.state.summary.total()
+    }
+
+    pub fn profile_name(&self) -> &str {
+        &self.profile.name
+    }
+}
+
+/// The column rules with their table names replaced by OIDs. A name
+/// without a schema matches every schema's table of that name; a rule
+/// whose table does not exist (yet) is left out, since no result can come
+/// from it.
+fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<ColumnRule> {
+    let mut rules = Vec::new();
+    for r in &setup.config.column_rules {
+        let action = match r.action.as_deref() {
+            Some("null") => ColumnAction::Null,
+            _ => ColumnAction::Mask,
+        };
+        match r.table.as_deref() {
+            None => rules.push(ColumnRule {
+                table_oid: None,
+                column: r.column.clone(),
+                action,
+            }),
+            Some(table) => {
+                let (schema, name) = match table.split_once('.') {
+                    Some((s, n)) => (Some(s), n),
+                    None => (None, table),
+                };
+                for (oid, nsp, rel) in oids {
+                    if rel == name && schema.is_none_or(|s| s == nsp) {
+                        rules.push(ColumnRule {
+                            table_oid: Some(*oid),
+                            column: r.column.clone(),
+                            action,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// Runs the catalog query for `tables` on the fresh upstream connection
+/// and returns (oid, schema, table) for every table of those names.
+async fn resolve_tables(
+    tables: &[&str],
+    reader: &mut TransportReader,
+    writer: &TransportWriter,
+    buffer: &mut BytesMut,
+) -> Result<Vec<(u32, String, String)>, MaskFailure> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap_or(t))
+        // Validated: no quotes, backslashes or control characters.
+        .map(|n| format!("'{n}'"))
+        .collect();
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname IN ({})",
+        names.join(", ")
+    );
+    let mut out = BytesMut::new();
+    build::query(&mut out, sql);
+    let upstream = |message: String| {
+        MaskFailure::new(
+            ErrorSource::Upstream,
+            sqlstate::CONNECTION_FAILURE,
+            format!("resolving the tables of masking column rules: {message}"),
+        )
+    };
+    writer
+        .write(out.freeze())
+        .await
+        .map_err(|e| upstream(format!("write failed: {e}")))?;
+    let mut found = Vec::new();
+    let mut failed: Option<String> = None;
+    loop {
+        let message: Bytes = match reader.read_message(buffer, CATALOG_MESSAGE_BYTES_MAX).await {
+            Ok(m) => m,
+            Err(ReadMessageError::Closed) => return Err(upstream("the upstream closed".into())),
+            Err(e) => return Err(upstream(e.to_string())),
+        };
+        let frame = Frame {
+            tag: message[0],
+            body: &message[5..],
+        };
+        match parse_backend(frame) {
+            Ok(BackendMessage::DataRow { values }) => {
+                let v: Vec<Option<&[u8]>> = values.collect();
+                let text = |i: usize| {
+                    v.get(i)
+                        .copied()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                };
+                let (Some(oid), Some(nsp), Some(rel)) = (text(0), text(1), text(2)) else {
+                    return Err(upstream("unexpected catalog row".into()));
+                };
+                let oid: u32 = oid
+                    .parse()
+                    .map_err(|_| upstream(format!("unexpected OID {oid:?}")))?;
+                if found.len() >= CATALOG_ROWS_MAX {
+                    return Err(upstream("too many matching tables".into()));
+                }
+                found.push((oid, nsp, rel));
+            }
+            Ok(BackendMessage::ErrorResponse(fields)) => {
+                failed = Some(
+                    fields
+                        .get(b'M')
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .unwrap_or_default(),
+                );
+            }
+            Ok(BackendMessage::ReadyForQuery { .. }) => break,
+            Ok(_) => {}
+            Err(e) => return Err(upstream(format!("invalid message: {e}"))),
+        }
+    }
+    match failed {
+        Some(message) => Err(upstream(format!("the catalog query failed: {message}"))),
+        None => Ok(found),
+    }
+}
+
+/// Fuzzing entry point of the masking stage (`fuzz/fuzz_targets/
+/// session_masking.rs`): any sequence of frontend messages observed and of
+/// well-framed backend messages masked keeps every backend message one
+/// well-framed message of the same type, in the same order, or fails with
+/// an upstream protocol error; never a panic.
+///
+/// The input is split at 0xFF bytes; each piece's first byte chooses a
+/// message built from the rest, so that the fuzzer reaches the shape
+/// tracking rather than spending its time on framing.
+pub fn fuzz_stage(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use crate::protocol::pg::FieldDescription;
+
+    static SETUPS: OnceLock<[Arc<MaskingSetup>; 2]> = OnceLock::new();
+    let setups = SETUPS.get_or_init(|| {
+        let make = |text: &str| {
+            let config: crate::masking::MaskingConfig =
+                toml::from_str(text).expect("fuzz config parses");
+            Arc::new(MaskingSetup::new(config).expect("fuzz config is valid"))
+        };
+        [
+            make("pending_binds_max = 8"),
+            make("styles = { email = \"redact\", card = \"redact\", phone = \"redact\" }"),
+        ]
+    });
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let setup = &setups[usize::from(control & 1)];
+    let rules = if control & 2 != 0 {
+        vec![ColumnRule {
+            table_oid: Some(7),
+            column: "c1".into(),
+            action: if control & 4 != 0 {
+                ColumnAction::Null
+            } else {
+                ColumnAction::Mask
+            },
+        }]
+    } else {
+        Vec::new()
+    };
+    let profile = if control & 8 != 0 {
+        Profile::none()
+    } else {
+        Profile::all()
+    };
+    let mut stage = SessionMasking::new(setup, profile, rules, 1 << 20);
+    let mut frontend = BytesMut::new();
+    let mut backend = BytesMut::new();
+    let types = [25u32, 3802, 23, 1043, 114, 20];
+    for piece in rest.split(|&b| b == 0xFF).take(64) {
+        let Some((&kind, body)) = piece.split_first() else {
+            continue;
+        };
+        let text: Vec<u8> = body
+            .iter()
+            .map(|&b| if b == 0 { b'0' } else { b })
+            .collect();
+        match kind % 16 {
+            0 => {
+                let names: Vec<String> = (0..usize::from(kind >> 4) + 1)
+                    .map(|i| format!("c{i}"))
+                    .collect();
+                let fields: Vec<FieldDescription<'_>> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| FieldDescription {
+                        name: n.as_bytes(),
+                        table_oid: 7,
+                        column_attribute: i as i16,
+                        type_oid: types[(i + usize::from(kind)) % types.len()],
+                        type_size: -1,
+                        type_modifier: -1,
+                        format: if (kind >> (i % 4)) & 1 == 1 {
+                            FormatCode::Binary
+                        } else {
+                            FormatCode::Text
+                        },
+                    })
+                    .collect();
+                build::row_description(&mut backend, &fields);
+            }
+            1 => {
+                let values: Vec<Option<&[u8]>> = body
+                    .split(|&b| b == 0xFE)
+                    .map(|v| (v.first() != Some(&0xFD)).then_some(v))
+                    .collect();
+                build::data_row(&mut backend, &values);
+            }
+            2 => build::parameter_description(&mut backend, &[25]),
+            3 => build::bind_complete(&mut backend),
+            4 => build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle),
+            5 => build::command_complete(&mut backend, "SELECT 1"),
+            6 => build::copy_out_response(
+                &mut backend,
+                if kind & 0x10 != 0 {
+                    FormatCode::Binary
+                } else {
+                    FormatCode::Text
+                },
+                &[],
+            ),
+            7 => build::copy_data(&mut backend, body),
+            8 => build::copy_done(&mut backend),
+            9 => build::fields_message(
+                &mut backend,
+                if kind & 0x10 != 0 { b'E' } else { b'N' },
+                &[(b'S', b"ERROR".as_slice()), (b'M', text.as_slice())],
+            ),
+            10 => build::notification_response(&mut backend, 1, b"c".as_slice(), text.as_slice()),
+            11 => build::parameter_status(
+                &mut backend,
+                "application_name",
+                &String::from_utf8_lossy(&text),
+            ),
+            12 => {
+                let formats: Vec<FormatCode> = body
+                    .iter()
+                    .map(|&b| {
+                        if b & 1 == 1 {
+                            FormatCode::Binary
+                        } else {
+                            FormatCode::Text
+                        }
+                    })
+                    .collect();
+                build::bind(
+                    &mut frontend,
+                    b"",
+                    if kind & 0x10 != 0 {
+                        b"s1".as_slice()
+                    } else {
+                        b"".as_slice()
+                    },
+                    &[],
+                    &[],
+                    &formats,
+                );
+            }
+            13 => build::describe(
+                &mut frontend,
+                TargetKind::Statement,
+                if kind & 0x10 != 0 {
+                    b"s1".as_slice()
+                } else {
+                    b"".as_slice()
+                },
+            ),
+            14 => build::sync(&mut frontend),
+            _ => {
+                // A raw message of any tag, framed correctly.
+                let tag = body.first().copied().unwrap_or(b'D');
+                let payload = body.get(1..).unwrap_or_default();
+                backend.extend_from_slice(&[tag]);
+                backend.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+                backend.extend_from_slice(payload);
+            }
+        }
+    }
+    if stage.observe_frontend(&frontend).is_err() {
+        return;
+    }
+    let tags: Vec<u8> = frames(&backend, usize::MAX)
+        .map(|f| f.expect("built messages are framed").tag)
+        .collect();
+    match stage.mask_chunk(backend) {
+        Ok(out) => {
+            let mut seen = Vec::new();
+            for frame in frames(&out, usize::MAX) {
+                let frame = frame.expect("masked output stays framed");
+                seen.push(frame.tag);
+            }
+            assert_eq!(seen, tags, "messages lost, added or reordered");
+            let consumed: usize = frames(&out, usize::MAX)
+                .map(|f| f.map(|f| f.wire_len()).unwrap_or(0))
+                .sum();
+            assert_eq!(consumed, out.len(), "trailing bytes after masking");
+        }
+        Err(failure) => assert!(
+            matches!(failure.source, ErrorSource::Upstream),
+            "internal masking failure: {}",
+            failure.message
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic inputs through the fuzz entry point, so that it is
+    /// exercised by `cargo test` as well.
+    #[test]
+    fn stage_keeps_framing_for_generated_sequences() {
+        let mut seed = 0x5eed_u64;
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            let len = 1 + (seed % 300) as usize;
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = (seed >> 33) as u8;
+                // Bias towards separators and useful text.
+                data.push(match b % 11 {
+                    0 => 0xFF,
+                    1 => b'@',
+                    2 => b'0' + (b % 10),
+                    _ => {
+                        b"jane.doe@example.com 4111 1111 1111 1111 (212) 555-0199 "
+                            [usize::from(b) % 56]
+                    }
+                });
+            }
+            fuzz_stage(&data);
+        }
+    }
+
+    #[test]
+    fn describe_statement_then_bind_applies_formats_only_to_that_statement() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "s1");
+        build::bind(&mut frontend, b"", b"s1", &[], &[], &[FormatCode::Binary]);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(
+            &mut backend,
+            &[crate::protocol::pg::FieldDescription {
+                name: b"n",
+                table_oid: 0,
+                column_attribute: 0,
+                type_oid: 20,
+                type_size: 8,
+                type_modifier: -1,
+                format: FormatCode::Text,
+            }],
+        );
+        build::bind_complete(&mut backend);
+        stage.mask_chunk(backend).unwrap();
+        let shape = stage.state.shape.as_ref().expect("shape kept for s1");
+        // int8 in binary (from the Bind) is not scanned.
+        assert_eq!(
+            shape.plan(0, &Profile::all()),
+            crate::masking::ColumnPlan::Skip
+        );
+
+        // A Bind of another statement drops the described shape: its rows
+        // are scanned as text whatever they are.
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "s1");
+        build::bind(&mut frontend, b"", b"s2", &[], &[], &[FormatCode::Binary]);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(
+            &mut backend,
+            &[crate::protocol::pg::FieldDescription {
+                name: b"n",
+                table_oid: 0,
+                column_attribute: 0,
+                type_oid: 20,
+                type_size: 8,
+                type_modifier: -1,
+                format: FormatCode::Text,
+            }],
+        );
+        build::bind_complete(&mut backend);
+        stage.mask_chunk(backend).unwrap();
+        assert!(stage.state.shape.is_none());
+    }
+
+    #[test]
+    fn function_results_and_parameter_statuses_are_masked_in_place() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut backend = BytesMut::new();
+        build::function_call_response(&mut backend, Some(b"mail jane.doe@example.com"));
+        build::parameter_status(&mut backend, "application_name", "jane.doe@example.com");
+        let length = backend.len();
+        let out = stage.mask_chunk(backend).unwrap();
+        assert_eq!(out.len(), length);
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("jane.doe@example.com"), "{text:?}");
+        assert!(text.contains("mail ****.***@*******.***"), "{text:?}");
+        assert_eq!(stage.values_masked(), 2);
+        // The profile "none" leaves both alone.
+        let mut stage = SessionMasking::new(&setup, Profile::none(), Vec::new(), 1 << 20);
+        let mut backend = BytesMut::new();
+        build::function_call_response(&mut backend, Some(b"jane.doe@example.com"));
+        let out = stage.mask_chunk(backend).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("jane.doe@example.com"));
+    }
+
+    #[test]
+    fn too_many_pending_binds_is_refused_as_a_named_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("pending_binds_max = 2").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        for _ in 0..3 {
+            build::sync(&mut frontend);
+        }
+        let failure = stage.observe_frontend(&frontend).unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.pending_binds_max"));
+    }
+}

@@ -195,6 +195,13 @@ struct FileConfig {
     ledger: Option<LedgerEntry>,
     #[serde(default)]
     policy: Option<crate::policy::PolicyConfig>,
+    /// Approval service: see `crate::approvals::config`.
+    #[serde(default)]
+    admin: Option<crate::approvals::config::AdminEntry>,
+    #[serde(default)]
+    approvals: Option<crate::approvals::config::ApprovalsEntry>,
+    #[serde(default)]
+    approvers: Vec<crate::approvals::config::ApproverEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +296,9 @@ pub struct Config {
     /// The statement policy; None when the `[policy]` section is absent
     /// (every statement is forwarded).
     pub policy: Option<std::sync::Arc<crate::policy::CompiledPolicy>>,
+    /// The admin listener and approval service; None when `[admin]` is
+    /// absent (then `approve` decisions are refused).
+    pub admin: Option<crate::approvals::AdminConfig>,
     /// Directory of the configuration file; relative paths are resolved against it.
     pub base_dir: PathBuf,
 }
@@ -766,6 +776,18 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         None => None,
         Some(entry) => Some(validate_ledger(entry, base_dir)?),
     };
+    let approver_groups = policy
+        .as_ref()
+        .map(|p| p.approver_groups())
+        .unwrap_or_default();
+    let admin = crate::approvals::config::validate(
+        file.admin,
+        file.approvals,
+        file.approvers,
+        &tls,
+        &approver_groups,
+        base_dir,
+    )?;
 
     Ok(Config {
         server,
@@ -776,6 +798,7 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         targets,
         ledger,
         policy,
+        admin,
         base_dir: base_dir.to_path_buf(),
     })
 }

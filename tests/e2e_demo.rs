@@ -59,6 +59,7 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     let options = sluice::demo::DemoOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
         pg_port: free_port(),
+        admin_listen: None,
     };
     let prepared = sluice::demo::prepare(&dir, &options).unwrap();
     let direct = read_env_file(&prepared.direct_env);
@@ -143,6 +144,7 @@ impl Demo {
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--pg-port", &pg_port.to_string()])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)

@@ -21,6 +21,7 @@
 //! missing or wrong token gets 401; an approver outside a request's
 //! approver group gets 403. Every error has a JSON body.
 
+pub mod cli;
 pub mod client;
 pub mod fuzz;
 pub mod http;
@@ -95,6 +96,11 @@ fn server_tls(config: &AdminConfig) -> Result<Arc<ServerConfig>, crate::tls::Tls
         .with_single_cert(certs, key)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(server))
+}
+
+/// Loads the admin certificate and key as `start` would (for check-config).
+pub fn check_tls(config: &AdminConfig) -> Result<(), crate::tls::TlsSetupError> {
+    server_tls(config).map(|_| ())
 }
 
 /// Binds the admin listener and starts its accept thread.

@@ -1285,6 +1285,7 @@ async fn client_to_upstream(
         // planned until its outcome is known.
         let mut held: Option<(usize, HoldRequest)> = None;
         let mut tally = DecisionTally::default();
+        let mut resumed = false;
         let saved_flags = context.refusals.borrow().discard_flags();
         let mut consumed = 0usize;
         for frame in framed.by_ref() {
@@ -1437,6 +1438,7 @@ async fn client_to_upstream(
                 }
             }
             if let Some((message, request)) = held {
+                resumed = true;
                 let outgoing = match resolve_hold(context, request).await {
                     None => message,
                     Some(refusal) => {
@@ -1464,6 +1466,11 @@ async fn client_to_upstream(
         }
         if terminated {
             return Ok(());
+        }
+        // After a hold, the agent's next messages may already be buffered
+        // (a pipeline): frame them before waiting for more.
+        if resumed {
+            continue;
         }
         if !read_more_proxied(reader, &mut buffer, control, ErrorSource::Downstream).await? {
             return Ok(());

@@ -474,10 +474,14 @@ impl PolicySession {
                 }
                 Verdict::Forward
             }
-            FrontendMessage::Describe { .. } | FrontendMessage::Flush => {
+            FrontendMessage::Describe { .. } => {
                 self.extended_open.set(true);
                 Verdict::Forward
             }
+            // A Flush cannot fail, so it cannot put the server into the
+            // skip-to-Sync state: libpq's pipeline mode sends one after its
+            // Sync, and a Query may follow.
+            FrontendMessage::Flush => Verdict::Forward,
             // A fast-path function call names a function by OID: sluice
             // cannot tell what it does, so it is decided as unknown SQL.
             FrontendMessage::FunctionCall { .. } => {

@@ -455,6 +455,38 @@ fn psql_statement_runs_once_after_cli_approve() {
             && detail.contains("decided_ns="),
         "{detail}"
     );
+    // The verifier's replay of that session shows the decision too.
+    let session = view["session"].as_str().unwrap();
+    let replay = Command::new(ledger_bin())
+        .args([
+            "replay",
+            &a.ledger_dir.display().to_string(),
+            "--session",
+            session,
+        ])
+        .output_within(Duration::from_secs(60))
+        .unwrap();
+    let replay = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.contains(&format!("approval {id} approved by alice")),
+        "{replay}"
+    );
+}
+
+/// The `sluice-ledger` binary, built on demand when this test runs alone.
+fn ledger_bin() -> std::path::PathBuf {
+    let sluice = std::path::PathBuf::from(SLUICE);
+    let candidate = sluice.parent().unwrap().join("sluice-ledger");
+    if !candidate.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "sluice-ledger", "--bin", "sluice-ledger"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p sluice-ledger");
+        assert!(status.success());
+    }
+    candidate
 }
 
 /// Deny, timeout and cancel, outside and inside a transaction block:

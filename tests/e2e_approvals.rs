@@ -136,6 +136,12 @@ fn start(workers: usize) -> Approvals {
     let path = dir.join("sluice.toml");
     std::fs::write(&path, config).unwrap();
     let gw = Gateway::start_with_config(path, port);
+    // The agent port accepts first; the admin listener binds a moment later.
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    wait_for(READY_TIMEOUT, || {
+        std::net::TcpStream::connect_timeout(&admin_addr, Duration::from_millis(200)).ok()
+    })
+    .unwrap_or_else(|| panic!("admin listener not up\n{}", gw.log_tail()));
     Approvals {
         gw,
         admin_url: format!("https://localhost:{admin_port}"),
@@ -788,6 +794,29 @@ fn admin_api_auth_errors_and_metrics() {
         .unwrap()
         .contains("0123456789ab"));
     assert_eq!(a.api("GET", "/v1/nothing", Some(&a.alice), "").0, 404);
+    // 431: more header fields than admin.headers_max (32 by default).
+    {
+        let url = HttpUrl::from_str(&format!("{}/v1/approvals", a.admin_url)).unwrap();
+        let tls = ClientTls::new(Some(&env().certs.ca_cert)).unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("X-Filler-{i}")).collect();
+        let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "y")).collect();
+        let response = client::request(
+            &url,
+            "GET",
+            &headers,
+            b"",
+            Duration::from_secs(10),
+            Some(&tls),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(response.status, 431);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("headers_max"));
+    }
     assert_eq!(
         a.api("GET", "/v1/approvals/x/approve", Some(&a.alice), "")
             .0,

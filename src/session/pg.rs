@@ -1588,8 +1588,9 @@ async fn resolve_hold(context: &ProxyContext, request: HoldRequest) -> Option<Re
         ));
         // An approved statement runs only once its approval is recorded
         // (in strict mode: durable).
-        let durable = match recording.recorder.submit([record], true) {
-            Ok(slot) if recording.recorder.strict() && refusal.is_none() => slot.wait().await,
+        let must_wait = recording.recorder.strict() && refusal.is_none();
+        let durable = match recording.recorder.submit([record], must_wait) {
+            Ok(slot) if must_wait => slot.wait().await,
             Ok(_) => Ok(()),
             Err(fault) => Err(fault),
         };

@@ -621,7 +621,9 @@ fn hold_request(decision: &Decision, sql: &[u8], bind: Option<(&[u8], &[u8])>) -
         rule: rule_name(decision),
         approver_group: decision.approver_group.as_deref().map(str::to_string),
         class: decision.class,
-        timeout_ms: decision.timeout_ms.unwrap_or(0),
+        // Every approve decision carries a timeout; without one the
+        // registry's cap (approvals.wait_ms_max) applies.
+        timeout_ms: decision.timeout_ms.unwrap_or(u64::MAX),
     }
 }
 

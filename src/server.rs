@@ -8,9 +8,15 @@
 //!                               → [masking] → [recording] → upstream PostgreSQL
 //! ```
 //!
-//! Nothing mutable is shared between workers on the data path. The only
-//! cross-worker structure is the cancel-key registry (src/cancel.rs), which
-//! is touched at session start and end and on a cancel, never per message.
+//! Nothing mutable is shared between workers on the data path. The
+//! cross-worker structures are the cancel-key registry (src/cancel.rs),
+//! touched at session start and end and on a cancel, and the approval
+//! registry (src/approvals), touched when a statement is held or decided;
+//! neither is touched per message. Metrics (src/metrics.rs) are per-worker
+//! blocks that only their worker writes.
+//!
+//! The admin listener (src/admin) runs on its own threads beside the
+//! workers: approvals, `/metrics` and `/healthz` over TLS.
 
 use std::{
     cell::{Cell, RefCell},

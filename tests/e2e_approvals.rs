@@ -668,6 +668,35 @@ fn extended_protocol_pipeline_holds_at_execute() {
     assert!(error.is_none(), "{error:?}");
     assert_eq!(kinds, "12DC12C12DCZ");
     assert_eq!(count("apr_ext"), "0");
+
+    // A portal approved once may be continued after PortalSuspended without
+    // a new approval (it is the same execution), then is done.
+    scratch_table("apr_ext");
+    let mut out = parse_msg("DELETE FROM apr_ext RETURNING id");
+    out.extend(message(b'B', &[0; 8]));
+    out.extend(message(b'E', &[0, 0, 0, 0, 4]));
+    out.extend(message(b'H', &[]));
+    c.io.write_all(&out).unwrap();
+    c.io.flush().unwrap();
+    let id = read_hold_notice(&mut c);
+    a.cli_ok(&["approve", &id]);
+    let mut kinds = String::new();
+    while !kinds.ends_with('s') {
+        kinds.push(read_message(&mut c.io).unwrap().0 as char);
+    }
+    assert_eq!(kinds, "12DDDDs");
+    let mut out = message(b'E', &[0, 0, 0, 0, 0]);
+    out.extend(message(b'S', &[]));
+    c.io.write_all(&out).unwrap();
+    c.io.flush().unwrap();
+    let (kinds, error) = read_to_ready(&mut c);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        kinds, "DDDDDDCZ",
+        "the rest of the same portal, no new hold"
+    );
+    assert!(a.pending().is_empty());
+    assert_eq!(count("apr_ext"), "0");
     c.terminate();
 }
 

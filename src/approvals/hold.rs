@@ -282,6 +282,7 @@ mod tests {
             approver_group: Some("dba".into()),
             class: None,
             timeout_ms: 1000,
+            portal_approved: None,
         }
     }
 

@@ -1600,6 +1600,9 @@ async fn resolve_hold(context: &ProxyContext, request: HoldRequest) -> Option<Re
             }
         }
     }
+    if refusal.is_none() {
+        request.approved();
+    }
     if let (
         None,
         crate::approvals::Outcome::Approved {

@@ -119,6 +119,19 @@ pub struct HoldRequest {
     pub approver_group: Option<String>,
     pub class: Option<Class>,
     pub timeout_ms: u64,
+    /// For an Execute: set once the portal's statement is approved, so that
+    /// continuing the same portal (after PortalSuspended) needs no new
+    /// approval. A new Bind makes a new portal state.
+    pub portal_approved: Option<Rc<Cell<bool>>>,
+}
+
+impl HoldRequest {
+    /// Called when the held statement was approved and will run.
+    pub fn approved(&self) {
+        if let Some(flag) = &self.portal_approved {
+            flag.set(true);
+        }
+    }
 }
 
 /// A decision and the statement it was taken on, remembered per name so an
@@ -128,6 +141,8 @@ struct Decided {
     sql: Rc<[u8]>,
     /// For portals: the Bind parameter formats and values, as on the wire.
     bind: Option<(Vec<u8>, Vec<u8>)>,
+    /// For portals: an approver approved this portal's execution.
+    approved: Rc<Cell<bool>>,
 }
 
 /// Decisions a name may carry: what the server confirmed, and changes from
@@ -395,6 +410,7 @@ impl PolicySession {
                     decision,
                     sql: Rc::from(*sql),
                     bind: None,
+                    approved: Rc::default(),
                 };
                 if !self
                     .statements
@@ -428,11 +444,13 @@ impl PolicySession {
                             parameter_formats.as_bytes().to_vec(),
                             parameters.as_bytes().to_vec(),
                         )),
+                        approved: Rc::default(),
                     },
                     None => Decided {
                         decision: self.unknown_decision(),
                         sql: Rc::from(&b"<bind of an unknown statement>"[..]),
                         bind: None,
+                        approved: Rc::default(),
                     },
                 };
                 if !self
@@ -448,11 +466,24 @@ impl PolicySession {
                 self.extended_open.set(true);
                 let decided = self.portals.borrow().lookup(portal, batch);
                 match decided {
-                    Some(decided) => self.enforce(
+                    // This portal's execution was approved; an Execute
+                    // continuing it runs the same approved statement.
+                    Some(decided)
+                        if decided.approved.get() && decided.decision.action == Action::Approve =>
+                    {
+                        Verdict::Forward
+                    }
+                    Some(decided) => match self.enforce(
                         &decided.decision,
                         &decided.sql,
                         decided.bind.as_ref().map(|(f, v)| (&f[..], &v[..])),
-                    ),
+                    ) {
+                        Verdict::Hold(mut request) => {
+                            request.portal_approved = Some(decided.approved.clone());
+                            Verdict::Hold(request)
+                        }
+                        other => other,
+                    },
                     // A portal sluice cannot account for: fail closed.
                     None => {
                         let decision = self.unknown_decision();
@@ -624,6 +655,7 @@ fn hold_request(decision: &Decision, sql: &[u8], bind: Option<(&[u8], &[u8])>) -
         // Every approve decision carries a timeout; without one the
         // registry's cap (approvals.wait_ms_max) applies.
         timeout_ms: decision.timeout_ms.unwrap_or(u64::MAX),
+        portal_approved: None,
     }
 }
 
@@ -692,6 +724,7 @@ mod tests {
         Some(Rc::new(Decided {
             sql: Rc::from(&b""[..]),
             bind: None,
+            approved: Rc::default(),
             decision: Decision {
                 action,
                 rule_id: None,

@@ -8,7 +8,7 @@
 //! * every error is a 4xx or 5xx status;
 //! * feeding the same bytes with a prefix cut off never turns an error
 //!   into a success that uses bytes beyond the cut;
-//! * the decision-body and URL parsers never panic.
+//! * the decision-body, URL and `--window` duration parsers never panic.
 
 use super::http::{parse_decision_body, parse_request, RequestLimits};
 
@@ -31,6 +31,7 @@ pub fn http_request(data: &[u8]) {
     let _ = parse_decision_body(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = text.parse::<super::client::HttpUrl>();
+        let _ = super::cli::parse_duration(text);
     }
 }
 

@@ -6,6 +6,12 @@
 //! the shard index, so a cancel locks exactly one shard. Shards are touched at
 //! session start, session end and on a cancel — never per statement — so the
 //! locks stay off the hot path and are uncontended in practice.
+//!
+//! A session that is holding a statement for approval has nothing running
+//! upstream: once the key checks out here, the session's pending approval
+//! is cancelled in the approval registry (`ApprovalRegistry::cancel_process`,
+//! which wakes the held session on its worker) instead of forwarding the
+//! cancel to the database (see `forward_cancel` in `session::pg`).
 
 use std::{
     collections::HashMap,

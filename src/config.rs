@@ -201,6 +201,13 @@ struct FileConfig {
     policy: Option<crate::policy::PolicyConfig>,
     #[serde(default)]
     masking: Option<crate::masking::MaskingConfig>,
+    /// Approval service: see `crate::approvals::config`.
+    #[serde(default)]
+    admin: Option<crate::approvals::config::AdminEntry>,
+    #[serde(default)]
+    approvals: Option<crate::approvals::config::ApprovalsEntry>,
+    #[serde(default)]
+    approvers: Vec<crate::approvals::config::ApproverEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +311,9 @@ pub struct Config {
     /// Masking of responses; None when the `[masking]` section is absent or
     /// disables it (responses are forwarded as the upstream sent them).
     pub masking: Option<std::sync::Arc<crate::masking::setup::MaskingSetup>>,
+    /// The admin listener and approval service; None when `[admin]` is
+    /// absent (then `approve` decisions are refused).
+    pub admin: Option<crate::approvals::AdminConfig>,
     /// Directory of the configuration file; relative paths are resolved against it.
     pub base_dir: PathBuf,
 }
@@ -806,6 +816,18 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         None => None,
         Some(entry) => Some(validate_ledger(entry, base_dir)?),
     };
+    let approver_groups = policy
+        .as_ref()
+        .map(|p| p.approver_groups())
+        .unwrap_or_default();
+    let admin = crate::approvals::config::validate(
+        file.admin,
+        file.approvals,
+        file.approvers,
+        &tls,
+        &approver_groups,
+        base_dir,
+    )?;
 
     Ok(Config {
         server,
@@ -817,6 +839,7 @@ fn validate(file: FileConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         ledger,
         policy,
         masking,
+        admin,
         base_dir: base_dir.to_path_buf(),
     })
 }

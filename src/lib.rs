@@ -12,12 +12,15 @@
 //! - [`upstream`]: connecting and authenticating to the real database.
 //! - [`server`]: the thread-per-core runtime, listeners and shutdown.
 
+pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod cancel;
 pub mod config;
 pub mod demo;
 pub mod devenv;
 pub mod masking;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod recording;

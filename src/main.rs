@@ -47,6 +47,16 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Approve or deny held statements through the admin listener.
+    ///
+    /// Uses SLUICE_ADMIN_URL (e.g. https://127.0.0.1:9443), SLUICE_ADMIN_TOKEN
+    /// (an approver's token) and SLUICE_ADMIN_CA (the CA of the admin
+    /// certificate; default: the system trust store). The demo writes
+    /// them to var/demo/admin.env.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// Bring up a complete local setup: PostgreSQL with demo data, TLS
     /// certificates, an agent token and sluice in front, until Ctrl-C.
     Demo {
@@ -59,6 +69,38 @@ enum Command {
         /// Port of the demo PostgreSQL server (loopback only).
         #[arg(long, default_value_t = 55432)]
         pg_port: u16,
+        /// Address of the admin listener (approvals, /metrics); default: the
+        /// --listen address with the next port.
+        #[arg(long)]
+        admin_listen: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Pending approvals, oldest first.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One approval with its full statement (pending or recently decided).
+    Show { id: String },
+    /// Run the held statement once.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Also allow statements of the same class in that session for this
+        /// long (e.g. 10m, 1h).
+        #[arg(long, value_parser = sluice::admin::cli::parse_duration)]
+        window: Option<std::time::Duration>,
+    },
+    /// Refuse the held statement (the agent gets SQLSTATE 42501).
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -117,6 +159,12 @@ fn main() -> ExitCode {
                     eprintln!("{}: tls: {e}", file.display());
                     return ExitCode::from(2);
                 }
+                if let Some(admin) = &config.admin {
+                    if let Err(e) = sluice::admin::check_tls(admin) {
+                        eprintln!("{}: admin: {e}", file.display());
+                        return ExitCode::from(2);
+                    }
+                }
                 for target in &config.targets {
                     if let Err(e) = sluice::tls::upstream_config(target) {
                         eprintln!("{}: targets.{}: {e}", file.display(), target.name);
@@ -124,13 +172,22 @@ fn main() -> ExitCode {
                     }
                 }
                 println!(
-                    "{}: OK ({} agents, {} targets, {} workers, listen {}, policy {}, recording {}, masking {})",
+                    "{}: OK ({} agents, {} targets, {} workers, listen {}, policy {}, approvals {}, recording {}, masking {})",
                     file.display(),
                     config.agents.len(),
                     config.targets.len(),
                     config.worker_count(),
                     config.listen,
                     if config.policy.is_some() { "on" } else { "off" },
+                    match &config.admin {
+                        Some(admin) => format!(
+                            "on (admin {}, {} approvers{})",
+                            admin.admin.listen,
+                            admin.approvals.approvers.len(),
+                            if admin.approvals.webhook.is_some() { ", webhook" } else { "" }
+                        ),
+                        None => "off".into(),
+                    },
                     match &config.ledger {
                         Some(l) => format!("{:?} into {}", l.durability, l.directory.display()).to_lowercase(),
                         None => "off".into(),
@@ -225,18 +282,40 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Approvals { command } => {
+            use sluice::admin::cli::{run, ApprovalsCommand as Cmd};
+            let command = match command {
+                ApprovalsCommand::List { json } => Cmd::List { json },
+                ApprovalsCommand::Show { id } => Cmd::Show { id },
+                ApprovalsCommand::Approve { id, reason, window } => {
+                    Cmd::Approve { id, reason, window }
+                }
+                ApprovalsCommand::Deny { id, reason } => Cmd::Deny { id, reason },
+            };
+            match run(command) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice approvals: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Demo {
             dir,
             listen,
             pg_port,
+            admin_listen,
         } => {
             init_logging();
-            run_demo(dir, listen, pg_port)
+            run_demo(dir, listen, pg_port, admin_listen)
         }
     }
 }
 
-fn run_demo(dir: PathBuf, listen: String, pg_port: u16) -> ExitCode {
+fn run_demo(dir: PathBuf, listen: String, pg_port: u16, admin_listen: Option<String>) -> ExitCode {
     let listen = match listen.parse() {
         Ok(address) => address,
         Err(e) => {
@@ -244,7 +323,19 @@ fn run_demo(dir: PathBuf, listen: String, pg_port: u16) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = sluice::demo::DemoOptions { listen, pg_port };
+    let admin_listen = match admin_listen.map(|a| a.parse()) {
+        None => None,
+        Some(Ok(address)) => Some(address),
+        Some(Err(e)) => {
+            eprintln!("sluice demo: --admin-listen is not an IP:port address: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = sluice::demo::DemoOptions {
+        listen,
+        pg_port,
+        admin_listen,
+    };
     match sluice::demo::run(&dir, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

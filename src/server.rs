@@ -8,9 +8,15 @@
 //!                               → [masking] → [recording] → upstream PostgreSQL
 //! ```
 //!
-//! Nothing mutable is shared between workers on the data path. The only
-//! cross-worker structure is the cancel-key registry (src/cancel.rs), which
-//! is touched at session start and end and on a cancel, never per message.
+//! Nothing mutable is shared between workers on the data path. The
+//! cross-worker structures are the cancel-key registry (src/cancel.rs),
+//! touched at session start and end and on a cancel, and the approval
+//! registry (src/approvals), touched when a statement is held or decided;
+//! neither is touched per message. Metrics (src/metrics.rs) are per-worker
+//! blocks that only their worker writes.
+//!
+//! The admin listener (src/admin) runs on its own threads beside the
+//! workers: approvals, `/metrics` and `/healthz` over TLS.
 
 use std::{
     cell::{Cell, RefCell},
@@ -65,6 +71,10 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error("recording: {0}")]
     Recorder(#[from] crate::recording::RecorderError),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
+    #[error("approvals webhook: {0}")]
+    Webhook(std::io::Error),
 }
 
 /// Everything the workers share read-only (plus the cancel registry).
@@ -81,6 +91,10 @@ pub struct Shared {
     pub mock_secret: [u8; 32],
     /// The ledger writer's shared side; None when recording is off.
     pub recorder: Option<Arc<crate::recording::RecorderShared>>,
+    /// Per-worker counters, summed by the admin listener's /metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Held statements awaiting a human; None without an `[admin]` section.
+    pub approvals: Option<Arc<crate::approvals::ApprovalRegistry>>,
 }
 
 /// A live session as its worker sees it, for idle sweeps and shutdown.
@@ -132,11 +146,17 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
     recorder: Option<crate::recording::Recorder>,
+    admin: Option<crate::admin::AdminHandle>,
 }
 
 impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin listener's address, when one runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr)
     }
 
     /// Begins a graceful shutdown: stop accepting, drain, then close.
@@ -148,6 +168,9 @@ impl ServerHandle {
     pub fn wait(self) {
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(admin) = self.admin {
+            admin.wait();
         }
         // Workers are gone, so no record can arrive any more: flush, sign the
         // final checkpoint and close the ledger.
@@ -270,6 +293,36 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         }
     };
     let pin = config.server.pin_workers;
+    let metrics = Arc::new(crate::metrics::Metrics::new(workers));
+    let approvals = match &config.admin {
+        None => None,
+        Some(admin) => {
+            let webhook = match &admin.approvals.webhook {
+                Some(settings) => Some(
+                    crate::approvals::webhook::WebhookSender::start(
+                        settings.clone(),
+                        metrics.clone(),
+                    )
+                    .map_err(ServerError::Webhook)?,
+                ),
+                None => None,
+            };
+            Some(Arc::new(crate::approvals::ApprovalRegistry::new(
+                admin.approvals.pending_max,
+                admin.approvals.wait_ms_max,
+                webhook,
+            )))
+        }
+    };
+    let admin = match (&config.admin, &approvals) {
+        (Some(admin), Some(registry)) => Some(crate::admin::start(
+            admin.clone(),
+            registry.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )?),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         config,
         tls_server,
@@ -279,6 +332,8 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         shutdown: shutdown.clone(),
         mock_secret,
         recorder: recorder.as_ref().map(|r| r.shared.clone()),
+        metrics,
+        approvals,
     });
     let cores = if pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -370,6 +425,7 @@ fn start_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<ServerHa
         threads,
         local_addr,
         recorder,
+        admin,
     })
 }
 

@@ -36,7 +36,7 @@ pub enum TlsSetupError {
     ServerName(String),
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -59,7 +59,7 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
-fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+pub(crate) fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let file = File::open(path).map_err(|source| TlsSetupError::Read {
         path: path.display().to_string(),
         source,
@@ -74,7 +74,7 @@ fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError
         })
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certificates(path)? {
         roots.add(cert)?;

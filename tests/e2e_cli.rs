@@ -53,6 +53,18 @@ fn check_config_accepts_a_valid_file_and_names_the_key_of_an_invalid_one() {
     std::fs::write(&path, &good).unwrap();
     let (code, out, err) = sluice(&["check-config", path.to_str().unwrap()], b"");
     assert_eq!(code, 0, "valid config rejected: {out}{err}");
+    let approver = sluice::auth::token::hash_token("slt_approver", 4096).to_string();
+    // The approval service's sections are validated too.
+    let with_admin = format!(
+        "{good}\n[admin]\nlisten = \"127.0.0.1:0\"\n[approvals]\npending_max = 8\n[[approvers]]\nname = \"alice\"\ngroups = [\"dba\"]\ntoken_hash = \"{approver}\"\n"
+    );
+    std::fs::write(&path, &with_admin).unwrap();
+    let (code, out, err) = sluice(&["check-config", path.to_str().unwrap()], b"");
+    assert_eq!(code, 0, "valid admin config rejected: {out}{err}");
+    assert!(
+        out.contains("approvals on (admin 127.0.0.1:0, 1 approvers)"),
+        "{out}"
+    );
 
     // The example config shipped in deploy/ parses (its files do not exist
     // on this machine, so only the file-reading step may fail).
@@ -76,6 +88,30 @@ fn check_config_accepts_a_valid_file_and_names_the_key_of_an_invalid_one() {
         (
             good.replace("tls = \"disable\"", "tls = \"maybe\""),
             "targets[0].tls",
+        ),
+        (
+            format!("{good}\n[[approvers]]\nname = \"a\"\ntoken_hash = \"{approver}\"\n"),
+            "approvers",
+        ),
+        (
+            format!("{good}\n[admin]\nlisten = \"nowhere\"\n"),
+            "admin.listen",
+        ),
+        (
+            format!("{good}\n[admin]\nlisten = \"127.0.0.1:0\"\nconnections_max = 0\n[[approvers]]\nname = \"a\"\ntoken_hash = \"{approver}\"\n"),
+            "admin.connections_max",
+        ),
+        (
+            format!("{good}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[approvers]]\nname = \"a\"\ntoken_hash = \"not-a-hash\"\n"),
+            "approvers[0].token_hash",
+        ),
+        (
+            format!("{good}\n[admin]\nlisten = \"127.0.0.1:0\"\n[approvals.webhook]\nurl = \"ftp://x\"\n[[approvers]]\nname = \"a\"\ntoken_hash = \"{approver}\"\n"),
+            "approvals.webhook.url",
+        ),
+        (
+            format!("{good}\n[admin]\nlisten = \"127.0.0.1:0\"\n[[approvers]]\nname = \"a\"\ngroups = [\"ops\"]\ntoken_hash = \"{approver}\"\n[policy]\nunknown = \"approve\"\napprover_group = \"dba\"\n"),
+            "approvers",
         ),
     ] {
         let p = dir.path().join("broken.toml");

@@ -59,6 +59,7 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     let options = sluice::demo::DemoOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
         pg_port: free_port(),
+        admin_listen: None,
     };
     let prepared = sluice::demo::prepare(&dir, &options).unwrap();
     let direct = read_env_file(&prepared.direct_env);
@@ -86,6 +87,7 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     for f in [
         "agent.env",
         "direct.env",
+        "admin.env",
         "upstream.password",
         "tls/server.key",
         "tls/ca.key",
@@ -103,6 +105,24 @@ fn demo_prepare_seeds_postgres_and_writes_private_files() {
     assert!(agent.contains(&("PGPASSWORD".to_string(), prepared.token.clone())));
     assert!(agent.contains(&("PGSSLMODE".to_string(), "verify-full".to_string())));
     assert!(agent.contains(&("PGUSER".to_string(), "demo-agent".to_string())));
+    // The approver's settings for `sluice approvals`; its token is not in the
+    // config either (only its hash).
+    let admin = read_env_file(&prepared.admin_env);
+    let admin_token = admin
+        .iter()
+        .find(|(k, _)| k == "SLUICE_ADMIN_TOKEN")
+        .map(|(_, v)| v.clone())
+        .expect("SLUICE_ADMIN_TOKEN in admin.env");
+    assert!(admin_token.starts_with("slt_"));
+    assert!(
+        !config.contains(&admin_token),
+        "approver token in sluice.toml"
+    );
+    assert!(admin.contains(&(
+        "SLUICE_ADMIN_URL".to_string(),
+        format!("https://localhost:{}", options.admin_address().port())
+    )));
+    assert!(config.contains("[admin]") && config.contains("name = \"demo-approver\""));
     // The generated config is valid for the real binary.
     let out = Command::new(SLUICE)
         .arg("check-config")
@@ -143,6 +163,7 @@ impl Demo {
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--pg-port", &pg_port.to_string()])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
@@ -258,6 +279,20 @@ fn sluice_demo_runs_and_stops_cleanly() {
             "{value} reached the agent: {masked}"
         );
     }
+    // The approver's CLI reaches the demo's admin listener with admin.env.
+    let admin = read_env_file(&dir.join("admin.env"));
+    let out = Command::new(SLUICE)
+        .args(["approvals", "list"])
+        .env_clear()
+        .envs(admin.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output_within(Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("no pending approvals"),
+        "{out:?}\n{}",
+        demo.log_tail()
+    );
     // A wrong token is refused.
     let mut wrong = agent.clone();
     wrong.retain(|(k, _)| k != "PGPASSWORD");

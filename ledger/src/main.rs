@@ -480,7 +480,7 @@ fn describe(record: &StoredRecord) -> String {
         RecordBody::ServerMessage { bytes } => format!("{} bytes: {}", bytes.len(), printable(bytes)),
         RecordBody::ServerMessageDigest { length_bytes, sha256 } => format!("{length_bytes} bytes, sha256 {}", json::hex(sha256)),
         RecordBody::PolicyDecision { statement, decision, rule, reason } => format!("{decision} by rule {rule:?}{}: {}", if reason.is_empty() { String::new() } else { format!(" ({reason})") }, printable(statement.as_bytes())),
-        RecordBody::ApprovalEvent { approval_id, approver, outcome, detail } => format!("approval {approval_id} {outcome} by {approver}: {detail}"),
+        RecordBody::ApprovalEvent { approval_id, approver, outcome, detail } => format!("approval {approval_id} {outcome}{}: {detail}", if approver.is_empty() { String::new() } else { format!(" by {approver}") }),
         RecordBody::MaskingSummary { values_masked, rules } => format!("{values_masked} values masked ({rules})"),
         RecordBody::SessionClosed { statements, client_messages, server_messages, client_bytes, server_bytes, denied_statements, reason } => format!(
             "{reason}: {statements} statements ({denied_statements} denied), {client_messages} client messages ({client_bytes} bytes), {server_messages} server messages ({server_bytes} bytes)"

@@ -138,6 +138,24 @@ impl std::fmt::Debug for CompiledPolicy {
 }
 
 impl CompiledPolicy {
+    /// Every approver group an `approve` decision of this policy can name
+    /// (so the configuration can check that each one has an approver).
+    pub fn approver_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.action == Action::Approve)
+            .filter_map(|r| r.approver_group.as_deref().map(str::to_string))
+            .collect();
+        let fallback_approves = self.default == Action::Approve || self.unknown == Action::Approve;
+        if let (true, Some(group)) = (fallback_approves, &self.approver_group) {
+            groups.push(group.to_string());
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+
     /// The decision for a whole Query: the strictest over its statements.
     pub fn decide<G: AsRef<str>>(
         &self,

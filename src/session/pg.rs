@@ -5,6 +5,7 @@ use std::{
     cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,17 +17,19 @@ use sluice_ledger::{Record, RecordBody, SessionId};
 
 use super::{
     masking::{MaskFailure, SessionMasking},
-    policy::{PolicySession, Verdict},
+    policy::{HoldRequest, PolicySession, Verdict},
     refusal::{Refusal, Refusals},
     ErrorSource, Phase,
 };
 use crate::{
+    approvals::hold::{self, HoldContext},
     auth::{
         scram::{advertised_mechanisms, ChannelBinding, ScramError, ScramServer},
         token::{mock_verifier, ScramVerifier},
     },
     cancel::CancelTarget,
     config::{Agent, Target},
+    metrics::Metrics,
     protocol::pg::{
         build::{self, Severity},
         frames, looks_like_tls_client_hello, needed_bytes, next_startup_packet, parse_frontend,
@@ -161,6 +164,12 @@ struct SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
+        self.worker
+            .shared
+            .metrics
+            .worker(self.worker.index)
+            .connections_closed
+            .add(1);
         if self.overflow {
             self.worker.overflow.set(self.worker.overflow.get() - 1);
         } else {
@@ -183,6 +192,12 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     } else {
         worker.active.set(worker.active.get() + 1);
     }
+    worker
+        .shared
+        .metrics
+        .worker(worker.index)
+        .connections_opened
+        .add(1);
     let _slot = SlotGuard {
         worker: worker.clone(),
         overflow,
@@ -213,6 +228,7 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
         Ok(Err(failure)) => {
+            count_error(&worker, &failure);
             finish_with(&writer, session_id, peer, failure).await;
             return;
         }
@@ -224,10 +240,23 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     };
     if let Err(failure) = serve(&worker, session_id, peer, reader, &writer, buffer, admitted).await
     {
+        count_error(&worker, &failure);
         finish_with(&writer, session_id, peer, failure).await;
         return;
     }
     writer.close().await;
+}
+
+/// Counts a session-ending failure by source, except an agent that simply
+/// left (not an error).
+fn count_error(worker: &Worker, failure: &Failure) {
+    if failure.reply.is_some() || failure.source != ErrorSource::Downstream {
+        worker
+            .shared
+            .metrics
+            .worker(worker.index)
+            .error(failure.source);
+    }
 }
 
 async fn finish_with(
@@ -775,6 +804,17 @@ async fn scram_exchange(
 
 async fn forward_cancel(worker: &Rc<Worker>, process_id: u32, secret: &[u8], peer: SocketAddr) {
     match worker.shared.cancel.lookup(process_id, secret) {
+        // A session holding a statement for approval has nothing running
+        // upstream: the cancel withdraws the request instead.
+        Some(_)
+            if worker
+                .shared
+                .approvals
+                .as_ref()
+                .is_some_and(|approvals| approvals.cancel_process(process_id)) =>
+        {
+            tracing::info!(%peer, phase = "negotiate", process_id, "cancel withdrew a held statement's approval request");
+        }
         Some(target) => {
             if let Err(e) = upstream::send_cancel(&target, CANCEL_FORWARD_TIMEOUT).await {
                 tracing::warn!(%peer, phase = "negotiate", source = "upstream", "cancel forwarding failed: {e}");
@@ -975,8 +1015,20 @@ async fn serve(
         counters: SessionCounters::default(),
         message_bytes_max: limits.message_bytes_max,
         server_message_bytes_max: limits.server_message_bytes_max,
+        metrics: worker.shared.metrics.clone(),
+        worker_index: worker.index,
+        hold: worker.shared.approvals.clone().map(|registry| HoldContext {
+            registry,
+            agent: agent.name.clone(),
+            target: target.name.clone(),
+            session: hex(&ledger_session),
+            process_id,
+            worker: worker.index,
+        }),
+        client_fd: client_reader.raw_fd(),
         policy: worker.shared.config.policy.clone().map(|policy| {
-            let session = PolicySession::new(policy, &agent.name, &agent.groups, &target.name);
+            let session = PolicySession::new(policy, &agent.name, &agent.groups, &target.name)
+                .with_approvals(worker.shared.approvals.is_some());
             // The server's startup ParameterStatus (client_encoding) counts too.
             for frame in frames(&upstream.relay, usize::MAX).flatten() {
                 session.observe_backend(frame.tag, frame.body);
@@ -1048,6 +1100,7 @@ async fn serve(
     let (outcome, close_reason) = match outcome {
         Err(failure) => {
             let reason = failure.log.clone();
+            count_error(worker, &failure);
             finish_with(client_writer, session_id, peer, failure).await;
             (Ok(()), reason)
         }
@@ -1121,6 +1174,12 @@ struct ProxyContext {
     /// The masking stage of the upstream → agent direction; None when
     /// masking is off.
     masking: Option<RefCell<SessionMasking>>,
+    metrics: Arc<Metrics>,
+    worker_index: usize,
+    /// Holding statements for approval; None without an approval service.
+    hold: Option<HoldContext>,
+    /// The agent's socket, to notice it leaving while a statement is held.
+    client_fd: std::os::fd::RawFd,
 }
 
 /// A masking failure ends the session with a protocol-correct error.
@@ -1260,6 +1319,11 @@ async fn client_to_upstream(
         let mut statements = 0u64;
         let mut plan: Vec<Planned> = Vec::new();
         let mut decisions: Vec<RecordBody> = Vec::new();
+        // A message held for approval ends the chunk: nothing after it is
+        // planned until its outcome is known.
+        let mut held: Option<(usize, HoldRequest)> = None;
+        let mut tally = DecisionTally::default();
+        let mut resumed = false;
         let saved_flags = context.refusals.borrow().discard_flags();
         let mut consumed = 0usize;
         for frame in framed.by_ref() {
@@ -1306,13 +1370,23 @@ async fn client_to_upstream(
                             context.refusals.borrow_mut().plan_refusal(frame.tag);
                             Planned::Refuse(refusal)
                         }
+                        Verdict::Hold(request) => {
+                            held = Some((frame.wire_len(), request));
+                            Planned::Forward
+                        }
                     },
                 }
             };
+            if matches!(frame.tag, b'Q' | b'E' | b'F') {
+                tally.count(&planned, held.is_some());
+            }
             if let (Some(policy), false) = (&context.policy, matches!(planned, Planned::Drop)) {
                 // A refused Query or FunctionCall becomes a probe Query:
                 // either way one batch is sent.
                 policy.sent(frame.tag);
+            }
+            if held.is_some() {
+                break;
             }
             plan.push(planned);
             if frame.tag == b'X' {
@@ -1320,6 +1394,7 @@ async fn client_to_upstream(
                 break;
             }
         }
+        tally.flush(context);
         if consumed > 0 {
             let chunk = buffer.split_to(consumed).freeze();
             let counters = &context.counters;
@@ -1332,10 +1407,25 @@ async fn client_to_upstream(
             counters
                 .client_bytes
                 .set(counters.client_bytes.get() + consumed as u64);
+            context
+                .metrics
+                .worker(context.worker_index)
+                .bytes_from_agents
+                .add(consumed as u64);
             // Something is in flight until the server's next ReadyForQuery.
             control.idle_in_protocol.set(false);
             let forward_all = plan.iter().all(|p| matches!(p, Planned::Forward));
-            let outgoing = match record_chunk(context, &chunk, decisions).await {
+            let recorded = record_chunk(context, &chunk, decisions).await;
+            // The held message is the chunk's last; it is resolved after
+            // everything before it has been sent.
+            let (chunk, held) = match (held, &recorded) {
+                (Some((length, request)), Ok(())) => {
+                    let split = chunk.len() - length;
+                    (chunk.slice(..split), Some((chunk.slice(split..), request)))
+                }
+                _ => (chunk, None),
+            };
+            let outgoing = match recorded {
                 Ok(()) if forward_all => chunk,
                 Ok(()) => {
                     let mut refusals = context.refusals.borrow_mut();
@@ -1388,12 +1478,25 @@ async fn client_to_upstream(
             }
             if !outgoing.is_empty() {
                 if let Err(e) = upstream.write(outgoing).await {
-                    return Err(Failure::new(
-                        ErrorSource::Upstream,
-                        Phase::Proxy,
-                        sqlstate::CONNECTION_FAILURE,
-                        format!("lost the upstream connection: {e}"),
-                    ));
+                    return Err(lost_upstream(e));
+                }
+            }
+            if let Some((message, request)) = held {
+                resumed = true;
+                let outgoing = match resolve_hold(context, request).await {
+                    None => message,
+                    Some(refusal) => {
+                        let mut refusals = context.refusals.borrow_mut();
+                        let mut out = BytesMut::new();
+                        if let Some(Ok(frame)) = frames(&message, usize::MAX).next() {
+                            refusals.plan_refusal(frame.tag);
+                            refusals.emit_probe(frame, &refusal, &mut out);
+                        }
+                        out.freeze()
+                    }
+                };
+                if let Err(e) = upstream.write(outgoing).await {
+                    return Err(lost_upstream(e));
                 }
             }
         }
@@ -1408,10 +1511,155 @@ async fn client_to_upstream(
         if terminated {
             return Ok(());
         }
+        // After a hold, the agent's next messages may already be buffered
+        // (a pipeline): frame them before waiting for more.
+        if resumed {
+            continue;
+        }
         if !read_more_proxied(reader, &mut buffer, control, ErrorSource::Downstream).await? {
             return Ok(());
         }
     }
+}
+
+fn lost_upstream(e: std::io::Error) -> Failure {
+    Failure::new(
+        ErrorSource::Upstream,
+        Phase::Proxy,
+        sqlstate::CONNECTION_FAILURE,
+        format!("lost the upstream connection: {e}"),
+    )
+}
+
+/// Statement decisions of one chunk, added to the worker's metrics once.
+#[derive(Default)]
+struct DecisionTally {
+    allowed: u64,
+    blocked: u64,
+    held: u64,
+}
+
+impl DecisionTally {
+    fn count(&mut self, planned: &Planned, held: bool) {
+        match planned {
+            _ if held => self.held += 1,
+            Planned::Forward => self.allowed += 1,
+            Planned::Refuse(_) => self.blocked += 1,
+            Planned::Drop => {}
+        }
+    }
+
+    fn flush(&self, context: &ProxyContext) {
+        let metrics = context.metrics.worker(context.worker_index);
+        if self.allowed > 0 {
+            metrics.statements_allowed.add(self.allowed);
+        }
+        if self.blocked > 0 {
+            metrics.statements_blocked.add(self.blocked);
+        }
+        if self.held > 0 {
+            metrics.statements_held.add(self.held);
+        }
+    }
+}
+
+/// Holds a statement until its approval's outcome. None: forward it (it was
+/// approved and the approval is recorded); Some: refuse it with this.
+async fn resolve_hold(context: &ProxyContext, request: HoldRequest) -> Option<Refusal> {
+    let Some(hold_context) = &context.hold else {
+        return Some(Refusal {
+            sqlstate: sqlstate::INTERNAL_ERROR,
+            message: "sluice has no approval service for this session".into(),
+            hint: None,
+        });
+    };
+    let (ticket, wait_ms) = match hold_context.submit(&request) {
+        Ok(submitted) => submitted,
+        Err(refusal) => return Some(refusal),
+    };
+    let id = ticket.id.clone();
+    let requested_ns = now_ns();
+    tracing::info!(
+        phase = "approval",
+        approval = %id,
+        rule = %request.rule,
+        agent = %hold_context.agent,
+        target = %hold_context.target,
+        wait_ms,
+        "statement held for approval"
+    );
+    if let Some(recording) = &context.recording {
+        let record = recording.record(hold::requested_record(&id, &request, wait_ms));
+        if let Err(fault) = recording.recorder.submit([record], false) {
+            tracing::warn!(
+                phase = "recording",
+                source = "internal",
+                "approval request not recorded: {}",
+                fault.message
+            );
+        }
+    }
+    let notice = hold::notice(&id, &request, wait_ms);
+    let outcome = match context.control.client.write(notice.freeze()).await {
+        Ok(()) => hold::wait(&hold_context.registry, ticket, wait_ms, context.client_fd).await,
+        Err(_) => hold_context.registry.withdraw(
+            &ticket,
+            crate::approvals::Outcome::Withdrawn {
+                why: "the agent's connection failed".into(),
+            },
+        ),
+    };
+    let decided_ns = now_ns();
+    context.metrics.worker(context.worker_index).approval(
+        outcome.result(),
+        decided_ns.saturating_sub(requested_ns) / 1_000_000,
+    );
+    tracing::info!(
+        phase = "approval",
+        approval = %id,
+        outcome = outcome.result().as_str(),
+        approver = outcome.approver().unwrap_or(""),
+        "approval resolved"
+    );
+    let refusal = hold::refusal(&id, &request, &outcome, wait_ms);
+    if let Some(recording) = &context.recording {
+        let record = recording.record(hold::decided_record(
+            &id,
+            &request,
+            &outcome,
+            requested_ns,
+            decided_ns,
+        ));
+        // An approved statement runs only once its approval is recorded
+        // (in strict mode: durable).
+        let must_wait = recording.recorder.strict() && refusal.is_none();
+        let durable = match recording.recorder.submit([record], must_wait) {
+            Ok(slot) if must_wait => slot.wait().await,
+            Ok(_) => Ok(()),
+            Err(fault) => Err(fault),
+        };
+        if let Err(fault) = durable {
+            if refusal.is_none() {
+                return Some(ledger_refusal(&fault));
+            }
+        }
+    }
+    if refusal.is_none() {
+        request.approved();
+    }
+    if let (
+        None,
+        crate::approvals::Outcome::Approved {
+            window_ms: Some(window_ms),
+            ..
+        },
+    ) = (&refusal, &outcome)
+    {
+        if let Some(policy) = &context.policy {
+            policy.grant_window(request.class, Duration::from_millis(*window_ms));
+        }
+    }
+    refusal
 }
 
 /// Reads more of one direction's stream into `buffer` (growing it first to
@@ -1547,6 +1795,11 @@ async fn upstream_to_client(
                 counters
                     .server_bytes
                     .set(counters.server_bytes.get() + chunk.len() as u64);
+                context
+                    .metrics
+                    .worker(context.worker_index)
+                    .bytes_to_agents
+                    .add(chunk.len() as u64);
                 record_delivery(&context, &chunk).await;
                 if let Err(e) = client.write(chunk).await {
                     return Err(Failure::silent(

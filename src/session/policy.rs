@@ -27,9 +27,16 @@
 //! bytes (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) are refused at startup, and
 //! statements that could switch to one are blocked.
 
-use std::{collections::HashMap, rc::Rc, sync::Arc};
+use std::{
+    collections::HashMap,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use std::cell::{Cell, RefCell};
+
+use sha2::{Digest, Sha256};
 
 use sluice_ledger::RecordBody;
 
@@ -94,14 +101,56 @@ pub fn client_encoding_is_safe(name: &str) -> bool {
 pub enum Verdict {
     Forward,
     Refuse(Refusal),
+    /// Hold the message until a human decides (see `crate::approvals`).
+    Hold(HoldRequest),
+}
+
+/// A statement to hold for approval: what approvers see and what the
+/// approval binds to.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    /// The full statement text (lossy UTF-8); for an Execute, the prepared
+    /// statement's text and the Bind parameters.
+    pub statement: String,
+    /// SHA-256 (hex) of exactly what runs: the Query text, or the Parse text
+    /// with the Bind parameters and their formats.
+    pub statement_sha256: String,
+    pub rule: String,
+    pub approver_group: Option<String>,
+    pub class: Option<Class>,
+    pub timeout_ms: u64,
+    /// For an Execute: set once the portal's statement is approved, so that
+    /// continuing the same portal (after PortalSuspended) needs no new
+    /// approval. A new Bind makes a new portal state.
+    pub portal_approved: Option<Rc<Cell<bool>>>,
+}
+
+impl HoldRequest {
+    /// Called when the held statement was approved and will run.
+    pub fn approved(&self) {
+        if let Some(flag) = &self.portal_approved {
+            flag.set(true);
+        }
+    }
+}
+
+/// A decision and the statement it was taken on, remembered per name so an
+/// Execute can show approvers what it would run.
+struct Decided {
+    decision: Decision,
+    sql: Rc<[u8]>,
+    /// For portals: the Bind parameter formats and values, as on the wire.
+    bind: Option<(Vec<u8>, Vec<u8>)>,
+    /// For portals: an approver approved this portal's execution.
+    approved: Rc<Cell<bool>>,
 }
 
 /// Decisions a name may carry: what the server confirmed, and changes from
 /// batches whose outcome is not known yet (`None` = closed).
 #[derive(Default)]
 struct NameState {
-    confirmed: Option<Rc<Decision>>,
-    pending: Vec<(u64, Option<Rc<Decision>>)>,
+    confirmed: Option<Rc<Decided>>,
+    pending: Vec<(u64, Option<Rc<Decided>>)>,
 }
 
 /// Names (statements or portals) and their decisions.
@@ -110,16 +159,20 @@ struct Names {
     map: HashMap<Vec<u8>, NameState>,
 }
 
-fn stricter(a: Option<Rc<Decision>>, b: Option<Rc<Decision>>) -> Option<Rc<Decision>> {
+fn stricter(a: Option<Rc<Decided>>, b: Option<Rc<Decided>>) -> Option<Rc<Decided>> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if b.action > a.action { b } else { a }),
+        (Some(a), Some(b)) => Some(if b.decision.action > a.decision.action {
+            b
+        } else {
+            a
+        }),
         (a, None) => a,
         (None, b) => b,
     }
 }
 
 impl Names {
-    fn set(&mut self, name: &[u8], batch: u64, decision: Option<Rc<Decision>>) -> bool {
+    fn set(&mut self, name: &[u8], batch: u64, decision: Option<Rc<Decided>>) -> bool {
         if !self.map.contains_key(name) && self.map.len() >= NAMED_STATEMENTS_MAX {
             return false;
         }
@@ -130,7 +183,7 @@ impl Names {
 
     /// The decision in force for `name` as seen from batch `batch`, or None
     /// when sluice cannot account for the name.
-    fn lookup(&self, name: &[u8], batch: u64) -> Option<Rc<Decision>> {
+    fn lookup(&self, name: &[u8], batch: u64) -> Option<Rc<Decided>> {
         let state = self.map.get(name)?;
         if let Some((_, latest)) = state.pending.iter().rev().find(|(b, _)| *b == batch) {
             return latest.clone();
@@ -148,7 +201,7 @@ impl Names {
     /// otherwise each touched name keeps the strictest possibility.
     fn settle(&mut self, batch: u64, had_error: bool) {
         self.map.retain(|_, state| {
-            let changes: Vec<Option<Rc<Decision>>> = state
+            let changes: Vec<Option<Rc<Decided>>> = state
                 .pending
                 .iter()
                 .filter(|(b, _)| *b <= batch)
@@ -221,6 +274,11 @@ pub struct PolicySession {
     error_seen: Cell<bool>,
     /// The server's client_encoding is one sluice cannot lex.
     unsafe_encoding: Cell<bool>,
+    /// Whether an approval service runs; without one, `approve` refuses.
+    approvals: bool,
+    /// Time windows approvers granted in this session: statements of the
+    /// class run without a new approval until the instant.
+    windows: RefCell<Vec<(Option<Class>, Instant)>>,
 }
 
 impl PolicySession {
@@ -238,7 +296,32 @@ impl PolicySession {
             extended_open: Cell::new(false),
             error_seen: Cell::new(false),
             unsafe_encoding: Cell::new(false),
+            approvals: false,
+            windows: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Turns on holding for `approve` decisions (an approval service runs).
+    pub fn with_approvals(mut self, enabled: bool) -> Self {
+        self.approvals = enabled;
+        self
+    }
+
+    /// An approver granted a window: statements of `class` run without a
+    /// new approval in this session for `window`.
+    pub fn grant_window(&self, class: Option<Class>, window: Duration) {
+        let until = Instant::now() + window;
+        let mut windows = self.windows.borrow_mut();
+        windows.retain(|(c, end)| *c != class && *end > Instant::now());
+        windows.push((class, until));
+    }
+
+    fn window_covers(&self, class: Option<Class>) -> bool {
+        let now = Instant::now();
+        self.windows
+            .borrow()
+            .iter()
+            .any(|(c, end)| *c == class && *end > now)
     }
 
     fn classify(&self, sql: &[u8], standard_conforming_strings: bool) -> Vec<ClassifiedStatement> {
@@ -310,7 +393,7 @@ impl PolicySession {
                 }
                 let (decision, _, prepared) = self.decide_sql(sql);
                 records.push(decision_record(sql, &decision));
-                let verdict = self.enforce(&decision);
+                let verdict = self.enforce(&decision, sql, None);
                 if matches!(verdict, Verdict::Forward) {
                     let mut names = self.prepared.borrow_mut();
                     for (name, summary) in prepared {
@@ -323,10 +406,16 @@ impl PolicySession {
                 self.extended_open.set(true);
                 let (decision, summary, _) = self.decide_sql(sql);
                 records.push(decision_record(sql, &decision));
+                let decided = Decided {
+                    decision,
+                    sql: Rc::from(*sql),
+                    bind: None,
+                    approved: Rc::default(),
+                };
                 if !self
                     .statements
                     .borrow_mut()
-                    .set(statement, batch, Some(Rc::new(decision)))
+                    .set(statement, batch, Some(Rc::new(decided)))
                 {
                     return Verdict::Refuse(limit_refusal("prepared statements"));
                 }
@@ -339,32 +428,68 @@ impl PolicySession {
                 Verdict::Forward
             }
             FrontendMessage::Bind {
-                portal, statement, ..
+                portal,
+                statement,
+                parameter_formats,
+                parameters,
+                ..
             } => {
                 self.extended_open.set(true);
-                let decision = self
-                    .statements
-                    .borrow()
-                    .lookup(statement, batch)
-                    .unwrap_or_else(|| Rc::new(self.unknown_decision()));
-                if !self.portals.borrow_mut().set(portal, batch, Some(decision)) {
+                let parsed = self.statements.borrow().lookup(statement, batch);
+                let decided = match parsed {
+                    Some(parsed) => Decided {
+                        decision: parsed.decision.clone(),
+                        sql: parsed.sql.clone(),
+                        bind: Some((
+                            parameter_formats.as_bytes().to_vec(),
+                            parameters.as_bytes().to_vec(),
+                        )),
+                        approved: Rc::default(),
+                    },
+                    None => Decided {
+                        decision: self.unknown_decision(),
+                        sql: Rc::from(&b"<bind of an unknown statement>"[..]),
+                        bind: None,
+                        approved: Rc::default(),
+                    },
+                };
+                if !self
+                    .portals
+                    .borrow_mut()
+                    .set(portal, batch, Some(Rc::new(decided)))
+                {
                     return Verdict::Refuse(limit_refusal("portals"));
                 }
                 Verdict::Forward
             }
             FrontendMessage::Execute { portal, .. } => {
                 self.extended_open.set(true);
-                let decision = self.portals.borrow().lookup(portal, batch);
-                match decision {
-                    Some(decision) => self.enforce(&decision),
+                let decided = self.portals.borrow().lookup(portal, batch);
+                match decided {
+                    // This portal's execution was approved; an Execute
+                    // continuing it runs the same approved statement.
+                    Some(decided)
+                        if decided.approved.get() && decided.decision.action == Action::Approve =>
+                    {
+                        Verdict::Forward
+                    }
+                    Some(decided) => match self.enforce(
+                        &decided.decision,
+                        &decided.sql,
+                        decided.bind.as_ref().map(|(f, v)| (&f[..], &v[..])),
+                    ) {
+                        Verdict::Hold(mut request) => {
+                            request.portal_approved = Some(decided.approved.clone());
+                            Verdict::Hold(request)
+                        }
+                        other => other,
+                    },
                     // A portal sluice cannot account for: fail closed.
                     None => {
                         let decision = self.unknown_decision();
-                        records.push(decision_record(
-                            b"<execute of an unknown portal>",
-                            &decision,
-                        ));
-                        self.enforce(&decision)
+                        let text = b"<execute of an unknown portal>";
+                        records.push(decision_record(text, &decision));
+                        self.enforce(&decision, text, None)
                     }
                 }
             }
@@ -380,16 +505,20 @@ impl PolicySession {
                 }
                 Verdict::Forward
             }
-            FrontendMessage::Describe { .. } | FrontendMessage::Flush => {
+            FrontendMessage::Describe { .. } => {
                 self.extended_open.set(true);
                 Verdict::Forward
             }
+            // A Flush cannot fail, so it cannot put the server into the
+            // skip-to-Sync state: libpq's pipeline mode sends one after its
+            // Sync, and a Query may follow.
+            FrontendMessage::Flush => Verdict::Forward,
             // A fast-path function call names a function by OID: sluice
             // cannot tell what it does, so it is decided as unknown SQL.
             FrontendMessage::FunctionCall { .. } => {
                 let decision = self.unknown_decision();
                 records.push(decision_record(b"<function call>", &decision));
-                self.enforce(&decision)
+                self.enforce(&decision, b"<function call>", None)
             }
             _ => Verdict::Forward,
         }
@@ -435,7 +564,9 @@ impl PolicySession {
         }
     }
 
-    fn enforce(&self, decision: &Decision) -> Verdict {
+    /// The verdict for a decision on `sql` (with Bind formats and values
+    /// for an Execute).
+    fn enforce(&self, decision: &Decision, sql: &[u8], bind: Option<(&[u8], &[u8])>) -> Verdict {
         match decision.action {
             Action::Allow => Verdict::Forward,
             Action::Block => Verdict::Refuse(Refusal {
@@ -452,7 +583,13 @@ impl PolicySession {
                     }),
                 hint: None,
             }),
-            // Human approval is not available in this build: fail closed.
+            Action::Approve if self.approvals => {
+                if self.window_covers(decision.class) {
+                    return Verdict::Forward;
+                }
+                Verdict::Hold(hold_request(decision, sql, bind))
+            }
+            // No approval service is configured: fail closed.
             Action::Approve => Verdict::Refuse(Refusal {
                 sqlstate: sqlstate::INSUFFICIENT_PRIVILEGE,
                 message: format!(
@@ -484,6 +621,69 @@ fn switches_encoding(sql: &[u8]) -> bool {
     }) || contains(b"set_config");
     sets && (contains(b"client_encoding") || contains(b"u&"))
         || words.windows(2).any(|w| w[0] == b"set" && w[1] == b"names")
+}
+
+fn hold_request(decision: &Decision, sql: &[u8], bind: Option<(&[u8], &[u8])>) -> HoldRequest {
+    let mut hash = Sha256::new();
+    let mut statement = String::from_utf8_lossy(sql).into_owned();
+    match bind {
+        None => {
+            hash.update(b"query\0");
+            hash.update(sql);
+        }
+        Some((formats, values)) => {
+            // Length-prefixed so no two (text, formats, values) collide.
+            hash.update(b"execute\0");
+            for part in [sql, formats, values] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part);
+            }
+            if !values.is_empty() {
+                statement.push_str(&format!(
+                    "\n-- bind parameters (wire format): {}",
+                    describe_parameters(values)
+                ));
+            }
+        }
+    }
+    HoldRequest {
+        statement,
+        statement_sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        rule: rule_name(decision),
+        approver_group: decision.approver_group.as_deref().map(str::to_string),
+        class: decision.class,
+        // Every approve decision carries a timeout; without one the
+        // registry's cap (approvals.wait_ms_max) applies.
+        timeout_ms: decision.timeout_ms.unwrap_or(u64::MAX),
+        portal_approved: None,
+    }
+}
+
+/// Bind values for approvers: text values quoted, NULLs and binary values
+/// described (binary by length; the hash covers their bytes).
+fn describe_parameters(values: &[u8]) -> String {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at + 4 <= values.len() {
+        let length =
+            i32::from_be_bytes([values[at], values[at + 1], values[at + 2], values[at + 3]]);
+        at += 4;
+        let number = parts.len() + 1;
+        if length < 0 {
+            parts.push(format!("${number}=NULL"));
+            continue;
+        }
+        let end = (at + length as usize).min(values.len());
+        let value = &values[at..end];
+        at = end;
+        match std::str::from_utf8(value) {
+            Ok(text) if !text.chars().any(char::is_control) => {
+                parts.push(format!("${number}='{}'", text.replace('\'', "''")))
+            }
+            _ => parts.push(format!("${number}=<{} bytes>", value.len())),
+        }
+    }
+    parts.join(", ")
 }
 
 fn rule_name(decision: &Decision) -> String {
@@ -520,21 +720,26 @@ fn decision_record(sql: &[u8], decision: &Decision) -> RecordBody {
 mod tests {
     use super::*;
 
-    fn decision(action: Action) -> Option<Rc<Decision>> {
-        Some(Rc::new(Decision {
-            action,
-            rule_id: None,
-            fallback: None,
-            message: None,
-            approver_group: None,
-            timeout_ms: None,
-            statement_index: None,
-            class: None,
+    fn decision(action: Action) -> Option<Rc<Decided>> {
+        Some(Rc::new(Decided {
+            sql: Rc::from(&b""[..]),
+            bind: None,
+            approved: Rc::default(),
+            decision: Decision {
+                action,
+                rule_id: None,
+                fallback: None,
+                message: None,
+                approver_group: None,
+                timeout_ms: None,
+                statement_index: None,
+                class: None,
+            },
         }))
     }
 
-    fn action(d: Option<Rc<Decision>>) -> Option<Action> {
-        d.map(|d| d.action)
+    fn action(d: Option<Rc<Decided>>) -> Option<Action> {
+        d.map(|d| d.decision.action)
     }
 
     #[test]

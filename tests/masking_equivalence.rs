@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use regex::bytes::Regex;
 use sluice::masking::corpus::{benign, sensitive, Rng};
 use sluice::masking::engine::{
-    builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
+    builtin_detectors, numeric_runs_naive, CustomDetector, CustomValidator, DetectorDef,
+    DetectorKind, NumericRun, NumericRuns,
 };
 use sluice::masking::reference::Reference;
 use sluice::masking::{Builtin, DetectorSet, Engine, Style};
@@ -118,6 +119,28 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+
+    /// The block-wise run finder returns exactly the runs a byte-by-byte
+    /// walk finds, including runs that cross 64-byte blocks, start in an
+    /// earlier block than their first digit, or span several blocks.
+    #[test]
+    fn numeric_runs_match_naive_walk(
+        parts in proptest::collection::vec(
+            (proptest::sample::select(vec![
+                "0123456789", "0123456789 -.()+", " ", "ab", "a1.", "\u{e9}9", "-- ", "....",
+            ]), 0usize..150),
+            0..12,
+        ),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut t = Vec::new();
+        for (alphabet, n) in parts {
+            t.extend_from_slice(rng.chars(alphabet.as_bytes(), n).as_bytes());
+        }
+        let fast: Vec<NumericRun> = NumericRuns::new(&t).collect();
+        prop_assert_eq!(fast, numeric_runs_naive(&t), "text {:?}", String::from_utf8_lossy(&t));
     }
 
     #[test]

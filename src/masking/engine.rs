@@ -331,9 +331,6 @@ impl Engine {
             scratch,
             candidates: Vec::with_capacity(256),
             findings: Vec::with_capacity(64),
-            starts: Vec::with_capacity(64),
-            ends: Vec::with_capacity(64),
-            digits_before: Vec::with_capacity(64),
         })
     }
 }
@@ -355,9 +352,6 @@ pub struct Scanner {
     scratch: Option<Scratch>,
     candidates: Vec<Finding>,
     findings: Vec<Finding>,
-    starts: Vec<usize>,
-    ends: Vec<usize>,
-    digits_before: Vec<u16>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -418,27 +412,259 @@ fn confirm_longest(
     }
 }
 
-/// Index of the first ASCII digit at or after `from`, eight bytes at a time.
-#[inline]
-fn next_digit(text: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while i + 8 <= text.len() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&text[i..i + 8]);
-        let x = u64::from_le_bytes(w);
-        // A byte is a digit when (b ^ 0x30) < 10; for ASCII bytes that is
-        // "(b ^ 0x30) + 0x76 has no bit 7 and b has no bit 7".
-        let y = x ^ (0x30 * LO);
-        let t = (y & !HI).wrapping_add(0x76 * LO);
-        let digits = !(t | y | x) & HI;
-        if digits != 0 {
-            return Some(i + (digits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
+/// A maximal run of digits and `[ ().+-]` that holds at least one digit:
+/// every card, SSN, phone number and IPv4 address lies inside one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumericRun {
+    pub start: usize,
+    pub end: usize,
+    pub digits: usize,
+    pub dots: usize,
+}
+
+/// Bytes classified at once by [`classify_block`].
+const BLOCK_BYTES: usize = 64;
+
+/// Byte classes of one block, one bit per byte (bit `i` is byte `i`).
+#[derive(Debug, Clone, Copy, Default)]
+struct BlockClasses {
+    /// Digits and `[ ().+-]`.
+    numeric: u64,
+    digit: u64,
+    dot: u64,
+}
+
+/// Classifies 64 bytes with SSE2 (part of the x86-64 baseline, so no
+/// run-time detection is needed): 16 bytes per compare instead of a table
+/// load and a branch per byte.
+#[cfg(target_arch = "x86_64")]
+fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut out = BlockClasses::default();
+    for lane in 0..BLOCK_BYTES / 16 {
+        // SAFETY: SSE2 is always present on x86-64, and the unaligned load
+        // reads 16 bytes inside `block` (lane < 4).
+        let (numeric, digit, dot) = unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
+            let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+            // Signed compares: bytes of 0x80 and above are negative, so they
+            // are never taken for digits.
+            let digit = _mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'0' as i8 - 1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(b'9' as i8 + 1)),
+            );
+            let dot = eq(b'.');
+            let punct = _mm_or_si128(
+                _mm_or_si128(eq(b' '), eq(b'(')),
+                _mm_or_si128(
+                    _mm_or_si128(eq(b')'), eq(b'+')),
+                    _mm_or_si128(eq(b'-'), dot),
+                ),
+            );
+            let numeric = _mm_or_si128(digit, punct);
+            (
+                _mm_movemask_epi8(numeric) as u16,
+                _mm_movemask_epi8(digit) as u16,
+                _mm_movemask_epi8(dot) as u16,
+            )
+        };
+        let shift = lane * 16;
+        out.numeric |= u64::from(numeric) << shift;
+        out.digit |= u64::from(digit) << shift;
+        out.dot |= u64::from(dot) << shift;
     }
-    text[i..].iter().position(u8::is_ascii_digit).map(|p| i + p)
+    out
+}
+
+/// The same classification, one byte at a time (other architectures).
+#[cfg(not(target_arch = "x86_64"))]
+fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
+    let mut out = BlockClasses::default();
+    for (i, &b) in block.iter().enumerate() {
+        out.numeric |= u64::from(NUMERIC[usize::from(b)]) << i;
+        out.digit |= u64::from(b.is_ascii_digit()) << i;
+        out.dot |= u64::from(b == b'.') << i;
+    }
+    out
+}
+
+/// Classes of the block of `text` at `at`; past the end of `text` the
+/// block is padded with zero bytes, which belong to no class.
+#[inline]
+fn classify_at(text: &[u8], at: usize) -> BlockClasses {
+    match text.get(at..at + BLOCK_BYTES) {
+        Some(block) => match <&[u8; BLOCK_BYTES]>::try_from(block) {
+            Ok(block) => classify_block(block),
+            Err(_) => BlockClasses::default(),
+        },
+        None => {
+            let mut block = [0u8; BLOCK_BYTES];
+            let tail = &text[at.min(text.len())..];
+            block[..tail.len()].copy_from_slice(tail);
+            classify_block(&block)
+        }
+    }
+}
+
+/// Bits `from..to` of a 64-bit mask (`from <= to <= 64`).
+#[inline]
+fn bit_range(from: u32, to: u32) -> u64 {
+    let high = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
+    let low = if from >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << from) - 1
+    };
+    high & !low
+}
+
+/// The [`NumericRun`]s of a text, left to right. Bytes are classified 64
+/// at a time into bitmasks; a run is then found from its first digit with
+/// a few bit operations, and its digits and dots are counted with
+/// `popcount`, so bytes outside runs cost a fraction of an instruction.
+#[derive(Debug, Clone)]
+pub struct NumericRuns<'a> {
+    text: &'a [u8],
+    /// Offset of the current block.
+    at: usize,
+    current: BlockClasses,
+    /// Classes of the block before `at` (all zero before the first).
+    previous: BlockClasses,
+    /// Digits of the current block that no returned run holds yet.
+    digits_left: u64,
+}
+
+impl<'a> NumericRuns<'a> {
+    pub fn new(text: &'a [u8]) -> Self {
+        let current = classify_at(text, 0);
+        NumericRuns {
+            text,
+            at: 0,
+            current,
+            previous: BlockClasses::default(),
+            digits_left: if text.is_empty() { 0 } else { current.digit },
+        }
+    }
+
+    /// Moves to the next block; false past the end of the text.
+    #[inline]
+    fn advance(&mut self) -> bool {
+        let next = self.at + BLOCK_BYTES;
+        if next >= self.text.len() {
+            return false;
+        }
+        self.previous = self.current;
+        self.at = next;
+        self.current = classify_at(self.text, next);
+        true
+    }
+}
+
+impl Iterator for NumericRuns<'_> {
+    type Item = NumericRun;
+
+    fn next(&mut self) -> Option<NumericRun> {
+        while self.digits_left == 0 {
+            if !self.advance() {
+                return None;
+            }
+            self.digits_left = self.current.digit;
+        }
+        let d = self.digits_left.trailing_zeros();
+        let mut digits = 0usize;
+        let mut dots = 0usize;
+        // The start: just after the last non-run byte before the digit.
+        let outside = !self.current.numeric & bit_range(0, d);
+        let start_bit = if outside != 0 {
+            64 - outside.leading_zeros()
+        } else {
+            0
+        };
+        let mut start = self.at + start_bit as usize;
+        if start_bit == 0 && self.at > 0 {
+            // The run reaches into the previous block (and, rarely, further).
+            let outside = !self.previous.numeric;
+            let from = if outside != 0 {
+                64 - outside.leading_zeros()
+            } else {
+                0
+            };
+            let part = bit_range(from, 64);
+            digits += (self.previous.digit & part).count_ones() as usize;
+            dots += (self.previous.dot & part).count_ones() as usize;
+            start = self.at - BLOCK_BYTES + from as usize;
+            if from == 0 {
+                while start > 0 && NUMERIC[usize::from(self.text[start - 1])] {
+                    start -= 1;
+                    digits += usize::from(self.text[start].is_ascii_digit());
+                    dots += usize::from(self.text[start] == b'.');
+                }
+            }
+        }
+        // The end: the first non-run byte from the digit on, possibly in a
+        // later block.
+        let mut from = start_bit;
+        let mut scan_from = d;
+        loop {
+            let rest = !self.current.numeric & bit_range(scan_from, 64);
+            let end_bit = if rest != 0 { rest.trailing_zeros() } else { 64 };
+            let part = bit_range(from, end_bit);
+            digits += (self.current.digit & part).count_ones() as usize;
+            dots += (self.current.dot & part).count_ones() as usize;
+            if end_bit < 64 {
+                self.digits_left = self.current.digit & bit_range(end_bit, 64);
+                let end = (self.at + end_bit as usize).min(self.text.len());
+                return Some(NumericRun {
+                    start,
+                    end,
+                    digits,
+                    dots,
+                });
+            }
+            if !self.advance() {
+                self.digits_left = 0;
+                return Some(NumericRun {
+                    start,
+                    end: self.text.len(),
+                    digits,
+                    dots,
+                });
+            }
+            from = 0;
+            scan_from = 0;
+        }
+    }
+}
+
+/// The same runs found one byte at a time: the definition that
+/// [`NumericRuns`] is property-tested against.
+pub fn numeric_runs_naive(text: &[u8]) -> Vec<NumericRun> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if !NUMERIC[usize::from(text[i])] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && NUMERIC[usize::from(text[i])] {
+            i += 1;
+        }
+        let run = &text[start..i];
+        let digits = run.iter().filter(|b| b.is_ascii_digit()).count();
+        if digits > 0 {
+            out.push(NumericRun {
+                start,
+                end: i,
+                digits,
+                dots: run.iter().filter(|&&b| b == b'.').count(),
+            });
+        }
+    }
+    out
 }
 
 impl Scanner {
@@ -510,113 +736,96 @@ impl Scanner {
         }
     }
 
-    /// Walks the runs of digits and `[ ().+-]` and checks the numeric
-    /// detectors on every start/end pair that sits on boundaries.
+    /// Walks the runs of digits and `[ ().+-]` (numeric clusters) and
+    /// checks the numeric detectors at every start that sits on a boundary.
+    ///
+    /// The detectors' shapes are nearly deterministic from a given start,
+    /// so instead of trying every start/end pair the engine parses forward
+    /// from each start once per detector and gets the few ends the shape
+    /// allows: one for SSNs (eleven bytes), one for IPv4 addresses (the
+    /// right boundary excludes a following digit, so the last octet is a
+    /// whole run of digits), one for North American phone numbers from a
+    /// digit or `(` (every optional part of that shape is decided by the
+    /// next byte), and at most seven for cards (13 to 19 digits). Only
+    /// starts with `+` (E.164 and international phone numbers, whose
+    /// groups can end anywhere) fall back to trying every end.
     fn scan_numeric(&mut self, text: &[u8], set: DetectorSet) -> bool {
-        let numeric: [(Builtin, bool); 4] = [
-            (Builtin::Card, set.contains(Builtin::Card as DetectorId)),
-            (Builtin::Ssn, set.contains(Builtin::Ssn as DetectorId)),
-            (Builtin::Phone, set.contains(Builtin::Phone as DetectorId)),
-            (Builtin::Ipv4, set.contains(Builtin::Ipv4 as DetectorId)),
-        ];
-        let any_numeric = numeric.iter().any(|&(_, on)| on);
+        let card = set.contains(Builtin::Card as DetectorId);
+        let ssn = set.contains(Builtin::Ssn as DetectorId);
+        let phone = set.contains(Builtin::Phone as DetectorId);
+        let ipv4 = set.contains(Builtin::Ipv4 as DetectorId);
+        let any_numeric = card || ssn || phone || ipv4;
         let iban = set.contains(Builtin::Iban as DetectorId);
-        let n = text.len();
-        let mut i = 0usize;
-        while let Some(d) = next_digit(text, i) {
-            let mut cs = d;
-            while cs > i && NUMERIC[usize::from(text[cs - 1])] {
-                cs -= 1;
-            }
-            let mut ce = d + 1;
-            let mut digits = 1usize;
-            let mut dots = 0usize;
-            while ce < n && NUMERIC[usize::from(text[ce])] {
-                digits += usize::from(text[ce].is_ascii_digit());
-                dots += usize::from(text[ce] == b'.');
-                ce += 1;
-            }
-            i = ce;
+        for run in NumericRuns::new(text) {
+            let (cs, ce, digits, dots) = (run.start, run.end, run.digits, run.dots);
             // An IBAN's check digits start a run of digits right after the
             // two capitals of its country code.
             if iban
-                && cs == d
-                && d >= 2
-                && text[d - 2].is_ascii_uppercase()
-                && text[d - 1].is_ascii_uppercase()
-                && validate::iban_length(&text[d - 2..d]).is_some()
+                && cs >= 2
+                && text[cs].is_ascii_digit()
+                && text[cs - 2].is_ascii_uppercase()
+                && text[cs - 1].is_ascii_uppercase()
+                && validate::iban_length(&text[cs - 2..cs]).is_some()
             {
-                scan_iban(text, d - 2, &mut self.candidates);
+                scan_iban(text, cs - 2, &mut self.candidates);
             }
-            if !any_numeric {
+            if !any_numeric || ce - cs < 7 {
                 continue;
             }
-            // The shortest numeric candidate is an IPv4 address: seven
-            // bytes, four digits.
-            if ce - cs < 7 || digits < 4 {
+            // What the cluster can hold at all, by its counts: cards have
+            // 13 to 19 digits, SSNs nine, phone numbers 8 to 15, IPv4
+            // addresses three dots.
+            let card_here = card && digits >= 13;
+            let ssn_here = ssn && digits >= 9;
+            let phone_here = phone && digits >= 8;
+            let ipv4_here = ipv4 && dots >= 3 && digits >= 4;
+            if !(card_here || ssn_here || phone_here || ipv4_here) {
                 continue;
             }
-            // Cards, SSNs and phone numbers have at least eight digits; with
-            // fewer, only an IPv4 address (three dots) can be inside.
-            let want_ipv4_only = digits < 8;
-            if want_ipv4_only && (dots < 3 || !numeric[3].1) {
-                continue;
-            }
-            // Digits before each position of the cluster, so that every
-            // detector's digit count is checked before its shape.
-            self.digits_before.clear();
-            let mut acc = 0u16;
-            for &b in &text[cs..ce] {
-                self.digits_before.push(acc);
-                acc += u16::from(b.is_ascii_digit());
-            }
-            self.digits_before.push(acc);
-            self.starts.clear();
-            self.ends.clear();
-            for p in cs..ce {
-                let b = text[p];
-                if (b.is_ascii_digit() || b == b'+' || b == b'(') && Builtin::Card.left_ok(text, p)
+            for s in cs..ce {
+                let first = text[s];
+                // Inside a cluster, a byte after a digit never starts a
+                // candidate (the left boundary excludes a digit before).
+                if s > cs && text[s - 1].is_ascii_digit() {
+                    continue;
+                }
+                if !(first.is_ascii_digit() || first == b'+' || first == b'(')
+                    || !Builtin::Card.left_ok(text, s)
                 {
-                    self.starts.push(p);
+                    continue;
                 }
-                if b.is_ascii_digit() && Builtin::Card.right_ok(text, p + 1) {
-                    self.ends.push(p + 1);
-                }
-            }
-            for &s in &self.starts {
-                let first_digit = text[s].is_ascii_digit();
-                for &(b, enabled) in &numeric {
-                    if !enabled
-                        || (!first_digit && b != Builtin::Phone)
-                        || (want_ipv4_only && b != Builtin::Ipv4)
-                    {
-                        continue;
+                if first.is_ascii_digit() {
+                    if card_here {
+                        if let Some(e) = card_end(text, s, ce) {
+                            self.push(s, e, Builtin::Card);
+                        }
                     }
-                    let (lo_d, hi_d) = match b {
-                        Builtin::Card => (13, 19),
-                        Builtin::Ssn => (9, 9),
-                        Builtin::Phone => (8, 15),
-                        _ => (4, 12),
+                    if ssn_here {
+                        let e = s + 11;
+                        if e <= ce
+                            && Builtin::Ssn.shape(&text[s..e])
+                            && Builtin::Ssn.right_ok(text, e)
+                            && Builtin::Ssn.validate(text, s, e)
+                        {
+                            self.push(s, e, Builtin::Ssn);
+                        }
+                    }
+                    if ipv4_here {
+                        if let Some(e) = ipv4_end(text, s, ce) {
+                            self.push(s, e, Builtin::Ipv4);
+                        }
+                    }
+                }
+                if phone_here {
+                    let found = if first == b'+' {
+                        phone_end_plus(text, s, ce)
+                    } else {
+                        nanp_end(text, s, ce).filter(|&e| {
+                            Builtin::Phone.right_ok(text, e) && Builtin::Phone.validate(text, s, e)
+                        })
                     };
-                    let (min_len, max_len) = b.len_range();
-                    let hi = self.ends.partition_point(|&e| e <= s + max_len);
-                    for &e in self.ends[..hi].iter().rev() {
-                        if e < s + min_len {
-                            break;
-                        }
-                        let nd =
-                            usize::from(self.digits_before[e - cs] - self.digits_before[s - cs]);
-                        if nd < lo_d || nd > hi_d {
-                            continue;
-                        }
-                        if b.shape(&text[s..e]) && b.validate(text, s, e) {
-                            self.candidates.push(Finding {
-                                start: s,
-                                end: e,
-                                detector: b as DetectorId,
-                            });
-                            break;
-                        }
+                    if let Some(e) = found {
+                        self.push(s, e, Builtin::Phone);
                     }
                 }
                 if self.candidates.len() >= CANDIDATES_MAX {
@@ -625,6 +834,15 @@ impl Scanner {
             }
         }
         true
+    }
+
+    #[inline]
+    fn push(&mut self, start: usize, end: usize, b: Builtin) {
+        self.candidates.push(Finding {
+            start,
+            end,
+            detector: b as DetectorId,
+        });
     }
 
     /// Scans `value` and masks its findings in place with each detector's
@@ -761,6 +979,137 @@ fn anchored(
     }
 }
 
+/// The longest card candidate from `s` (a digit) within the cluster ending
+/// at `ce`: the shape `[0-9](?:[ -]?[0-9]){12,18}` allows an end after
+/// each digit from the 13th to the 19th as long as separators stay single;
+/// the longest end that sits on a boundary and validates wins.
+#[inline]
+fn card_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
+    let mut ends = [0usize; 7];
+    let mut count = 0usize;
+    let mut digits = 0usize;
+    let mut prev_digit = false;
+    for (j, &b) in text[s..ce].iter().enumerate() {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits > 19 {
+                break;
+            }
+            prev_digit = true;
+            if digits >= 13 {
+                ends[count] = s + j + 1;
+                count += 1;
+            }
+        } else if (b == b' ' || b == b'-') && prev_digit {
+            prev_digit = false;
+        } else {
+            break;
+        }
+    }
+    ends[..count]
+        .iter()
+        .rev()
+        .copied()
+        .find(|&e| Builtin::Card.right_ok(text, e) && Builtin::Card.validate(text, s, e))
+}
+
+/// The IPv4 candidate from `s` (a digit), if any. The shape allows one end
+/// at most: the first three octets are whole runs of digits followed by a
+/// dot, and the right boundary excludes a digit after the last one.
+#[inline]
+fn ipv4_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
+    let mut j = s;
+    for octet in 0..4 {
+        let run = text[j..ce]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if run == 0 || run > 3 {
+            return None;
+        }
+        j += run;
+        if octet < 3 {
+            if j >= ce || text[j] != b'.' {
+                return None;
+            }
+            j += 1;
+        }
+    }
+    let b = Builtin::Ipv4;
+    (b.shape(&text[s..j]) && b.right_ok(text, j) && b.validate(text, s, j)).then_some(j)
+}
+
+/// The end of the North American phone number shape from `s`, if the
+/// bytes from `s` (bounded by the cluster end `ce`) spell one. The shape
+/// `(?:\+?1[ .-]?)?(?:\([2-9]dd\) ?|[2-9]dd[ .-]?)[2-9]dd[ .-]?dddd` is
+/// deterministic: every optional part is decided by the next byte (an area
+/// code never starts with `1` or a separator), so there is one end at most.
+fn nanp_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
+    let c = &text[s..ce.min(s + Builtin::Phone.len_range().1)];
+    let at = |i: usize| c.get(i).copied();
+    let sep = |i: usize| at(i).is_some_and(|b| matches!(b, b' ' | b'.' | b'-'));
+    let lead = |i: usize| at(i).is_some_and(|b| (b'2'..=b'9').contains(&b));
+    let digits =
+        |i: usize, k: usize| c.len() >= i + k && c[i..i + k].iter().all(u8::is_ascii_digit);
+    let mut i = 0;
+    if at(0) == Some(b'+') {
+        if at(1) != Some(b'1') {
+            return None;
+        }
+        i = 2;
+        if sep(i) {
+            i += 1;
+        }
+    } else if at(0) == Some(b'1') {
+        i = 1;
+        if sep(i) {
+            i += 1;
+        }
+    }
+    if at(i) == Some(b'(') {
+        if !lead(i + 1) || !digits(i + 2, 2) || at(i + 4) != Some(b')') {
+            return None;
+        }
+        i += 5;
+        if at(i) == Some(b' ') {
+            i += 1;
+        }
+    } else {
+        if !lead(i) || !digits(i + 1, 2) {
+            return None;
+        }
+        i += 3;
+        if sep(i) {
+            i += 1;
+        }
+    }
+    if !lead(i) || !digits(i + 1, 2) {
+        return None;
+    }
+    i += 3;
+    if sep(i) {
+        i += 1;
+    }
+    digits(i, 4).then_some(s + i + 4)
+}
+
+/// The longest phone candidate from `s` (a `+`): E.164 and international
+/// numbers have groups that can end after any digit, so every end in the
+/// length range that sits on a boundary is tried, longest first, against
+/// the full shape. Starts with `+` are rare, so this stays cheap.
+fn phone_end_plus(text: &[u8], s: usize, ce: usize) -> Option<usize> {
+    let b = Builtin::Phone;
+    let (min_len, max_len) = b.len_range();
+    let hi = ce.min(s + max_len);
+    let lo = s + min_len;
+    (lo..=hi).rev().find(|&e| {
+        text[e - 1].is_ascii_digit()
+            && b.right_ok(text, e)
+            && b.shape(&text[s..e])
+            && b.validate(text, s, e)
+    })
+}
+
 /// The IBAN candidate starting at `s` (country code), if any.
 fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
     let b = Builtin::Iban;
@@ -794,12 +1143,18 @@ fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
         }
         let mut e = p + 1;
         let mut colons = 1;
+        let mut double_colon = false;
         while e < text.len() && is_v6(text[e]) {
-            colons += usize::from(text[e] == b':');
+            let colon = text[e] == b':';
+            colons += usize::from(colon);
+            double_colon |= colon && text[e - 1] == b':';
             e += 1;
         }
         done = e;
-        if colons >= 2 && b.left_ok(text, s) {
+        // The validator wants `::` or at least six colons; a run with
+        // neither (times of day, `host:port`) holds no address. The run
+        // before `p` holds no colon: `p` is the first one after `done`.
+        if (colons >= 6 || double_colon) && b.left_ok(text, s) {
             confirm_longest(text, b, b as DetectorId, s, e.min(s + max_len), out);
         }
         if out.len() >= CANDIDATES_MAX {

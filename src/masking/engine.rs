@@ -574,6 +574,21 @@ impl Iterator for NumericRuns<'_> {
             self.digits_left = self.current.digit;
         }
         let d = self.digits_left.trailing_zeros();
+        // The common case first: the run starts and ends inside this block.
+        let outside_before = !self.current.numeric & bit_range(0, d);
+        let outside_after = !self.current.numeric & bit_range(d, 64);
+        if (outside_before != 0 || self.at == 0) && outside_after != 0 {
+            let start_bit = 64 - outside_before.leading_zeros();
+            let end_bit = outside_after.trailing_zeros();
+            let part = bit_range(start_bit, end_bit);
+            self.digits_left = self.current.digit & bit_range(end_bit, 64);
+            return Some(NumericRun {
+                start: self.at + start_bit as usize,
+                end: (self.at + end_bit as usize).min(self.text.len()),
+                digits: (self.current.digit & part).count_ones() as usize,
+                dots: (self.current.dot & part).count_ones() as usize,
+            });
+        }
         let mut digits = 0usize;
         let mut dots = 0usize;
         // The start: just after the last non-run byte before the digit.
@@ -782,18 +797,33 @@ impl Scanner {
             if !(card_here || ssn_here || phone_here || ipv4_here) {
                 continue;
             }
+            // Digits from the current start to the end of the run: a
+            // candidate holds no more than these, which rules detectors out
+            // long before the run ends.
+            let mut digits_from = digits;
             for s in cs..ce {
                 let first = text[s];
+                let first_digit = first.is_ascii_digit();
+                let left = digits_from;
+                digits_from -= usize::from(first_digit);
+                if left < 4 {
+                    break;
+                }
                 // Inside a cluster, a byte after a digit never starts a
                 // candidate (the left boundary excludes a digit before).
                 if s > cs && text[s - 1].is_ascii_digit() {
                     continue;
                 }
-                if !(first.is_ascii_digit() || first == b'+' || first == b'(')
+                if !(first_digit || first == b'+' || first == b'(')
                     || !Builtin::Card.left_ok(text, s)
                 {
                     continue;
                 }
+                // Card brands all start with 2 to 6 (see
+                // `validate::card_brand_ok`).
+                let card_here = card_here && left >= 13 && (b'2'..=b'6').contains(&first);
+                let ssn_here = ssn_here && left >= 9;
+                let phone_here = phone_here && left >= 8;
                 if first.is_ascii_digit() {
                     if card_here {
                         if let Some(e) = card_end(text, s, ce) {
@@ -901,15 +931,19 @@ fn anchored(
             }
             let (_, max_len) = b.len_range();
             let limit = n.min(s + max_len);
-            let mut e = to;
             if b == Builtin::Jwt {
-                while e < limit && (is_token(text[e]) || text[e] == b'.') {
-                    e += 1;
+                if let Some(e) = jwt_end(text, s, limit) {
+                    out.push(Finding {
+                        start: s,
+                        end: e,
+                        detector: id,
+                    });
                 }
-            } else {
-                while e < limit && is_token(text[e]) {
-                    e += 1;
-                }
+                return;
+            }
+            let mut e = to;
+            while e < limit && is_token(text[e]) {
+                e += 1;
             }
             confirm_longest(text, b, id, s, e, out);
         }
@@ -1109,6 +1143,47 @@ fn phone_end_plus(text: &[u8], s: usize, ce: usize) -> Option<usize> {
             && b.validate(text, s, e)
     })
 }
+
+/// The JSON Web Token candidate from `s` (its `eyJ`), if any, within
+/// `limit`. Header, payload and signature are runs of token bytes
+/// separated by single dots, and the right boundary excludes a token byte
+/// after the end, so the only possible end is the end of the run after the
+/// second dot: one forward walk instead of trying every end.
+fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
+    // The shape, checked part by part while walking: each part has at
+    // least eight token bytes and the first two start with `eyJ`.
+    let mut e = s;
+    for part in 0..3 {
+        let from = e;
+        while e < limit && TOKEN[usize::from(text[e])] {
+            e += 1;
+        }
+        if e - from < 8 || (part < 2 && !text[from..].starts_with(b"eyJ")) {
+            return None;
+        }
+        if part < 2 {
+            if e >= limit || text[e] != b'.' {
+                return None;
+            }
+            e += 1;
+        }
+    }
+    let b = Builtin::Jwt;
+    (b.right_ok(text, e) && b.validate(text, s, e)).then_some(e)
+}
+
+/// Bytes of API tokens and JWT parts: `[A-Za-z0-9_-]`.
+const fn token_class() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+}
+static TOKEN: [bool; 256] = token_class();
 
 /// The IBAN candidate starting at `s` (country code), if any.
 fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {

@@ -412,8 +412,9 @@ fn confirm_longest(
     }
 }
 
-/// A maximal run of digits and `[ ().+-]` that holds at least one digit:
-/// every card, SSN, phone number and IPv4 address lies inside one.
+/// A maximal run of digits and `[ ().+-]` at least [`RUN_BYTES_MIN`]
+/// bytes long that holds at least one digit: every card, SSN, phone number
+/// and IPv4 address lies inside one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumericRun {
     pub start: usize,
@@ -421,6 +422,21 @@ pub struct NumericRun {
     pub digits: usize,
     pub dots: usize,
 }
+
+/// Where the numeric pass has work to do, left to right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericSite {
+    /// A run that may hold a card, SSN, phone number or IPv4 address.
+    Run(NumericRun),
+    /// A digit after two capitals: where the check digits of an IBAN
+    /// would start (the country code is the two bytes before).
+    IbanDigits(usize),
+}
+
+/// Shortest numeric candidate: an IPv4 address such as `1.2.3.4`. Shorter
+/// runs (the digits inside hex strings, tokens and words) are never
+/// looked at.
+pub const RUN_BYTES_MIN: usize = 7;
 
 /// Bytes classified at once by [`classify_block`].
 const BLOCK_BYTES: usize = 64;
@@ -432,12 +448,14 @@ struct BlockClasses {
     numeric: u64,
     digit: u64,
     dot: u64,
+    upper: u64,
 }
 
 /// Classifies 64 bytes with SSE2 (part of the x86-64 baseline, so no
 /// run-time detection is needed): 16 bytes per compare instead of a table
 /// load and a branch per byte.
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     use std::arch::x86_64::{
         __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
@@ -447,15 +465,19 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     for lane in 0..BLOCK_BYTES / 16 {
         // SAFETY: SSE2 is always present on x86-64, and the unaligned load
         // reads 16 bytes inside `block` (lane < 4).
-        let (numeric, digit, dot) = unsafe {
+        let (numeric, digit, dot, upper) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
             let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
             // Signed compares: bytes of 0x80 and above are negative, so they
-            // are never taken for digits.
-            let digit = _mm_and_si128(
-                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'0' as i8 - 1)),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(b'9' as i8 + 1)),
-            );
+            // fall in neither range.
+            let within = |lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                    _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
+                )
+            };
+            let digit = within(b'0', b'9');
+            let upper = within(b'A', b'Z');
             let dot = eq(b'.');
             let punct = _mm_or_si128(
                 _mm_or_si128(eq(b' '), eq(b'(')),
@@ -469,12 +491,14 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
                 _mm_movemask_epi8(numeric) as u16,
                 _mm_movemask_epi8(digit) as u16,
                 _mm_movemask_epi8(dot) as u16,
+                _mm_movemask_epi8(upper) as u16,
             )
         };
         let shift = lane * 16;
         out.numeric |= u64::from(numeric) << shift;
         out.digit |= u64::from(digit) << shift;
         out.dot |= u64::from(dot) << shift;
+        out.upper |= u64::from(upper) << shift;
     }
     out
 }
@@ -487,14 +511,18 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.numeric |= u64::from(NUMERIC[usize::from(b)]) << i;
         out.digit |= u64::from(b.is_ascii_digit()) << i;
         out.dot |= u64::from(b == b'.') << i;
+        out.upper |= u64::from(b.is_ascii_uppercase()) << i;
     }
     out
 }
 
 /// Classes of the block of `text` at `at`; past the end of `text` the
 /// block is padded with zero bytes, which belong to no class.
-#[inline]
+#[inline(always)]
 fn classify_at(text: &[u8], at: usize) -> BlockClasses {
+    if at >= text.len() {
+        return BlockClasses::default();
+    }
     match text.get(at..at + BLOCK_BYTES) {
         Some(block) => match <&[u8; BLOCK_BYTES]>::try_from(block) {
             Ok(block) => classify_block(block),
@@ -502,7 +530,7 @@ fn classify_at(text: &[u8], at: usize) -> BlockClasses {
         },
         None => {
             let mut block = [0u8; BLOCK_BYTES];
-            let tail = &text[at.min(text.len())..];
+            let tail = &text[at..];
             block[..tail.len()].copy_from_slice(tail);
             classify_block(&block)
         }
@@ -510,7 +538,7 @@ fn classify_at(text: &[u8], at: usize) -> BlockClasses {
 }
 
 /// Bits `from..to` of a 64-bit mask (`from <= to <= 64`).
-#[inline]
+#[inline(always)]
 fn bit_range(from: u32, to: u32) -> u64 {
     let high = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
     let low = if from >= 64 {
@@ -521,78 +549,81 @@ fn bit_range(from: u32, to: u32) -> u64 {
     high & !low
 }
 
-/// The [`NumericRun`]s of a text, left to right. Bytes are classified 64
-/// at a time into bitmasks; a run is then found from its first digit with
-/// a few bit operations, and its digits and dots are counted with
-/// `popcount`, so bytes outside runs cost a fraction of an instruction.
+/// The [`NumericSite`]s of a text, left to right (an IBAN site before a
+/// run that starts at the same byte). Bytes are classified 64 at a time
+/// into bitmasks; the starts of runs of at least [`RUN_BYTES_MIN`] numeric
+/// bytes and the IBAN sites then come out of a few shifts and ANDs per
+/// block, so the bytes of text that hold neither (most of it, including
+/// the short runs of digits inside hex strings and tokens) cost a fraction
+/// of an instruction each.
 #[derive(Debug, Clone)]
-pub struct NumericRuns<'a> {
+pub struct NumericSites<'a> {
     text: &'a [u8],
     /// Offset of the current block.
     at: usize,
-    current: BlockClasses,
-    /// Classes of the block before `at` (all zero before the first).
     previous: BlockClasses,
-    /// Digits of the current block that no returned run holds yet.
-    digits_left: u64,
+    current: BlockClasses,
+    following: BlockClasses,
+    /// Bytes of the current block that start [`RUN_BYTES_MIN`] numeric
+    /// bytes, in runs not returned yet.
+    long_left: u64,
+    /// IBAN sites of the current block not returned yet.
+    iban_left: u64,
 }
 
-impl<'a> NumericRuns<'a> {
+impl<'a> NumericSites<'a> {
     pub fn new(text: &'a [u8]) -> Self {
-        let current = classify_at(text, 0);
-        NumericRuns {
+        let mut sites = NumericSites {
             text,
             at: 0,
-            current,
             previous: BlockClasses::default(),
-            digits_left: if text.is_empty() { 0 } else { current.digit },
-        }
+            current: classify_at(text, 0),
+            following: classify_at(text, BLOCK_BYTES),
+            long_left: 0,
+            iban_left: 0,
+        };
+        sites.load_masks();
+        sites
+    }
+
+    /// Computes the site masks of the current block.
+    #[inline(always)]
+    fn load_masks(&mut self) {
+        // Bit p of `long`: bytes p..p+7 are all numeric (the following
+        // block supplies the bytes past the end of this one).
+        let c = u128::from(self.current.numeric) | (u128::from(self.following.numeric) << 64);
+        let two = c & (c >> 1);
+        let four = two & (two >> 2);
+        let seven = four & (four >> 3);
+        self.long_left = seven as u64;
+        let upper = self.current.upper;
+        let upper_before = (upper << 1) | (self.previous.upper >> 63);
+        let upper_two_before = (upper << 2) | (self.previous.upper >> 62);
+        self.iban_left = self.current.digit & upper_before & upper_two_before;
     }
 
     /// Moves to the next block; false past the end of the text.
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self) -> bool {
         let next = self.at + BLOCK_BYTES;
         if next >= self.text.len() {
             return false;
         }
         self.previous = self.current;
+        self.current = self.following;
+        self.following = classify_at(self.text, next + BLOCK_BYTES);
         self.at = next;
-        self.current = classify_at(self.text, next);
+        self.load_masks();
         true
     }
-}
 
-impl Iterator for NumericRuns<'_> {
-    type Item = NumericRun;
-
-    fn next(&mut self) -> Option<NumericRun> {
-        while self.digits_left == 0 {
-            if !self.advance() {
-                return None;
-            }
-            self.digits_left = self.current.digit;
-        }
-        let d = self.digits_left.trailing_zeros();
-        // The common case first: the run starts and ends inside this block.
-        let outside_before = !self.current.numeric & bit_range(0, d);
-        let outside_after = !self.current.numeric & bit_range(d, 64);
-        if (outside_before != 0 || self.at == 0) && outside_after != 0 {
-            let start_bit = 64 - outside_before.leading_zeros();
-            let end_bit = outside_after.trailing_zeros();
-            let part = bit_range(start_bit, end_bit);
-            self.digits_left = self.current.digit & bit_range(end_bit, 64);
-            return Some(NumericRun {
-                start: self.at + start_bit as usize,
-                end: (self.at + end_bit as usize).min(self.text.len()),
-                digits: (self.current.digit & part).count_ones() as usize,
-                dots: (self.current.dot & part).count_ones() as usize,
-            });
-        }
+    /// The run holding bit `bit` of the current block (a numeric byte).
+    #[inline(always)]
+    fn run_at(&mut self, bit: u32) -> NumericRun {
         let mut digits = 0usize;
         let mut dots = 0usize;
-        // The start: just after the last non-run byte before the digit.
-        let outside = !self.current.numeric & bit_range(0, d);
+        // The start: just after the last non-run byte before `bit`.
+        let outside = !self.current.numeric & bit_range(0, bit);
         let start_bit = if outside != 0 {
             64 - outside.leading_zeros()
         } else {
@@ -619,10 +650,10 @@ impl Iterator for NumericRuns<'_> {
                 }
             }
         }
-        // The end: the first non-run byte from the digit on, possibly in a
-        // later block.
+        // The end: the first non-run byte after `bit`, possibly in a later
+        // block.
         let mut from = start_bit;
-        let mut scan_from = d;
+        let mut scan_from = bit;
         loop {
             let rest = !self.current.numeric & bit_range(scan_from, 64);
             let end_bit = if rest != 0 { rest.trailing_zeros() } else { 64 };
@@ -630,23 +661,23 @@ impl Iterator for NumericRuns<'_> {
             digits += (self.current.digit & part).count_ones() as usize;
             dots += (self.current.dot & part).count_ones() as usize;
             if end_bit < 64 {
-                self.digits_left = self.current.digit & bit_range(end_bit, 64);
-                let end = (self.at + end_bit as usize).min(self.text.len());
-                return Some(NumericRun {
+                self.long_left &= bit_range(end_bit, 64);
+                return NumericRun {
                     start,
-                    end,
+                    end: (self.at + end_bit as usize).min(self.text.len()),
                     digits,
                     dots,
-                });
+                };
             }
             if !self.advance() {
-                self.digits_left = 0;
-                return Some(NumericRun {
+                self.long_left = 0;
+                self.iban_left = 0;
+                return NumericRun {
                     start,
                     end: self.text.len(),
                     digits,
                     dots,
-                });
+                };
             }
             from = 0;
             scan_from = 0;
@@ -654,12 +685,44 @@ impl Iterator for NumericRuns<'_> {
     }
 }
 
-/// The same runs found one byte at a time: the definition that
-/// [`NumericRuns`] is property-tested against.
-pub fn numeric_runs_naive(text: &[u8]) -> Vec<NumericRun> {
+impl Iterator for NumericSites<'_> {
+    type Item = NumericSite;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<NumericSite> {
+        loop {
+            while self.long_left == 0 && self.iban_left == 0 {
+                if !self.advance() {
+                    return None;
+                }
+            }
+            let long = self.long_left.trailing_zeros();
+            let iban = self.iban_left.trailing_zeros();
+            if iban <= long {
+                self.iban_left &= self.iban_left - 1;
+                return Some(NumericSite::IbanDigits(self.at + iban as usize));
+            }
+            let run = self.run_at(long);
+            if run.digits > 0 {
+                return Some(NumericSite::Run(run));
+            }
+        }
+    }
+}
+
+/// The same sites found one byte at a time: the definition that
+/// [`NumericSites`] is property-tested against.
+pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < text.len() {
+        if text[i].is_ascii_digit()
+            && i >= 2
+            && text[i - 1].is_ascii_uppercase()
+            && text[i - 2].is_ascii_uppercase()
+        {
+            out.push(NumericSite::IbanDigits(i));
+        }
         if !NUMERIC[usize::from(text[i])] {
             i += 1;
             continue;
@@ -670,13 +733,13 @@ pub fn numeric_runs_naive(text: &[u8]) -> Vec<NumericRun> {
         }
         let run = &text[start..i];
         let digits = run.iter().filter(|b| b.is_ascii_digit()).count();
-        if digits > 0 {
-            out.push(NumericRun {
+        if digits > 0 && run.len() >= RUN_BYTES_MIN {
+            out.push(NumericSite::Run(NumericRun {
                 start,
                 end: i,
                 digits,
                 dots: run.iter().filter(|&&b| b == b'.').count(),
-            });
+            }));
         }
     }
     out
@@ -765,26 +828,48 @@ impl Scanner {
     /// starts with `+` (E.164 and international phone numbers, whose
     /// groups can end anywhere) fall back to trying every end.
     fn scan_numeric(&mut self, text: &[u8], set: DetectorSet) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("lzcnt")
+            && std::is_x86_feature_detected!("avx2")
+        {
+            // SAFETY: the features the function is compiled for were just
+            // detected on this CPU.
+            return unsafe { self.scan_numeric_x86_64_v3(text, set) };
+        }
+        self.scan_numeric_portable(text, set)
+    }
+
+    /// [`Scanner::scan_numeric`] compiled for CPUs with `popcnt`, `tzcnt`,
+    /// `lzcnt` and AVX2 (x86-64-v3): the bit counts of the run finder are
+    /// then single instructions instead of bit-twiddling sequences.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt,bmi1,lzcnt,avx2")]
+    unsafe fn scan_numeric_x86_64_v3(&mut self, text: &[u8], set: DetectorSet) -> bool {
+        self.scan_numeric_portable(text, set)
+    }
+
+    #[inline(always)]
+    fn scan_numeric_portable(&mut self, text: &[u8], set: DetectorSet) -> bool {
         let card = set.contains(Builtin::Card as DetectorId);
         let ssn = set.contains(Builtin::Ssn as DetectorId);
         let phone = set.contains(Builtin::Phone as DetectorId);
         let ipv4 = set.contains(Builtin::Ipv4 as DetectorId);
         let any_numeric = card || ssn || phone || ipv4;
         let iban = set.contains(Builtin::Iban as DetectorId);
-        for run in NumericRuns::new(text) {
+        for site in NumericSites::new(text) {
+            let run = match site {
+                NumericSite::IbanDigits(d) => {
+                    if iban && validate::iban_length(&text[d - 2..d]).is_some() {
+                        scan_iban(text, d - 2, &mut self.candidates);
+                    }
+                    continue;
+                }
+                NumericSite::Run(run) => run,
+            };
             let (cs, ce, digits, dots) = (run.start, run.end, run.digits, run.dots);
-            // An IBAN's check digits start a run of digits right after the
-            // two capitals of its country code.
-            if iban
-                && cs >= 2
-                && text[cs].is_ascii_digit()
-                && text[cs - 2].is_ascii_uppercase()
-                && text[cs - 1].is_ascii_uppercase()
-                && validate::iban_length(&text[cs - 2..cs]).is_some()
-            {
-                scan_iban(text, cs - 2, &mut self.candidates);
-            }
-            if !any_numeric || ce - cs < 7 {
+            if !any_numeric {
                 continue;
             }
             // What the cluster can hold at all, by its counts: cards have
@@ -801,38 +886,54 @@ impl Scanner {
             // candidate holds no more than these, which rules detectors out
             // long before the run ends.
             let mut digits_from = digits;
-            for s in cs..ce {
+            let mut s = cs;
+            while s < ce && digits_from >= 4 {
                 let first = text[s];
-                let first_digit = first.is_ascii_digit();
+                if !first.is_ascii_digit() {
+                    // Only phone numbers start with `+` or `(`.
+                    if (first == b'+' || first == b'(')
+                        && phone_here
+                        && digits_from >= 8
+                        && Builtin::Phone.left_ok(text, s)
+                    {
+                        let found = if first == b'+' {
+                            phone_end_plus(text, s, ce)
+                        } else {
+                            nanp_end(text, s, ce).filter(|&e| {
+                                Builtin::Phone.right_ok(text, e)
+                                    && Builtin::Phone.validate(text, s, e)
+                            })
+                        };
+                        if let Some(e) = found {
+                            self.push(s, e, Builtin::Phone);
+                        }
+                    }
+                    s += 1;
+                    continue;
+                }
+                // `s` starts a run of digits (a byte after a digit never
+                // starts a candidate: the left boundary excludes it), so the
+                // rest of that run is skipped below.
                 let left = digits_from;
-                digits_from -= usize::from(first_digit);
-                if left < 4 {
-                    break;
+                let mut digits_end = s + 1;
+                while digits_end < ce && text[digits_end].is_ascii_digit() {
+                    digits_end += 1;
                 }
-                // Inside a cluster, a byte after a digit never starts a
-                // candidate (the left boundary excludes a digit before).
-                if s > cs && text[s - 1].is_ascii_digit() {
-                    continue;
-                }
-                if !(first_digit || first == b'+' || first == b'(')
-                    || !Builtin::Card.left_ok(text, s)
-                {
-                    continue;
-                }
-                // Card brands all start with 2 to 6 (see
-                // `validate::card_brand_ok`).
-                let card_here = card_here && left >= 13 && (b'2'..=b'6').contains(&first);
-                let ssn_here = ssn_here && left >= 9;
-                let phone_here = phone_here && left >= 8;
-                if first.is_ascii_digit() {
-                    if card_here {
+                digits_from -= digits_end - s;
+                let leading = digits_end - s;
+                if Builtin::Card.left_ok(text, s) {
+                    // Card brands all start with 2 to 6 (see
+                    // `validate::card_brand_ok`).
+                    if card_here && left >= 13 && (b'2'..=b'6').contains(&first) {
                         if let Some(e) = card_end(text, s, ce) {
                             self.push(s, e, Builtin::Card);
                         }
                     }
-                    if ssn_here {
+                    // An SSN starts with three digits and a separator.
+                    if ssn_here && left >= 9 && leading == 3 {
                         let e = s + 11;
                         if e <= ce
+                            && text[s + 3] == text[s + 6]
                             && Builtin::Ssn.shape(&text[s..e])
                             && Builtin::Ssn.right_ok(text, e)
                             && Builtin::Ssn.validate(text, s, e)
@@ -840,27 +941,27 @@ impl Scanner {
                             self.push(s, e, Builtin::Ssn);
                         }
                     }
-                    if ipv4_here {
+                    // An IPv4 address starts with one to three digits and a
+                    // dot.
+                    if ipv4_here && leading <= 3 && text.get(digits_end) == Some(&b'.') {
                         if let Some(e) = ipv4_end(text, s, ce) {
                             self.push(s, e, Builtin::Ipv4);
                         }
                     }
-                }
-                if phone_here {
-                    let found = if first == b'+' {
-                        phone_end_plus(text, s, ce)
-                    } else {
-                        nanp_end(text, s, ce).filter(|&e| {
+                    // A North American number starts with 1 or an area code
+                    // of 2 to 9.
+                    if phone_here && left >= 8 && first != b'0' {
+                        if let Some(e) = nanp_end(text, s, ce).filter(|&e| {
                             Builtin::Phone.right_ok(text, e) && Builtin::Phone.validate(text, s, e)
-                        })
-                    };
-                    if let Some(e) = found {
-                        self.push(s, e, Builtin::Phone);
+                        }) {
+                            self.push(s, e, Builtin::Phone);
+                        }
+                    }
+                    if self.candidates.len() >= CANDIDATES_MAX {
+                        return false;
                     }
                 }
-                if self.candidates.len() >= CANDIDATES_MAX {
-                    return false;
-                }
+                s = digits_end;
             }
         }
         true
@@ -1185,19 +1286,128 @@ const fn token_class() -> [bool; 256] {
 }
 static TOKEN: [bool; 256] = token_class();
 
-/// The IBAN candidate starting at `s` (country code), if any.
+/// The IBAN candidate starting at `s` (country code), if any. The
+/// validator wants exactly the country's length without spaces, and the
+/// shape only allows a space before each group of four after the check
+/// digits, so one end is possible: `s` plus that length, plus one space per
+/// group when the byte after the check digits is a space.
 fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
     let b = Builtin::Iban;
-    if !b.left_ok(text, s) {
+    if s + 4 >= text.len() || !b.left_ok(text, s) {
         return;
     }
-    let limit = text.len().min(s + b.len_range().1);
-    let mut e = s + 2;
-    while e < limit && (text[e].is_ascii_uppercase() || text[e].is_ascii_digit() || text[e] == b' ')
-    {
-        e += 1;
+    let Some(length) = validate::iban_length(&text[s..s + 2]) else {
+        return;
+    };
+    let after_check = length - 4;
+    let e = if text[s + 4] == b' ' {
+        s + length + after_check.div_ceil(4)
+    } else {
+        s + length
+    };
+    if e <= text.len() && b.shape(&text[s..e]) && b.right_ok(text, e) && b.validate(text, s, e) {
+        out.push(Finding {
+            start: s,
+            end: e,
+            detector: b as DetectorId,
+        });
     }
-    confirm_longest(text, b, b as DetectorId, s, e, out);
+}
+
+/// Bytes of IPv6 candidates: hex digits, `:` and `.`.
+const fn ipv6_class() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_hexdigit() || c == b':' || c == b'.';
+        b += 1;
+    }
+    t
+}
+static IPV6: [bool; 256] = ipv6_class();
+
+/// Positions of `:` in a text, left to right, found 64 bytes at a time
+/// (a colon per time of day makes a general-purpose `memchr` call per
+/// match cost more than the search itself).
+#[derive(Debug, Clone)]
+pub struct Colons<'a> {
+    text: &'a [u8],
+    at: usize,
+    left: u64,
+}
+
+impl<'a> Colons<'a> {
+    pub fn new(text: &'a [u8]) -> Self {
+        Colons {
+            text,
+            at: 0,
+            left: colon_mask(text, 0),
+        }
+    }
+}
+
+impl Iterator for Colons<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.left == 0 {
+            self.at += BLOCK_BYTES;
+            if self.at >= self.text.len() {
+                return None;
+            }
+            self.left = colon_mask(self.text, self.at);
+        }
+        let bit = self.left.trailing_zeros();
+        self.left &= self.left - 1;
+        Some(self.at + bit as usize)
+    }
+}
+
+/// One bit per `:` in the block of `text` at `at` (zero past the end).
+#[inline]
+fn colon_mask(text: &[u8], at: usize) -> u64 {
+    if at >= text.len() {
+        return 0;
+    }
+    let mut block = [0u8; BLOCK_BYTES];
+    let bytes = match text.get(at..at + BLOCK_BYTES) {
+        Some(full) => full,
+        None => {
+            let tail = &text[at..];
+            block[..tail.len()].copy_from_slice(tail);
+            &block[..]
+        }
+    };
+    colon_bits(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn colon_bits(bytes: &[u8]) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let mut mask = 0u64;
+    for (lane, chunk) in bytes.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86-64 baseline, and `chunk` holds
+        // exactly the 16 bytes the unaligned load reads.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b':' as i8))) as u16
+        };
+        mask |= u64::from(bits) << (lane * 16);
+    }
+    mask
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn colon_bits(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i))
 }
 
 /// IPv6 candidates: every run of hex digits, `:` and `.` that holds at
@@ -1205,10 +1415,10 @@ fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
 /// inside such a run: its left boundary excludes all of those bytes).
 fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
     let b = Builtin::Ipv6;
-    let is_v6 = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let is_v6 = |c: u8| IPV6[usize::from(c)];
     let max_len = b.len_range().1;
     let mut done = 0usize;
-    for p in memchr::memchr_iter(b':', text) {
+    for p in Colons::new(text) {
         if p < done {
             continue;
         }

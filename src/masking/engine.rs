@@ -1,5 +1,5 @@
-//! The fast scanner: a Hyperscan anchor pass, a numeric-cluster walk, and
-//! confirmation of every anchor in a small window.
+//! The fast scanner: a Hyperscan anchor pass, a bitmask pass for numbers,
+//! and confirmation of every anchor in a small window.
 //!
 //! # Why this shape
 //!
@@ -9,16 +9,24 @@
 //! (stack facts), because the digit-led patterns (cards, phones, SSNs)
 //! turn into large NFAs that fire at every digit. So the database only
 //! holds anchors: the literal prefixes of API tokens, `@` for e-mail,
-//! `-----BEGIN `, the AWS secret keyword, IBAN country codes followed by two
-//! digits and `:hex:` for IPv6. From an anchor the start is known (a fixed
-//! distance back, or the start of a run of allowed bytes) and the end is
-//! found by walking the allowed bytes forward, then each possible end is
-//! checked, longest first, with the detector's hand-written recogniser and
-//! validator.
+//! `-----BEGIN ` and the AWS secret keyword. From an anchor the start is
+//! known (a fixed distance back, or the start of a run of allowed bytes)
+//! and the end is found by walking the allowed bytes forward, then each
+//! possible end is checked, longest first, with the detector's hand-written
+//! recogniser and validator (JSON Web Tokens have a single possible end,
+//! found by one walk).
 //!
-//! Numbers are handled without Hyperscan: one pass finds runs of digits
-//! and `[ ().+-]` (every card, SSN, phone number and IPv4 address lies
-//! inside such a run), and only runs long enough to hold one are examined.
+//! Numbers, IBANs and IPv6 addresses are handled without Hyperscan. The
+//! numeric pass ([`NumericSites`]) classifies the text 64 bytes at a time
+//! into bitmasks (digits, `[ ().+-]`, dots, capitals) and gets from a few
+//! shifts and ANDs per block the two kinds of place that need work: runs of
+//! at least seven numeric bytes holding a digit (every card, SSN, phone
+//! number and IPv4 address lies inside one) and digits after two capitals
+//! (IBAN check digits). From each start inside a run the detectors' shapes
+//! leave one end (SSN, IPv4, North American phone numbers, IBAN from the
+//! country's length) or a few (cards); only `+` starts try every end.
+//! IPv6 candidates start from colons found the same way, and runs without
+//! `::` or six colons are skipped (the validator would refuse them).
 //!
 //! # Completeness
 //!
@@ -26,10 +34,13 @@
 //! [`super::detectors`] contains an anchor from which the engine reaches
 //! it: token candidates begin with their literal, e-mail candidates contain
 //! `@` and start where the run of local-part bytes before it starts, IPv6
-//! candidates contain `:hex{0,4}:` and start where their run of hex, `:`
-//! and `.` starts, and so on. The property test in
-//! `tests/masking_equivalence.rs` checks the consequence: identical
-//! findings to the reference scanner.
+//! candidates contain a colon and start where their run of hex, `:` and `.`
+//! starts, numeric candidates lie in a numeric run, and so on. Every
+//! shortcut (a digit count, a first digit, a single possible end) is a
+//! necessary condition of the definition, never a heuristic. The property
+//! tests in `tests/masking_equivalence.rs` check the consequence (identical
+//! findings to the reference scanner) and each bitmask primitive against a
+//! byte-by-byte walk.
 
 use std::sync::Arc;
 
@@ -996,21 +1007,21 @@ impl Scanner {
         column: Option<u16>,
         summary: &mut super::MaskSummary,
     ) -> usize {
-        let engine = Arc::clone(&self.engine);
-        let scan = self.scan(value, set);
-        if !scan.complete {
+        if !self.scan(value, set).complete {
             super::style::fill(value);
             summary.record_whole(column);
             return 1;
         }
-        for f in scan.findings {
-            let style = engine.detectors[usize::from(f.detector)]
+        // The findings and the engine are read through separate fields, so
+        // no reference count is touched per value.
+        for f in &self.findings {
+            let style = self.engine.detectors[usize::from(f.detector)]
                 .style
                 .same_length();
             super::style::mask_span(value, f.start, f.end, style);
             summary.record(f.detector, column);
         }
-        scan.findings.len()
+        self.findings.len()
     }
 }
 

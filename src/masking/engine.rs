@@ -917,6 +917,9 @@ impl Scanner {
                         };
                         if let Some(e) = found {
                             self.push(s, e, Builtin::Phone);
+                            if self.candidates.len() >= CANDIDATES_MAX {
+                                return false;
+                            }
                         }
                     }
                     s += 1;

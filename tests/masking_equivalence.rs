@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use regex::bytes::Regex;
 use sluice::masking::corpus::{benign, sensitive, Rng};
 use sluice::masking::engine::{
-    builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
+    builtin_detectors, numeric_sites_naive, Colons, CustomDetector, CustomValidator, DetectorDef,
+    DetectorKind, NumericSite, NumericSites,
 };
 use sluice::masking::reference::Reference;
 use sluice::masking::{Builtin, DetectorSet, Engine, Style};
@@ -118,6 +119,39 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+
+    /// The block-wise site finder returns exactly the runs and IBAN sites
+    /// a byte-by-byte walk finds, including runs that cross 64-byte blocks,
+    /// runs just at the length limit, digit-free runs, IBAN sites whose
+    /// capitals sit in the previous block, and runs spanning several blocks.
+    #[test]
+    fn numeric_sites_match_naive_walk(
+        parts in proptest::collection::vec(
+            (proptest::sample::select(vec![
+                "0123456789", "0123456789 -.()+", " ", "ab", "a1.", "\u{e9}9", "-- ", "....",
+                "DEGB0123", "Z9 ", "1234567", "123456",
+            ]), 0usize..150),
+            0..12,
+        ),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut t = Vec::new();
+        for (alphabet, n) in parts {
+            t.extend_from_slice(rng.chars(alphabet.as_bytes(), n).as_bytes());
+        }
+        let fast: Vec<NumericSite> = NumericSites::new(&t).collect();
+        prop_assert_eq!(fast, numeric_sites_naive(&t), "text {:?}", String::from_utf8_lossy(&t));
+    }
+
+    /// The block-wise colon finder returns every `:` position, in order.
+    #[test]
+    fn colons_match_naive_walk(t in proptest::collection::vec(
+        proptest::sample::select(b":a1.: \xff".to_vec()), 0..300)) {
+        let fast: Vec<usize> = Colons::new(&t).collect();
+        let naive: Vec<usize> = (0..t.len()).filter(|&i| t[i] == b':').collect();
+        prop_assert_eq!(fast, naive);
     }
 
     #[test]

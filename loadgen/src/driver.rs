@@ -154,6 +154,9 @@ impl Notify {
 
 struct Shared {
     in_flight: RefCell<VecDeque<Instant>>,
+    pipeline: usize,
+    /// When the pipeline last went from full to not full.
+    slot_freed_at: Cell<Instant>,
     notify: Notify,
     reader_done: Cell<bool>,
     stopping: Cell<bool>,
@@ -186,6 +189,8 @@ pub async fn exchange<Q, R>(
     } = connection;
     let shared = Rc::new(Shared {
         in_flight: RefCell::new(VecDeque::with_capacity(pipeline)),
+        pipeline,
+        slot_freed_at: Cell::new(Instant::now()),
         notify: Notify::default(),
         reader_done: Cell::new(false),
         stopping: Cell::new(false),
@@ -228,9 +233,25 @@ pub async fn exchange<Q, R>(
                     break 'sending;
                 }
                 let now = Instant::now();
+                let mut start = due;
                 if due > now {
                     monoio::time::sleep(due - now).await;
+                    // The timer wheel has millisecond granularity, so the
+                    // wake-up is late by up to a few milliseconds. That
+                    // lateness is the generator's, not the server's: when
+                    // a slot is free at wake-up, it is excluded by moving
+                    // the start forward by the time slept past the moment
+                    // the request could have gone (its due time, or when
+                    // the server freed the slot if that was later; the
+                    // server's part stays charged).
+                    let woke = Instant::now();
+                    if shared.in_flight.borrow().len() < pipeline {
+                        let could_send = due.max(shared.slot_freed_at.get()).min(woke);
+                        start = due + (woke - could_send);
+                    }
                 }
+                // Waiting for a slot is the server's doing: charged in full
+                // (coordinated omission correction).
                 shared
                     .notify
                     .wait_until(|| {
@@ -241,7 +262,7 @@ pub async fn exchange<Q, R>(
                     break 'sending;
                 }
                 requests.append(&mut out);
-                shared.in_flight.borrow_mut().push_back(due);
+                shared.in_flight.borrow_mut().push_back(start);
             }
         }
         if let Err(e) = writer.write(out.split().freeze()).await {
@@ -296,10 +317,15 @@ async fn read_loop<R: Responses>(
             let mut failed = 0u64;
             let mut orphan = false;
             let result = responses.feed(&buffer, &mut |outcome| {
-                let Some(intended) = shared.in_flight.borrow_mut().pop_front() else {
+                let mut queue = shared.in_flight.borrow_mut();
+                if queue.len() == shared.pipeline {
+                    shared.slot_freed_at.set(now);
+                }
+                let Some(intended) = queue.pop_front() else {
                     orphan = true;
                     return;
                 };
+                drop(queue);
                 completed += 1;
                 if outcome != Outcome::Success {
                     failed += 1;
@@ -342,7 +368,11 @@ async fn read_loop<R: Responses>(
                 break;
             }
             Ok(n) => {
-                thread.report.borrow_mut().bytes_received += n as u64;
+                // Bytes count towards throughput only inside the window.
+                let now = Instant::now();
+                if now >= thread.timing.measure_from && now <= thread.timing.deadline {
+                    thread.report.borrow_mut().bytes_received += n as u64;
+                }
                 thread
                     .live
                     .bytes_received

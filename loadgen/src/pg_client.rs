@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use sluice::{
     config::{Secret, Target, UpstreamTlsMode},
-    protocol::pg::{build, TargetKind},
+    protocol::pg::{build, startup::PROTOCOL_VERSION_3_0, TargetKind},
     tls::UpstreamTls,
     upstream::UpstreamError,
 };
@@ -376,6 +376,8 @@ pub struct PgProtocol {
     tls: Option<UpstreamTls>,
     /// sslmode=prefer: also try plaintext if the server refuses TLS.
     fallback_plain: bool,
+    /// sslnegotiation=direct: the TLS configuration with ALPN "postgresql".
+    direct: Option<UpstreamTls>,
     application_name: String,
     connect_timeout: Duration,
     statements: Arc<Vec<Statement>>,
@@ -406,9 +408,21 @@ impl PgProtocol {
             tls_server_name: t.host.clone(),
         };
         let tls = sluice::tls::upstream_config(&target).map_err(|e| format!("TLS set-up: {e}"))?;
+        let direct = match (&tls, t.direct_tls) {
+            (Some(tls), true) => {
+                let mut config = (*tls.config).clone();
+                config.alpn_protocols = vec![sluice::tls::ALPN_POSTGRESQL.to_vec()];
+                Some(UpstreamTls {
+                    config: Arc::new(config),
+                    server_name: tls.server_name.clone(),
+                })
+            }
+            _ => None,
+        };
         Ok(PgProtocol {
             target,
             tls,
+            direct,
             fallback_plain: t.sslmode == SslMode::Prefer,
             application_name: t.application_name.clone(),
             connect_timeout: plan.load.connect_timeout,
@@ -420,7 +434,60 @@ impl PgProtocol {
         })
     }
 
+    /// Direct TLS: handshake first, then the startup message and the
+    /// appliance's own authentication exchange over the encrypted stream.
+    async fn open_direct(&self, tls: &UpstreamTls) -> Result<Connection, String> {
+        use std::net::ToSocketAddrs;
+        let address = (self.target.host.as_str(), self.target.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", self.target.host))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {}: no addresses", self.target.host))?;
+        let stream = monoio::net::TcpStream::connect_addr(address)
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let (mut reader, writer) = sluice::transport::plain(stream, READ_BUFFER_BYTES);
+        let connection = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+            .map_err(|e| format!("TLS: {e}"))?;
+        reader
+            .handshake(&writer, connection.into(), &[])
+            .await
+            .map_err(|e| format!("TLS with {address} failed: {e}"))?;
+        let mut out = BytesMut::new();
+        build::startup_message(
+            &mut out,
+            PROTOCOL_VERSION_3_0,
+            &[
+                ("user", self.target.user.as_str()),
+                ("database", self.target.database.as_str()),
+                ("application_name", self.application_name.as_str()),
+            ],
+        );
+        writer
+            .write(out.freeze())
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        let mut buffer = BytesMut::new();
+        sluice::upstream::authenticate(&self.target, &mut reader, &writer, &mut buffer)
+            .await
+            .map_err(|e| e.to_string())?;
+        let upstream = sluice::upstream::finish_startup(reader, writer, buffer, address)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Connection {
+            reader: upstream.reader,
+            writer: upstream.writer,
+            leftover: upstream.leftover,
+        })
+    }
+
     async fn open(&self) -> Result<Connection, String> {
+        if let Some(direct) = &self.direct {
+            return self.open_direct(direct).await;
+        }
         let parameters = [("application_name", self.application_name.as_str())];
         let attempt = sluice::upstream::connect(
             &self.target,

@@ -49,7 +49,7 @@ pub enum PgUrlError {
     Port(String),
     #[error("invalid percent-encoding in {0:?}")]
     PercentEncoding(String),
-    #[error("unknown URL parameter {0:?} (known: sslmode, sslrootcert, host, port, user, password, dbname, application_name)")]
+    #[error("unknown URL parameter {0:?} (known: sslmode, sslrootcert, sslnegotiation, host, port, user, password, dbname, application_name)")]
     UnknownParameter(String),
     #[error("sslmode {0:?} is not one of disable, prefer, require, verify-ca, verify-full")]
     SslMode(String),
@@ -61,6 +61,10 @@ pub enum PgUrlError {
     Ipv6Host(String),
     #[error("the host is empty")]
     EmptyHost,
+    #[error("sslnegotiation {0:?} is not one of postgres, direct")]
+    SslNegotiation(String),
+    #[error("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full")]
+    DirectWithoutTls,
 }
 
 /// Where and how to connect.
@@ -73,6 +77,10 @@ pub struct PgTarget {
     pub database: String,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
+    /// `sslnegotiation=direct` (libpq 17): TLS from the first byte, with
+    /// ALPN "postgresql", instead of an SSLRequest. What TLS-terminating
+    /// TCP proxies (HAProxy) need.
+    pub direct_tls: bool,
     pub application_name: String,
 }
 
@@ -121,6 +129,7 @@ impl PgTarget {
         from_env(&mut parts.database, "PGDATABASE");
         from_env(&mut parts.sslmode, "PGSSLMODE");
         from_env(&mut parts.sslrootcert, "PGSSLROOTCERT");
+        from_env(&mut parts.sslnegotiation, "PGSSLNEGOTIATION");
         let host = parts.host.unwrap_or_else(|| "localhost".to_string());
         if host.is_empty() {
             return Err(PgUrlError::EmptyHost);
@@ -148,7 +157,16 @@ impl PgTarget {
         if matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && sslrootcert.is_none() {
             return Err(PgUrlError::RootCertMissing(sslmode.name()));
         }
+        let direct_tls = match parts.sslnegotiation.as_deref() {
+            None | Some("postgres") => false,
+            Some("direct") => true,
+            Some(other) => return Err(PgUrlError::SslNegotiation(other.to_string())),
+        };
+        if direct_tls && matches!(sslmode, SslMode::Disable | SslMode::Prefer) {
+            return Err(PgUrlError::DirectWithoutTls);
+        }
         Ok(PgTarget {
+            direct_tls,
             host,
             port,
             user,
@@ -172,6 +190,7 @@ struct UrlParts {
     database: Option<String>,
     sslmode: Option<String>,
     sslrootcert: Option<String>,
+    sslnegotiation: Option<String>,
     application_name: Option<String>,
 }
 
@@ -263,6 +282,7 @@ fn parse_url(url: &str) -> Result<UrlParts, PgUrlError> {
         match name {
             "sslmode" => parts.sslmode = value,
             "sslrootcert" => parts.sslrootcert = value,
+            "sslnegotiation" => parts.sslnegotiation = value,
             "host" => parts.host = value,
             "port" => parts.port = value,
             "user" => parts.user = value,
@@ -344,6 +364,8 @@ mod tests {
             ("postgresql://u%zz@h/db", "percent-encoding"),
             ("postgresql://h1,h2/db", "several hosts"),
             ("postgresql://[::1/db", "IPv6"),
+            ("postgresql://h/db?sslnegotiation=direct", "needs sslmode=require"),
+            ("postgresql://h/db?sslmode=require&sslnegotiation=fast", "sslnegotiation \"fast\""),
         ];
         for (url, expected) in cases {
             let error = PgTarget::resolve(Some(url), &none).unwrap_err().to_string();

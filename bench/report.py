@@ -55,6 +55,8 @@ def main():
 
     def summary(key):
         rs = groups[key]
+        if any("skipped" in r for r in rs):
+            return {"scenario": key[0], "load": key[1], "system": key[2], "skipped": rs[0]["skipped"]}
         def per(run, field):
             return run.get(field)
         def cpu_per_million(run):
@@ -94,18 +96,21 @@ def main():
     notes = []
     for scenario in sorted({r["scenario"] for r in rows}):
         out.append(f"\n## {TITLES[scenario]}\n")
-        srows = [r for r in rows if r["scenario"] == scenario]
+        srows = [r for r in rows if r["scenario"] == scenario and "skipped" not in r]
+        skipped = [r for r in rows if r["scenario"] == scenario and "skipped" in r]
         if scenario in (1, 2, 6):
             out.append("| load | system | req/s | vs direct | p50 us | p99 us | p99.9 us | proxy CPU s / 1M req | req per proxy CPU s | errors |")
             out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in srows:
                 direct = by_key.get((scenario, r["load"], "direct"))
                 ratio = (r["requests_per_second"] / direct["requests_per_second"]
-                         if direct and direct["requests_per_second"] else None)
+                         if direct and direct.get("requests_per_second") else None)
                 out.append(
                     f"| {r['load']} | {LABELS[r['system']].format(masking=masking)} | {fmt(r['requests_per_second'])} | "
                     f"{fmt(ratio * 100 if ratio is not None else None, 0, '%')} | {fmt(r['p50_us'])} | {fmt(r['p99_us'])} | "
                     f"{fmt(r['p99_9_us'])} | {fmt(r['proxy_cpu_s_per_million'], 1)} | {fmt(r['requests_per_proxy_cpu_s'])} | {r['errors']} |")
+            for r in skipped:
+                out.append(f"| {r['load']} | {LABELS[r['system']].format(masking=masking)} | {r['skipped']} | | | | | | | |")
             if scenario == 6:
                 loads = sorted({r["load"] for r in srows})
                 for load in loads:

@@ -44,8 +44,7 @@ fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
     }];
     for i in 0..statements {
         let id = random.next() % 100_000;
-        let statement =
-            format!("select abalance from pgbench_accounts where aid = {id} /* {i} */");
+        let statement = format!("select abalance from pgbench_accounts where aid = {id} /* {i} */");
         let mut query = vec![b'Q'];
         query.extend_from_slice(&((statement.len() + 5) as u32).to_be_bytes());
         query.extend_from_slice(statement.as_bytes());
@@ -58,10 +57,14 @@ fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
             reason: "read".into(),
         });
         // Server answers: mostly small, sometimes a larger result set.
-        let rows = if random.next() % 16 == 0 { 200 } else { 1 };
+        let rows = if random.next() & 15 == 0 { 200 } else { 1 };
         let mut answer = Vec::new();
         for row in 0..rows {
-            let value = format!("{:>12}|customer-{row}@example.com|{}", random.next() % 1_000_000, i);
+            let value = format!(
+                "{:>12}|customer-{row}@example.com|{}",
+                random.next() % 1_000_000,
+                i
+            );
             answer.push(b'D');
             answer.extend_from_slice(&((value.len() + 10) as u32).to_be_bytes());
             answer.extend_from_slice(&1u16.to_be_bytes());
@@ -86,7 +89,9 @@ fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
 
 fn payload_bytes(body: &RecordBody) -> u64 {
     match body {
-        RecordBody::ClientMessage { bytes } | RecordBody::ServerMessage { bytes } => bytes.len() as u64,
+        RecordBody::ClientMessage { bytes } | RecordBody::ServerMessage { bytes } => {
+            bytes.len() as u64
+        }
         RecordBody::PolicyDecision { statement, .. } => statement.len() as u64 + 16,
         _ => 64,
     }
@@ -104,7 +109,10 @@ fn bench_group(c: &mut Criterion, name: &str, group_records: usize) {
     let mut sequence = 0u64;
     for (unit, throughput) in [
         ("records", Throughput::Elements(group_records as u64)),
-        ("bytes", Throughput::Bytes(per_record_bytes * group_records as u64)),
+        (
+            "bytes",
+            Throughput::Bytes(per_record_bytes * group_records as u64),
+        ),
     ] {
         let mut group = c.benchmark_group(format!("ledger_append_{unit}"));
         group.throughput(throughput);

@@ -85,7 +85,11 @@ pub fn serve(settings: HttpBackendSettings) -> Result<(), String> {
                 match listener.accept().await {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
-                        monoio::spawn(serve_connection(stream, responses.clone(), settings.clone()));
+                        monoio::spawn(serve_connection(
+                            stream,
+                            responses.clone(),
+                            settings.clone(),
+                        ));
                     }
                     Err(e) => {
                         eprintln!("sluice-loadgen backend http: accept: {e}");
@@ -169,7 +173,9 @@ async fn serve_connection(
         let owned = std::mem::take(&mut input);
         let start = owned.len();
         let end = owned.capacity();
-        let (result, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(owned, start..end)).await;
+        let (result, slice) = stream
+            .read(monoio::buf::IoBufMut::slice_mut(owned, start..end))
+            .await;
         input = slice.into_inner();
         match result {
             Ok(0) | Err(_) => return,

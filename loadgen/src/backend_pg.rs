@@ -16,8 +16,8 @@ use monoio::{
     net::{TcpListener, TcpStream},
 };
 use sluice::protocol::pg::{
-    build, next_frame, next_startup_packet, parse_frontend, sqlstate, FieldDescription,
-    FormatCode, FrontendMessage, Severity, StartupPacket, TargetKind, TransactionStatus,
+    build, next_frame, next_startup_packet, parse_frontend, sqlstate, FieldDescription, FormatCode,
+    FrontendMessage, Severity, StartupPacket, TargetKind, TransactionStatus,
 };
 
 use crate::{cli::PgBackendSettings, runtime};
@@ -159,7 +159,12 @@ impl MockSession {
     }
 
     /// Consumes complete messages from `input`, appending the answers.
-    pub fn handle(&mut self, input: &mut BytesMut, out: &mut BytesMut, pieces: &mut Vec<Piece>) -> Flow {
+    pub fn handle(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+        pieces: &mut Vec<Piece>,
+    ) -> Flow {
         loop {
             if self.phase == Phase::Startup {
                 let (packet_len, reply) = match next_startup_packet(input) {
@@ -221,7 +226,12 @@ impl MockSession {
         }
     }
 
-    fn message(&mut self, message: FrontendMessage<'_>, out: &mut BytesMut, pieces: &mut Vec<Piece>) -> Flow {
+    fn message(
+        &mut self,
+        message: FrontendMessage<'_>,
+        out: &mut BytesMut,
+        pieces: &mut Vec<Piece>,
+    ) -> Flow {
         if self.phase == Phase::SkipToSync {
             match message {
                 FrontendMessage::Sync => {
@@ -474,7 +484,11 @@ mod tests {
             let rows_seen = sluice::protocol::pg::frames(&answer, 1 << 20)
                 .filter(|f| f.as_ref().unwrap().tag == b'D')
                 .count();
-            assert_eq!(rows_seen as u64, rows * 2, "rows {rows} row_bytes {row_bytes}");
+            assert_eq!(
+                rows_seen as u64,
+                rows * 2,
+                "rows {rows} row_bytes {row_bytes}"
+            );
             outcomes.clear();
             scanner.scan(&answer, &mut |o| outcomes.push(o)).unwrap();
             assert_eq!(outcomes, vec![Outcome::Success; 3]);

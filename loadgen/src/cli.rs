@@ -72,7 +72,9 @@ pub enum ArgumentError {
     HttpsWithoutCa,
     #[error("--cacert is only meaningful with an https URL")]
     CaWithoutHttps,
-    #[error("--pin lists {given} CPUs but --threads is {threads}; give one CPU per thread or none")]
+    #[error(
+        "--pin lists {given} CPUs but --threads is {threads}; give one CPU per thread or none"
+    )]
     PinCount { given: usize, threads: usize },
 }
 
@@ -387,7 +389,10 @@ impl LoadArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamSpec {
     /// Uniform over LOW..=HIGH.
-    Int { low: i64, high: i64 },
+    Int {
+        low: i64,
+        high: i64,
+    },
     Text(String),
 }
 
@@ -652,7 +657,12 @@ impl HttpBackendArgs {
         Ok(HttpBackendSettings {
             listen: self.listen,
             threads,
-            body_bytes: check_range("--body-bytes", self.body_bytes, 0, HTTP_RESPONSE_BODY_BYTES_MAX)?,
+            body_bytes: check_range(
+                "--body-bytes",
+                self.body_bytes,
+                0,
+                HTTP_RESPONSE_BODY_BYTES_MAX,
+            )?,
             request_head_bytes_max: check_range(
                 "--request-head-bytes-max",
                 self.request_head_bytes_max,
@@ -745,21 +755,63 @@ mod tests {
     #[test]
     fn bad_pg_arguments_are_named() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--sql", "select 1", "--threads", "0"], "--threads must be between 1"),
-            (&["--sql", "select 1", "--pipeline", "5000"], "--pipeline must be between 1 and 1024"),
-            (&["--sql", "select 1", "--rate=-5"], "--rate must be between"),
-            (&["--sql", "select 1", "--rate", "NaN"], "--rate must be between"),
-            (&["--sql", "select 1", "--duration", "0s"], "--duration must be between"),
-            (&["--sql", "select 1", "--duration", "soon"], "not a duration"),
+            (
+                &["--sql", "select 1", "--threads", "0"],
+                "--threads must be between 1",
+            ),
+            (
+                &["--sql", "select 1", "--pipeline", "5000"],
+                "--pipeline must be between 1 and 1024",
+            ),
+            (
+                &["--sql", "select 1", "--rate=-5"],
+                "--rate must be between",
+            ),
+            (
+                &["--sql", "select 1", "--rate", "NaN"],
+                "--rate must be between",
+            ),
+            (
+                &["--sql", "select 1", "--duration", "0s"],
+                "--duration must be between",
+            ),
+            (
+                &["--sql", "select 1", "--duration", "soon"],
+                "not a duration",
+            ),
             (&[], "give the statements with --sql or --script"),
-            (&["--sql", "select $2", "--param", "1"], "statement 1 uses $2 but only 1 --param"),
-            (&["--sql", "select $1", "--param", "int:5:1"], "LOW is greater than HIGH"),
-            (&["--sql", "select $1", "--param", "int:x:1"], "LOW is not an integer"),
-            (&["--sql", "select 1", "--url", "mysql://h/db"], "unsupported scheme"),
-            (&["--sql", "select 1", "--url", "postgresql://h:99999/db"], "port"),
-            (&["--sql", "select 1", "--threads", "2", "--pin", "1"], "--pin lists 1 CPUs but --threads is 2"),
-            (&["--sql", "select 1", "--reconnect", "--pipeline", "2"], "--reconnect"),
-            (&["--sql", "select 1", "--mode", "fast"], "invalid value 'fast'"),
+            (
+                &["--sql", "select $2", "--param", "1"],
+                "statement 1 uses $2 but only 1 --param",
+            ),
+            (
+                &["--sql", "select $1", "--param", "int:5:1"],
+                "LOW is greater than HIGH",
+            ),
+            (
+                &["--sql", "select $1", "--param", "int:x:1"],
+                "LOW is not an integer",
+            ),
+            (
+                &["--sql", "select 1", "--url", "mysql://h/db"],
+                "unsupported scheme",
+            ),
+            (
+                &["--sql", "select 1", "--url", "postgresql://h:99999/db"],
+                "port",
+            ),
+            (
+                &["--sql", "select 1", "--threads", "2", "--pin", "1"],
+                "--pin lists 1 CPUs but --threads is 2",
+            ),
+            (
+                &["--sql", "select 1", "--reconnect", "--pipeline", "2"],
+                "--reconnect",
+            ),
+            (
+                &["--sql", "select 1", "--mode", "fast"],
+                "invalid value 'fast'",
+            ),
         ];
         for (arguments, expected) in cases {
             let error = pg(arguments).expect_err(&format!("{arguments:?} must be refused"));
@@ -794,7 +846,9 @@ mod tests {
         let plan = pg(&["--script", path_text, "--param", "int:1:10"]).unwrap();
         assert_eq!(plan.statements.len(), 2);
         std::fs::write(&path, "-- nothing\n").unwrap();
-        assert!(pg(&["--script", path_text]).unwrap_err().contains("holds no statement"));
+        assert!(pg(&["--script", path_text])
+            .unwrap_err()
+            .contains("holds no statement"));
         let missing = dir.path().join("missing.sql");
         assert!(pg(&["--script", missing.to_str().unwrap()])
             .unwrap_err()
@@ -827,13 +881,21 @@ mod tests {
         assert_eq!(plan.method, "POST");
         assert_eq!(plan.headers, vec![("X-Test".into(), "yes".into())]);
         assert_eq!(plan.body.len(), 10);
-        assert!(http(&["--url", "http://h/", "-X", "GE T"]).unwrap_err().contains("--method"));
-        assert!(http(&["--url", "http://h/", "-H", "NoColon"]).unwrap_err().contains("--header"));
-        assert!(http(&["--url", "https://h/"]).unwrap_err().contains("--cacert"));
-        assert!(http(&["--url", "ftp://h/"]).unwrap_err().contains("scheme"));
-        assert!(http(&["--url", "http://h/", "--body", "a", "--body-size", "1"])
+        assert!(http(&["--url", "http://h/", "-X", "GE T"])
             .unwrap_err()
-            .contains("at most one"));
+            .contains("--method"));
+        assert!(http(&["--url", "http://h/", "-H", "NoColon"])
+            .unwrap_err()
+            .contains("--header"));
+        assert!(http(&["--url", "https://h/"])
+            .unwrap_err()
+            .contains("--cacert"));
+        assert!(http(&["--url", "ftp://h/"]).unwrap_err().contains("scheme"));
+        assert!(
+            http(&["--url", "http://h/", "--body", "a", "--body-size", "1"])
+                .unwrap_err()
+                .contains("at most one")
+        );
         assert!(http(&[]).unwrap_err().contains("--url"));
     }
 
@@ -855,7 +917,14 @@ mod tests {
         else {
             unreachable!()
         };
-        assert!(arguments.validate().unwrap_err().to_string().contains("--row-bytes"));
-        assert!(Cli::try_parse_from(["sluice-loadgen", "backend", "http", "--listen", "nowhere"]).is_err());
+        assert!(arguments
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--row-bytes"));
+        assert!(
+            Cli::try_parse_from(["sluice-loadgen", "backend", "http", "--listen", "nowhere"])
+                .is_err()
+        );
     }
 }

@@ -12,10 +12,7 @@ use std::{
     cell::{Cell, RefCell},
     collections::VecDeque,
     rc::Rc,
-    sync::{
-        atomic::Ordering,
-        Arc, Condvar, Mutex,
-    },
+    sync::{atomic::Ordering, Arc, Condvar, Mutex},
     task::{Poll, Waker},
     time::{Duration, Instant},
 };
@@ -334,7 +331,10 @@ async fn read_loop<R: Responses>(
             });
             buffer.clear();
             if completed > 0 {
-                thread.live.completed.fetch_add(completed, Ordering::Relaxed);
+                thread
+                    .live
+                    .completed
+                    .fetch_add(completed, Ordering::Relaxed);
                 if failed > 0 {
                     thread.live.errors.fetch_add(failed, Ordering::Relaxed);
                 }

@@ -15,7 +15,8 @@ pub fn pg_response_scanner(data: &[u8]) {
     let mut pieces = crate::pg_client::PgResponseScanner::new(4096);
     let mut piece_outcomes = Vec::new();
     let first = pieces.scan(&data[..split], &mut |o| piece_outcomes.push(o));
-    let piece_result = first.and_then(|()| pieces.scan(&data[split..], &mut |o| piece_outcomes.push(o)));
+    let piece_result =
+        first.and_then(|()| pieces.scan(&data[split..], &mut |o| piece_outcomes.push(o)));
     assert_eq!(whole_result.is_ok(), piece_result.is_ok());
     if whole_result.is_ok() {
         assert_eq!(whole_outcomes, piece_outcomes);
@@ -31,7 +32,8 @@ pub fn http_response_scanner(data: &[u8]) {
     let mut pieces = crate::http_wire::ResponseScanner::new(4096, false);
     let mut piece_statuses = Vec::new();
     let first = pieces.scan(&data[..split], &mut |s| piece_statuses.push(s));
-    let piece_result = first.and_then(|()| pieces.scan(&data[split..], &mut |s| piece_statuses.push(s)));
+    let piece_result =
+        first.and_then(|()| pieces.scan(&data[split..], &mut |s| piece_statuses.push(s)));
     assert_eq!(whole_result.is_ok(), piece_result.is_ok());
     if whole_result.is_ok() {
         assert_eq!(whole_statuses, piece_statuses);

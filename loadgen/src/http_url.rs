@@ -112,7 +112,10 @@ mod tests {
         assert_eq!((url.port, url.path.as_str(), url.tls), (443, "/", true));
         assert_eq!(url.host_header(), "example.com");
         let url = HttpUrl::parse("http://[::1]:81?q").unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("::1", 81, "/?q"));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 81, "/?q")
+        );
     }
 
     #[test]

@@ -199,7 +199,8 @@ fn parse_headers(lines: &[u8], http_1_1: bool) -> Result<(BodyKind, bool), HttpE
         if line[0] == b' ' || line[0] == b'\t' {
             return Err(HttpError::BadRequest("obsolete header line folding"));
         }
-        let colon = memchr::memchr(b':', line).ok_or(HttpError::BadRequest("header without colon"))?;
+        let colon =
+            memchr::memchr(b':', line).ok_or(HttpError::BadRequest("header without colon"))?;
         let name = &line[..colon];
         if name.is_empty() || !name.iter().all(|b| is_token_byte(*b)) {
             return Err(HttpError::BadRequest("invalid header name"));
@@ -299,8 +300,15 @@ pub struct RequestDone {
 #[derive(Debug, Clone)]
 enum ReadState {
     Head,
-    Body { head: Head, remaining: usize, seen: usize },
-    Chunked { head: Head, decoder: ChunkedDecoder },
+    Body {
+        head: Head,
+        remaining: usize,
+        seen: usize,
+    },
+    Chunked {
+        head: Head,
+        decoder: ChunkedDecoder,
+    },
 }
 
 /// The backend's request reader: call [`RequestReader::next`] with the
@@ -452,7 +460,11 @@ impl ResponseScanner {
     }
 
     /// Consumes `input`, calling `done(status)` for each complete response.
-    pub fn scan(&mut self, mut input: &[u8], done: &mut dyn FnMut(u16)) -> Result<(), ResponseError> {
+    pub fn scan(
+        &mut self,
+        mut input: &[u8],
+        done: &mut dyn FnMut(u16),
+    ) -> Result<(), ResponseError> {
         while !input.is_empty() {
             match &mut self.state {
                 ScanState::Head => {
@@ -460,7 +472,8 @@ impl ResponseScanner {
                     // little before the end of what was buffered already.
                     let from = self.head.len().saturating_sub(3);
                     let before = self.head.len();
-                    let window = (self.head_bytes_max + 1 - before.min(self.head_bytes_max)).min(input.len());
+                    let window = (self.head_bytes_max + 1 - before.min(self.head_bytes_max))
+                        .min(input.len());
                     self.head.extend_from_slice(&input[..window]);
                     let Some(end) = memmem::find(&self.head[from..], b"\r\n\r\n") else {
                         if self.head.len() > self.head_bytes_max {
@@ -496,7 +509,9 @@ impl ResponseScanner {
                     match body {
                         BodyKind::None => done(status),
                         BodyKind::Length(n) => self.state = ScanState::Body(n),
-                        BodyKind::Chunked => self.state = ScanState::Chunked(ChunkedDecoder::default()),
+                        BodyKind::Chunked => {
+                            self.state = ScanState::Chunked(ChunkedDecoder::default())
+                        }
                     }
                 }
                 ScanState::Body(remaining) => {
@@ -534,9 +549,10 @@ fn parse_response_head(head: &[u8]) -> Result<(u16, BodyKind, bool), ResponseErr
     if code.len() != 3 || !code.iter().all(|b| b.is_ascii_digit()) {
         return Err(ResponseError::StatusLine);
     }
-    let status = (code[0] - b'0') as u16 * 100 + (code[1] - b'0') as u16 * 10 + (code[2] - b'0') as u16;
-    let (body, _keep_alive) =
-        parse_headers(&head[line_end + 1..], http_1_1).map_err(|e| ResponseError::Headers(e.to_string()))?;
+    let status =
+        (code[0] - b'0') as u16 * 100 + (code[1] - b'0') as u16 * 10 + (code[2] - b'0') as u16;
+    let (body, _keep_alive) = parse_headers(&head[line_end + 1..], http_1_1)
+        .map_err(|e| ResponseError::Headers(e.to_string()))?;
     Ok((status, body, has_length_or_chunked(&head[line_end + 1..])))
 }
 
@@ -551,7 +567,11 @@ fn has_length_or_chunked(lines: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn read_all(reader: &mut RequestReader, input: &[u8], step: usize) -> Result<Vec<RequestDone>, HttpError> {
+    fn read_all(
+        reader: &mut RequestReader,
+        input: &[u8],
+        step: usize,
+    ) -> Result<Vec<RequestDone>, HttpError> {
         let mut pending: Vec<u8> = Vec::new();
         let mut requests = Vec::new();
         for chunk in input.chunks(step) {
@@ -585,7 +605,12 @@ HEAD /z HTTP/1.0\r\n\r\n";
                 .collect();
             assert_eq!(
                 summary,
-                vec![(true, false, 0), (true, false, 5), (true, false, 5), (false, true, 0)],
+                vec![
+                    (true, false, 0),
+                    (true, false, 5),
+                    (true, false, 5),
+                    (false, true, 0)
+                ],
                 "step {step}"
             );
         }
@@ -598,24 +623,42 @@ HEAD /z HTTP/1.0\r\n\r\n";
             (b"GET / HTTP/2.0\r\n\r\n", 505),
             (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\n folded\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                400,
+            ),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
             (b"POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
             (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                400,
+            ),
         ];
         for (input, status) in cases {
             let mut reader = RequestReader::new(1024, 1024);
             let error = read_all(&mut reader, input, input.len()).unwrap_err();
-            assert_eq!(error.status().0, *status, "{:?}: {error}", String::from_utf8_lossy(input));
+            assert_eq!(
+                error.status().0,
+                *status,
+                "{:?}: {error}",
+                String::from_utf8_lossy(input)
+            );
         }
         let mut reader = RequestReader::new(1024, 1024);
         let huge = vec![b'a'; 2000];
         assert_eq!(reader.next(&huge).unwrap_err().status().0, 431);
     }
 
-    fn scan_all(scanner: &mut ResponseScanner, input: &[u8], step: usize) -> Result<Vec<u16>, ResponseError> {
+    fn scan_all(
+        scanner: &mut ResponseScanner,
+        input: &[u8],
+        step: usize,
+    ) -> Result<Vec<u16>, ResponseError> {
         let mut statuses = Vec::new();
         for chunk in input.chunks(step) {
             scanner.scan(chunk, &mut |s| statuses.push(s))?;
@@ -632,7 +675,11 @@ HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n0\r\n\r\n\
 HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         for step in [1, 3, 7, input.len()] {
             let mut scanner = ResponseScanner::new(1024, false);
-            assert_eq!(scan_all(&mut scanner, input, step).unwrap(), vec![200, 204, 503, 200], "step {step}");
+            assert_eq!(
+                scan_all(&mut scanner, input, step).unwrap(),
+                vec![200, 204, 503, 200],
+                "step {step}"
+            );
         }
     }
 
@@ -650,12 +697,20 @@ HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         );
         let mut scanner = ResponseScanner::new(1024, false);
         assert_eq!(
-            scan_all(&mut scanner, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 100),
+            scan_all(
+                &mut scanner,
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                100
+            ),
             Err(ResponseError::UndelimitedBody)
         );
         let mut scanner = ResponseScanner::new(1024, false);
         assert!(matches!(
-            scan_all(&mut scanner, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n", 100),
+            scan_all(
+                &mut scanner,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n",
+                100
+            ),
             Err(ResponseError::Chunked(_))
         ));
     }

@@ -154,7 +154,11 @@ pub fn run_load<P: Protocol>(
         protocol: labels.protocol,
         target: labels.target,
         workload: labels.workload,
-        loop_kind: if load.rate.is_some() { "open" } else { "closed" },
+        loop_kind: if load.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
         rate_target: load.rate,
         threads: load.threads,
         connections: load.connections,
@@ -213,7 +217,10 @@ async fn run_thread<P: Protocol>(
                 monoio::spawn(async move {
                     match monoio::time::timeout(timeout, protocol.connect(index)).await {
                         Ok(result) => result,
-                        Err(_) => Err(format!("connect timed out after {} ms", timeout.as_millis())),
+                        Err(_) => Err(format!(
+                            "connect timed out after {} ms",
+                            timeout.as_millis()
+                        )),
                     }
                 })
             })
@@ -318,7 +325,10 @@ async fn reconnect_loop<P: Protocol>(
             Ok(Err(e)) => state.record_failure(1, e),
             Err(_) => state.record_failure(
                 1,
-                format!("connection set-up timed out after {} ms", connect_timeout.as_millis()),
+                format!(
+                    "connection set-up timed out after {} ms",
+                    connect_timeout.as_millis()
+                ),
             ),
         }
     }

@@ -272,10 +272,8 @@ impl PgResponseScanner {
 
     fn finish_message(&mut self, done: &mut dyn FnMut(Outcome)) -> Result<(), ScanError> {
         match self.collecting.take() {
-            Some(b'E') => {
-                if self.error.is_none() {
-                    self.error = Some(describe_error(&self.body));
-                }
+            Some(b'E') if self.error.is_none() => {
+                self.error = Some(describe_error(&self.body));
             }
             Some(b'Z') => {
                 if self.body.len() != 1 {
@@ -294,7 +292,11 @@ impl PgResponseScanner {
         Ok(())
     }
 
-    pub fn scan(&mut self, mut input: &[u8], done: &mut dyn FnMut(Outcome)) -> Result<(), ScanError> {
+    pub fn scan(
+        &mut self,
+        mut input: &[u8],
+        done: &mut dyn FnMut(Outcome),
+    ) -> Result<(), ScanError> {
         loop {
             if self.header_len == 5 {
                 let take = self.remaining.min(input.len());
@@ -607,10 +609,7 @@ mod tests {
     fn placeholders_are_found_outside_identifiers() {
         let statement = Statement::parse("select a$1, $1, $12 from t where x = $2");
         assert_eq!(statement.parameters_used, 12);
-        let specs = vec![
-            ParamSpec::Int { low: 0, high: 0 };
-            12
-        ];
+        let specs = vec![ParamSpec::Int { low: 0, high: 0 }; 12];
         let values: Vec<String> = (1..=12).map(|i| (i * 100).to_string()).collect();
         let mut out = String::new();
         statement.substitute(&values, &specs, &mut out);
@@ -639,10 +638,17 @@ mod tests {
             seen[(v - 10) as usize] = true;
         }
         assert!(seen.iter().all(|s| *s));
-        assert_eq!(Random::new(1).between(i64::MIN, i64::MAX), Random::new(1).between(i64::MIN, i64::MAX));
+        assert_eq!(
+            Random::new(1).between(i64::MIN, i64::MAX),
+            Random::new(1).between(i64::MIN, i64::MAX)
+        );
     }
 
-    fn scan_all(scanner: &mut PgResponseScanner, input: &[u8], step: usize) -> Result<Vec<Outcome>, ScanError> {
+    fn scan_all(
+        scanner: &mut PgResponseScanner,
+        input: &[u8],
+        step: usize,
+    ) -> Result<Vec<Outcome>, ScanError> {
         let mut outcomes = Vec::new();
         for chunk in input.chunks(step.max(1)) {
             scanner.scan(chunk, &mut |o| outcomes.push(o))?;
@@ -693,7 +699,10 @@ mod tests {
         let mut scanner = PgResponseScanner::new(1024);
         assert_eq!(
             scan_all(&mut scanner, b"Z\x00\x00\x00\x02", 5),
-            Err(ScanError::LengthBelowMinimum { tag: b'Z', length: 2 })
+            Err(ScanError::LengthBelowMinimum {
+                tag: b'Z',
+                length: 2
+            })
         );
         let mut scanner = PgResponseScanner::new(1024);
         assert_eq!(
@@ -708,7 +717,10 @@ mod tests {
         let mut scanner = PgResponseScanner::new(1024);
         assert_eq!(
             scan_all(&mut scanner, b"E\x00\x10\x00\x00", 5),
-            Err(ScanError::ErrorTooLarge { length: 0x10_0000 - 4, max: 1024 })
+            Err(ScanError::ErrorTooLarge {
+                length: 0x10_0000 - 4,
+                max: 1024
+            })
         );
     }
 

@@ -53,7 +53,9 @@ pub enum PgUrlError {
     UnknownParameter(String),
     #[error("sslmode {0:?} is not one of disable, prefer, require, verify-ca, verify-full")]
     SslMode(String),
-    #[error("sslmode={0} needs sslrootcert=FILE (or PGSSLROOTCERT): no system trust store is used")]
+    #[error(
+        "sslmode={0} needs sslrootcert=FILE (or PGSSLROOTCERT): no system trust store is used"
+    )]
     RootCertMissing(&'static str),
     #[error("several hosts in one URL are not supported")]
     MultipleHosts,
@@ -317,7 +319,10 @@ mod tests {
         assert_eq!(target.database, "app");
         assert_eq!(target.sslmode, SslMode::VerifyFull);
         assert_eq!(target.sslrootcert, Some(PathBuf::from("/tmp/ca.crt")));
-        assert!(!target.display().contains("p@ss"), "summaries never show the password");
+        assert!(
+            !target.display().contains("p@ss"),
+            "summaries never show the password"
+        );
     }
 
     #[test]
@@ -360,16 +365,28 @@ mod tests {
             ("postgresql://h:x/db", "port \"x\""),
             ("postgresql://h/db?sslmode=maybe", "sslmode \"maybe\""),
             ("postgresql://h/db?sslmode=verify-full", "needs sslrootcert"),
-            ("postgresql://h/db?colour=blue", "unknown URL parameter \"colour\""),
+            (
+                "postgresql://h/db?colour=blue",
+                "unknown URL parameter \"colour\"",
+            ),
             ("postgresql://u%zz@h/db", "percent-encoding"),
             ("postgresql://h1,h2/db", "several hosts"),
             ("postgresql://[::1/db", "IPv6"),
-            ("postgresql://h/db?sslnegotiation=direct", "needs sslmode=require"),
-            ("postgresql://h/db?sslmode=require&sslnegotiation=fast", "sslnegotiation \"fast\""),
+            (
+                "postgresql://h/db?sslnegotiation=direct",
+                "needs sslmode=require",
+            ),
+            (
+                "postgresql://h/db?sslmode=require&sslnegotiation=fast",
+                "sslnegotiation \"fast\"",
+            ),
         ];
         for (url, expected) in cases {
             let error = PgTarget::resolve(Some(url), &none).unwrap_err().to_string();
-            assert!(error.contains(expected), "{url}: {error:?} lacks {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{url}: {error:?} lacks {expected:?}"
+            );
         }
     }
 }

@@ -63,8 +63,7 @@ impl ThreadReport {
     }
 
     pub fn sample_error(&mut self, message: String) {
-        if self.error_samples.len() < ERROR_SAMPLES_MAX && !self.error_samples.contains(&message)
-        {
+        if self.error_samples.len() < ERROR_SAMPLES_MAX && !self.error_samples.contains(&message) {
             self.error_samples.push(message);
         }
     }
@@ -193,7 +192,9 @@ impl Summary {
             self.duration_s,
             self.io_driver
         ));
-        out.push_str("| requests | req/s | received/s | errors | failed | p50 | p90 | p99 | p99.9 | max |\n");
+        out.push_str(
+            "| requests | req/s | received/s | errors | failed | p50 | p90 | p99 | p99.9 | max |\n",
+        );
         out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let l = &self.latency_us;
         out.push_str(&format!(
@@ -236,7 +237,10 @@ pub fn spawn_progress(
                 .iter()
                 .map(|c| c.completed.load(Ordering::Relaxed))
                 .sum();
-            let errors: u64 = counters.iter().map(|c| c.errors.load(Ordering::Relaxed)).sum();
+            let errors: u64 = counters
+                .iter()
+                .map(|c| c.errors.load(Ordering::Relaxed))
+                .sum();
             let now = Instant::now();
             let rate = (completed - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
             last = (completed, now);

@@ -47,7 +47,10 @@ fn backend(arguments: &[&str]) -> Backend {
         .next()
         .expect("listening line")
         .to_string();
-    assert!(line.contains("listening on"), "unexpected first line {line:?}");
+    assert!(
+        line.contains("listening on"),
+        "unexpected first line {line:?}"
+    );
     Backend { child, address }
 }
 
@@ -87,8 +90,24 @@ fn pg_against_the_mock_backend_in_every_mode() {
     let url = format!("postgresql://tester@{}/db?sslmode=disable", mock.address);
     for mode in ["simple", "extended", "prepared"] {
         let output = loadgen(&[
-            "pg", "--url", &url, "--sql", "select $1", "--param", "int:1:9", "--mode", mode,
-            "--duration", "1s", "-c", "4", "--pipeline", "4", "--threads", "2", "--json",
+            "pg",
+            "--url",
+            &url,
+            "--sql",
+            "select $1",
+            "--param",
+            "int:1:9",
+            "--mode",
+            mode,
+            "--duration",
+            "1s",
+            "-c",
+            "4",
+            "--pipeline",
+            "4",
+            "--threads",
+            "2",
+            "--json",
         ]);
         let run = summary(&output);
         assert!(number(&run, "requests") > 100.0, "{mode}: {run}");
@@ -100,7 +119,10 @@ fn pg_against_the_mock_backend_in_every_mode() {
             number(&run, "bytes_received") >= number(&run, "requests") * 45.0,
             "{mode}: {run}"
         );
-        assert!(run["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{mode}: {run}");
+        assert!(
+            run["latency_us"]["p50"].as_f64().unwrap() > 0.0,
+            "{mode}: {run}"
+        );
     }
 }
 
@@ -109,8 +131,18 @@ fn open_loop_holds_the_rate() {
     let mock = backend(&["pg"]);
     let url = format!("postgresql://tester@{}/db?sslmode=disable", mock.address);
     let run = summary(&loadgen(&[
-        "pg", "--url", &url, "--sql", "select 1", "--rate", "400", "-c", "4", "--duration",
-        "1s", "--json",
+        "pg",
+        "--url",
+        &url,
+        "--sql",
+        "select 1",
+        "--rate",
+        "400",
+        "-c",
+        "4",
+        "--duration",
+        "1s",
+        "--json",
     ]));
     let requests = number(&run, "requests");
     // 400 are due in the window; the last few may still be in flight at
@@ -125,8 +157,9 @@ fn pg_against_a_real_postgresql_with_scram_and_tls() {
         .prefix("loadgen-pg-")
         .tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .unwrap();
-    let certs = sluice::devenv::certs::generate(&dir.path().join("tls"), &["localhost", "127.0.0.1"], &[])
-        .unwrap();
+    let certs =
+        sluice::devenv::certs::generate(&dir.path().join("tls"), &["localhost", "127.0.0.1"], &[])
+            .unwrap();
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -153,15 +186,39 @@ fn pg_against_a_real_postgresql_with_scram_and_tls() {
     );
     for mode in ["simple", "prepared"] {
         let run = summary(&loadgen(&[
-            "pg", "--url", &url, "--sql", "select $1::int + 1", "--param", "int:1:1000", "--mode",
-            mode, "--duration", "1s", "-c", "2", "--json",
+            "pg",
+            "--url",
+            &url,
+            "--sql",
+            "select $1::int + 1",
+            "--param",
+            "int:1:1000",
+            "--mode",
+            mode,
+            "--duration",
+            "1s",
+            "-c",
+            "2",
+            "--json",
         ]));
         assert!(number(&run, "requests") > 10.0, "{mode}: {run}");
-        assert_eq!(number(&run, "errors") + number(&run, "failed"), 0.0, "{mode}: {run}");
+        assert_eq!(
+            number(&run, "errors") + number(&run, "failed"),
+            0.0,
+            "{mode}: {run}"
+        );
     }
     // A new connection per request (scenario 4 of bench/compare).
     let run = summary(&loadgen(&[
-        "pg", "--url", &url, "--sql", "select 1", "--reconnect", "--duration", "1s", "--json",
+        "pg",
+        "--url",
+        &url,
+        "--sql",
+        "select 1",
+        "--reconnect",
+        "--duration",
+        "1s",
+        "--json",
     ]));
     assert!(number(&run, "requests") >= 2.0, "{run}");
     // The PG* environment variables are used when there is no URL.
@@ -179,27 +236,57 @@ fn pg_against_a_real_postgresql_with_scram_and_tls() {
     // Statements that fail are counted as errors with their SQLSTATE, and a
     // run in which nothing succeeds exits 1.
     let output = loadgen(&[
-        "pg", "--url", &url, "--sql", "select * from no_such_table", "--duration", "300ms",
+        "pg",
+        "--url",
+        &url,
+        "--sql",
+        "select * from no_such_table",
+        "--duration",
+        "300ms",
     ]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no request succeeded") && stderr.contains("42P01"), "{stderr}");
+    assert!(
+        stderr.contains("no request succeeded") && stderr.contains("42P01"),
+        "{stderr}"
+    );
     assert!(stdout.contains("42P01"), "{stdout}");
     // A wrong password is refused with PostgreSQL's own SQLSTATE.
     let bad = url.replace("p%40ss%20word", "wrong");
-    let output = loadgen(&["pg", "--url", &bad, "--sql", "select 1", "--duration", "300ms"]);
+    let output = loadgen(&[
+        "pg",
+        "--url",
+        &bad,
+        "--sql",
+        "select 1",
+        "--duration",
+        "300ms",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("28P01"));
     // verify-full with the wrong CA fails the handshake.
-    let other = sluice::devenv::certs::generate(&dir.path().join("other"), &["127.0.0.1"], &[]).unwrap();
+    let other =
+        sluice::devenv::certs::generate(&dir.path().join("other"), &["127.0.0.1"], &[]).unwrap();
     let wrong_ca = url.replace(
         &certs.ca_cert.display().to_string(),
         &other.ca_cert.display().to_string(),
     );
-    let output = loadgen(&["pg", "--url", &wrong_ca, "--sql", "select 1", "--duration", "300ms"]);
+    let output = loadgen(&[
+        "pg",
+        "--url",
+        &wrong_ca,
+        "--sql",
+        "select 1",
+        "--duration",
+        "300ms",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("TLS"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     cluster.stop().unwrap();
 }
 
@@ -208,14 +295,40 @@ fn http_against_the_mock_backend() {
     let mock = backend(&["http", "--body-bytes", "100"]);
     let url = format!("http://{}/path?q=1", mock.address);
     let run = summary(&loadgen(&[
-        "http", "--url", &url, "-c", "4", "--pipeline", "8", "--duration", "1s", "--json",
+        "http",
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "--pipeline",
+        "8",
+        "--duration",
+        "1s",
+        "--json",
     ]));
     assert!(number(&run, "requests") > 100.0, "{run}");
-    assert_eq!(number(&run, "errors") + number(&run, "failed"), 0.0, "{run}");
-    assert!(number(&run, "bytes_received") >= number(&run, "requests") * 100.0, "{run}");
+    assert_eq!(
+        number(&run, "errors") + number(&run, "failed"),
+        0.0,
+        "{run}"
+    );
+    assert!(
+        number(&run, "bytes_received") >= number(&run, "requests") * 100.0,
+        "{run}"
+    );
     let run = summary(&loadgen(&[
-        "http", "--url", &url, "-X", "POST", "--body-size", "5000", "-H", "X-Test: 1",
-        "--duration", "500ms", "--json",
+        "http",
+        "--url",
+        &url,
+        "-X",
+        "POST",
+        "--body-size",
+        "5000",
+        "-H",
+        "X-Test: 1",
+        "--duration",
+        "500ms",
+        "--json",
     ]));
     assert!(number(&run, "requests") > 10.0, "{run}");
 }
@@ -224,7 +337,9 @@ fn http_against_the_mock_backend() {
 fn mock_backends_answer_bad_input_with_protocol_errors() {
     let http = backend(&["http"]);
     let mut stream = TcpStream::connect(&http.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(b"GET / HTTP/9.9\r\n\r\n").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -233,9 +348,13 @@ fn mock_backends_answer_bad_input_with_protocol_errors() {
 
     let pg = backend(&["pg"]);
     let mut stream = TcpStream::connect(&pg.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     // A startup packet claiming protocol 9.0.
-    stream.write_all(b"\x00\x00\x00\x08\x00\x09\x00\x00").unwrap();
+    stream
+        .write_all(b"\x00\x00\x00\x08\x00\x09\x00\x00")
+        .unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     assert_eq!(answer.first(), Some(&b'E'));
@@ -253,8 +372,9 @@ fn unreachable_targets_are_clear_errors() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("cannot connect to postgresql://u@127.0.0.1:{closed}/db"))
-            && stderr.contains("refused"),
+        stderr.contains(&format!(
+            "cannot connect to postgresql://u@127.0.0.1:{closed}/db"
+        )) && stderr.contains("refused"),
         "{stderr}"
     );
     let url = format!("http://127.0.0.1:{closed}/");
@@ -266,11 +386,23 @@ fn unreachable_targets_are_clear_errors() {
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for (arguments, expected) in [
-        (&["pg", "--sql", "select 1", "--pipeline", "0"][..], "--pipeline must be between 1 and 1024"),
-        (&["pg", "--url", "mysql://x/y", "--sql", "select 1"][..], "unsupported scheme"),
-        (&["http", "--url", "http://h/", "--threads", "999"][..], "--threads must be between"),
+        (
+            &["pg", "--sql", "select 1", "--pipeline", "0"][..],
+            "--pipeline must be between 1 and 1024",
+        ),
+        (
+            &["pg", "--url", "mysql://x/y", "--sql", "select 1"][..],
+            "unsupported scheme",
+        ),
+        (
+            &["http", "--url", "http://h/", "--threads", "999"][..],
+            "--threads must be between",
+        ),
         (&["pg", "--no-such-flag"][..], "unexpected argument"),
-        (&["backend", "pg", "--listen", "not-an-address"][..], "invalid value"),
+        (
+            &["backend", "pg", "--listen", "not-an-address"][..],
+            "invalid value",
+        ),
     ] {
         let output = loadgen(arguments);
         assert_eq!(output.status.code(), Some(2), "{arguments:?}");

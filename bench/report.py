@@ -12,6 +12,8 @@ LABELS = {
     "direct-tls": "direct, TLS",
     "sluice": "sluice, TLS, recording+policy{masking}",
     "sluice-off": "sluice, TLS, recording/policy/masking off",
+    "sluice-rec": "sluice, TLS, recording only",
+    "sluice-policy": "sluice, TLS, policy only",
     "pgbouncer": "pgbouncer (transaction pool)",
     "pgbouncer-tls": "pgbouncer, client TLS",
     "haproxy": "HAProxy (TCP)",

@@ -258,7 +258,7 @@ fn error_fields(message: &BackendMessage<'_>) -> (String, String) {
     }
 }
 
-async fn authenticate(
+pub async fn authenticate(
     target: &Target,
     reader: &mut TransportReader,
     writer: &TransportWriter,
@@ -366,7 +366,7 @@ async fn authenticate(
     }
 }
 
-async fn finish_startup(
+pub async fn finish_startup(
     mut reader: TransportReader,
     writer: TransportWriter,
     mut buffer: BytesMut,

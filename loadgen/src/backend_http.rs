@@ -7,11 +7,12 @@ use std::{rc::Rc, sync::Arc};
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::{
-    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
+    io::{AsyncWriteRent, AsyncWriteRentExt},
     net::{TcpListener, TcpStream},
 };
 
 use crate::{
+    backend_pg::read_more,
     cli::HttpBackendSettings,
     http_wire::{HttpError, RequestReader},
     runtime,
@@ -167,19 +168,8 @@ async fn serve_connection(
             let _ = stream.shutdown().await;
             return;
         }
-        if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
-            input.reserve(READ_BUFFER_BYTES);
-        }
-        let owned = std::mem::take(&mut input);
-        let start = owned.len();
-        let end = owned.capacity();
-        let (result, slice) = stream
-            .read(monoio::buf::IoBufMut::slice_mut(owned, start..end))
-            .await;
-        input = slice.into_inner();
-        match result {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if !read_more(&mut stream, &mut input).await {
+            return;
         }
     }
 }

@@ -392,6 +392,23 @@ async fn write_pieces(stream: &mut TcpStream, pieces: &mut Vec<Piece>) -> bool {
     true
 }
 
+/// Appends what the peer sends next to `input`, keeping at least a quarter
+/// of the read size free. False at end of stream or on a read error: the
+/// mock backends then simply close the connection. Shared by both mocks.
+pub(crate) async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> bool {
+    if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
+        input.reserve(READ_BUFFER_BYTES);
+    }
+    let owned = std::mem::take(input);
+    let start = owned.len();
+    let end = owned.capacity();
+    let (result, slice) = stream
+        .read(monoio::buf::IoBufMut::slice_mut(owned, start..end))
+        .await;
+    *input = slice.into_inner();
+    matches!(result, Ok(n) if n > 0)
+}
+
 async fn serve_connection(mut stream: TcpStream, mut session: MockSession) {
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut out = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -405,19 +422,8 @@ async fn serve_connection(mut stream: TcpStream, mut session: MockSession) {
             let _ = stream.shutdown().await;
             return;
         }
-        if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
-            input.reserve(READ_BUFFER_BYTES);
-        }
-        let owned = std::mem::take(&mut input);
-        let start = owned.len();
-        let end = owned.capacity();
-        let (result, slice) = stream
-            .read(monoio::buf::IoBufMut::slice_mut(owned, start..end))
-            .await;
-        input = slice.into_inner();
-        match result {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if !read_more(&mut stream, &mut input).await {
+            return;
         }
     }
 }

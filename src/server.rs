@@ -184,7 +184,19 @@ fn uring_available() -> bool {
     monoio::utils::detect_uring()
 }
 
+/// Connections the kernel queues on each worker's listener before accept.
+const LISTEN_BACKLOG: i32 = 1024;
+
 fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_reuse_port(address, LISTEN_BACKLOG)
+}
+
+/// A non-blocking TCP listener with SO_REUSEPORT, one per thread-per-core
+/// worker (also used by sluice-loadgen's mock backends).
+pub fn bind_reuse_port(
+    address: SocketAddr,
+    backlog: i32,
+) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(address),
@@ -198,7 +210,7 @@ fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> 
     // not care either way.
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    socket.listen(1024)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 

@@ -114,18 +114,5 @@ pub fn bind_listeners(
 }
 
 fn bind_one(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nodelay(true)?;
-    // The legacy driver needs non-blocking sockets; io_uring does not mind.
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    sluice::server::bind_reuse_port(address, LISTEN_BACKLOG)
 }

@@ -938,51 +938,17 @@ fn admin_api_auth_errors_and_metrics() {
 /// against the held-statement flow; see tests/python_approvals/.
 #[test]
 fn psycopg_pipeline_and_transactions() {
-    let python = venv_python();
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/setup.sh",
-        python.display()
-    );
     let a = start(2);
-    let tests_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python_approvals");
-    let env = env();
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-rfEs",
-            "-p",
-            "no:cacheprovider",
-            tests_dir,
-        ])
-        .env("SLUICE_BIN", SLUICE)
-        .env("SLUICE_GW_PORT", a.gw.port.to_string())
-        .env("SLUICE_AGENT", "agent")
-        .env("SLUICE_TOKEN", env.token("agent"))
-        .env("SLUICE_CA", &env.certs.ca_cert)
-        .env("SLUICE_ADMIN_URL", &a.admin_url)
-        .env("SLUICE_ADMIN_TOKEN", &a.alice)
-        .env("SLUICE_ADMIN_CA", &env.certs.ca_cert)
-        .env("SLUICE_DIRECT_PORT", env.pg_port.to_string())
-        .env("SLUICE_DIRECT_USER", UPSTREAM_USER)
-        .env("SLUICE_DIRECT_PASSWORD", &env.upstream_password)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PGSSLMODE")
-        .env_remove("PGHOST")
-        .output_within(Duration::from_secs(240))
-        .unwrap_or_else(|e| panic!("pytest: {e}\n{}", a.gw.log_tail()));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let ca = env().certs.ca_cert.clone();
+    run_pytest(
+        "python_approvals",
+        &a.gw,
+        &[
+            ("SLUICE_BIN", SLUICE.as_ref()),
+            ("SLUICE_ADMIN_URL", a.admin_url.as_ref()),
+            ("SLUICE_ADMIN_TOKEN", a.alice.as_ref()),
+            ("SLUICE_ADMIN_CA", ca.as_os_str()),
+        ],
+        Duration::from_secs(240),
     );
-    eprintln!("{report}");
-    assert!(
-        out.status.success(),
-        "psycopg approval tests failed:\n{report}\n--- sluice ---\n{}",
-        a.gw.log_tail()
-    );
-    assert!(report.contains(" passed"), "pytest ran no test:\n{report}");
 }

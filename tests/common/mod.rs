@@ -739,6 +739,58 @@ pub fn venv_python() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("var/venv/bin/python")
 }
 
+/// Runs the pytest suite in `tests/<suite>` from the project virtualenv
+/// against `gw`, with the agent's and the direct connection settings plus
+/// `extra_env`, and fails with pytest's report unless every test passed
+/// (and at least one ran).
+pub fn run_pytest(
+    suite: &str,
+    gw: &Gateway,
+    extra_env: &[(&str, &std::ffi::OsStr)],
+    timeout: Duration,
+) {
+    let python = venv_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (make test does) to create the \
+         Python virtualenv with psycopg and pytest",
+        python.display()
+    );
+    let env = env();
+    let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(suite);
+    let out = Command::new(&python)
+        .args(["-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"])
+        .arg(&tests_dir)
+        .env("SLUICE_GW_PORT", gw.port.to_string())
+        .env("SLUICE_AGENT", "agent")
+        .env("SLUICE_TOKEN", env.token("agent"))
+        .env("SLUICE_CA", &env.certs.ca_cert)
+        .env("SLUICE_DIRECT_PORT", env.pg_port.to_string())
+        .env("SLUICE_DIRECT_USER", UPSTREAM_USER)
+        .env("SLUICE_DIRECT_PASSWORD", &env.upstream_password)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(extra_env.iter().copied())
+        .env_remove("PGSSLMODE")
+        .env_remove("PGHOST")
+        .output_within(timeout)
+        .unwrap_or_else(|e| panic!("pytest: {e}\n{}", gw.log_tail()));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "pytest suite {suite} failed ({}):\n{report}\n--- sluice ---\n{}",
+        out.status,
+        gw.log_tail()
+    );
+    assert!(report.contains(" passed"), "pytest ran no test:\n{report}");
+}
+
 /// Writes `contents` to a new file in the scratch directory.
 pub fn scratch_file(name: &str, contents: &[u8]) -> PathBuf {
     let p = env().dir.join(name);

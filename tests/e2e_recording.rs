@@ -463,5 +463,52 @@ fn disk_full_refuses_statements_and_recovers() {
         }
     }
     c.terminate();
-    drop(gw);
+    let mut gw = gw;
+    stop(&mut gw);
+
+    // Nothing the agent sent or received while the disk was full is
+    // missing: the refused statements (what the agent attempted) and the
+    // refusals it received are in the ledger, in order, and it verifies.
+    let ledger_arg = ledger.display().to_string();
+    let vkey_arg = fx.vkey.display().to_string();
+    let verify = ledger_cli(&["verify", &ledger_arg, "--key", &vkey_arg]);
+    assert!(
+        verify.status.success(),
+        "verify failed after the disk-full episode: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let queries: Vec<String> = recorded_queries(&ledger)
+        .into_iter()
+        .map(|(_, sql)| sql)
+        .collect();
+    let attempted_last = refused.last().copied().expect("five refusals");
+    let markers: Vec<usize> = queries
+        .iter()
+        .filter_map(|sql| {
+            let rest = sql.strip_prefix(&format!("SELECT '{marker}_"))?;
+            rest.split('_').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        markers,
+        (0..=attempted_last).collect::<Vec<_>>(),
+        "every statement sent, refused or not, is recorded once, in order"
+    );
+    assert!(queries.iter().any(|q| q == "SELECT 'after'"));
+    let storage = FsStorage::new(ledger.clone());
+    let refusals_recorded = LedgerReader::new(&storage)
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| match &r.body {
+            Some(RecordBody::ServerMessage { bytes }) => bytes.windows(5).any(|w| w == b"53100"),
+            _ => false,
+        })
+        .count();
+    assert!(
+        refusals_recorded >= refused.len(),
+        "the refusals the agent received are recorded ({refusals_recorded} of {})",
+        refused.len()
+    );
 }

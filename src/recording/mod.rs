@@ -39,7 +39,12 @@
 //! error), the writer reports the fault to every waiting batch and marks the
 //! ledger unavailable; sessions refuse new statements (53100 / 58030) until
 //! the writer has reopened the ledger (which recovers its torn tail) and a
-//! write succeeds again.
+//! write succeeds again. No record is dropped meanwhile: the writer keeps
+//! every record it took (those of the failed group commit, the responses
+//! and refusals that follow) and appends what the reopened ledger lacks of
+//! them, by each session's sequence numbers. The kept bytes count against
+//! the workers' queues, so a long outage makes sessions wait instead of
+//! growing memory.
 
 use std::{
     cell::{Cell, RefCell},
@@ -195,15 +200,12 @@ fn record_bytes(record: &Record) -> usize {
         }
 }
 
-fn deliver(shared: &RecorderShared, group: &mut Vec<Batch>, outcome: &Result<(), Fault>) {
+/// Tells the sessions waiting on `batches` how their batch ended (the
+/// batches stay; their waiters are cleared).
+fn notify_waiters(shared: &RecorderShared, batches: &mut [Batch], outcome: &Result<(), Fault>) {
     let mut touched = vec![false; shared.mailboxes.len()];
-    for batch in group.drain(..) {
-        if let Some(mailbox) = shared.mailboxes.get(batch.worker) {
-            mailbox
-                .queued_bytes
-                .fetch_sub(batch.bytes, Ordering::AcqRel);
-        }
-        if let Some((worker, sequence)) = batch.waiter {
+    for batch in batches.iter_mut() {
+        if let Some((worker, sequence)) = batch.waiter.take() {
             if let Some(mailbox) = shared.mailboxes.get(worker) {
                 mailbox
                     .outcomes
@@ -219,6 +221,82 @@ fn deliver(shared: &RecorderShared, group: &mut Vec<Batch>, outcome: &Result<(),
             shared.mailboxes[worker].waker.wake();
         }
     }
+}
+
+/// Batches whose records are durable in the ledger: their bytes no longer
+/// count against their workers' queues.
+fn release(shared: &RecorderShared, batches: &mut Vec<Batch>) {
+    for batch in batches.drain(..) {
+        if let Some(mailbox) = shared.mailboxes.get(batch.worker) {
+            mailbox
+                .queued_bytes
+                .fetch_sub(batch.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The highest sequence number the ledger holds for each of `sessions`.
+fn ledger_high_water(
+    directory: &std::path::Path,
+    sessions: &std::collections::HashSet<sluice_ledger::SessionId>,
+) -> Result<std::collections::HashMap<sluice_ledger::SessionId, u64>, sluice_ledger::Error> {
+    let mut high = std::collections::HashMap::new();
+    if sessions.is_empty() {
+        return Ok(high);
+    }
+    let storage = FsStorage::new(directory.to_path_buf());
+    sluice_ledger::reader::scan(
+        &storage,
+        &sluice_ledger::reader::ScanOptions::default(),
+        &mut |record| {
+            let descriptor = &record.descriptor;
+            if sessions.contains(&descriptor.session) {
+                let entry = high.entry(descriptor.session).or_insert(0);
+                *entry = (*entry).max(descriptor.sequence);
+            }
+            Ok(())
+        },
+        &mut |_, _| {},
+    )?;
+    Ok(high)
+}
+
+/// Reopens the ledger after a fault and appends the records kept meanwhile
+/// that it lacks, then makes them durable. A session's records reach the
+/// ledger in sequence order, so after the reopen (which recovers the torn
+/// tail) the ledger holds a prefix of each session: a kept record is
+/// missing exactly when its sequence number is above the highest one the
+/// ledger has for its session.
+fn reopen(
+    settings: &LedgerSettings,
+    key_text: &str,
+    kept: &[Batch],
+) -> Result<LedgerWriter, sluice_ledger::Error> {
+    let mut writer = open_writer(settings, key_text)?;
+    let sessions = kept
+        .iter()
+        .flat_map(|b| b.records.iter().map(|r| r.session))
+        .collect();
+    let high = ledger_high_water(&settings.directory, &sessions)?;
+    let mut appended = 0usize;
+    for record in kept.iter().flat_map(|b| b.records.iter()) {
+        let present = high
+            .get(&record.session)
+            .is_some_and(|&highest| record.sequence <= highest);
+        if !present {
+            writer.append(record)?;
+            appended += 1;
+        }
+    }
+    writer.barrier()?;
+    if !kept.is_empty() {
+        tracing::info!(
+            phase = "recording",
+            records_appended = appended,
+            "records kept while the ledger was unavailable are in the ledger"
+        );
+    }
+    Ok(writer)
 }
 
 /// State shared by the workers and the writer thread.
@@ -347,6 +425,12 @@ fn writer_thread(
     let mut last_barrier = Instant::now();
     let mut unsynced = false;
     let mut group: Vec<Batch> = Vec::new();
+    // Records taken while the ledger was unavailable (or in the group that
+    // failed), kept until a reopened ledger has them: no record of what an
+    // agent sent or received is dropped because the disk filled up. Their
+    // bytes stay counted in their workers' queues, so sessions wait
+    // (`wait_for_room`) instead of this growing without bound.
+    let mut kept: Vec<Batch> = Vec::new();
     loop {
         let first = if settings.durability == Durability::Batched {
             // Nobody waits on a batched ledger: sleep for the interval and
@@ -379,9 +463,10 @@ fn writer_thread(
         }
         if writer.is_none() && last_reopen.elapsed() >= REOPEN_INTERVAL {
             last_reopen = Instant::now();
-            match open_writer(&settings, &key_text) {
+            match reopen(&settings, &key_text, &kept) {
                 Ok(reopened) => {
                     writer = Some(reopened);
+                    release(&shared, &mut kept);
                     shared.status.store(STATUS_AVAILABLE, Ordering::Release);
                     tracing::warn!(
                         phase = "recording",
@@ -398,7 +483,8 @@ fn writer_thread(
                 kind: FaultKind::Io,
                 message: "the ledger is unavailable".into(),
             });
-            deliver(&shared, &mut group, &Err(fault));
+            notify_waiters(&shared, &mut group, &Err(fault));
+            kept.append(&mut group);
             continue;
         };
         let mut failure = None;
@@ -433,7 +519,10 @@ fn writer_thread(
             }
         }
         match failure {
-            None => deliver(&shared, &mut group, &Ok(())),
+            None => {
+                notify_waiters(&shared, &mut group, &Ok(()));
+                release(&shared, &mut group);
+            }
             Some(error) => {
                 let kind = classify(&error);
                 shared.status.store(
@@ -454,15 +543,33 @@ fn writer_thread(
                     kind,
                     message: error.to_string(),
                 };
-                deliver(&shared, &mut group, &Err(fault));
+                notify_waiters(&shared, &mut group, &Err(fault));
+                kept.append(&mut group);
                 // Never retry on the same writer: after a failed fsync the
-                // page cache cannot be trusted. Reopening rereads the disk and
-                // recovers the torn tail; unacknowledged records are dropped,
-                // and their statements were never forwarded.
+                // page cache cannot be trusted. Reopening rereads the disk,
+                // recovers the torn tail and appends what it lacks of the
+                // kept records; the statements whose records failed were
+                // refused and never forwarded.
                 writer = None;
                 unsynced = false;
                 last_reopen = Instant::now();
             }
+        }
+    }
+    if writer.is_none() && !kept.is_empty() {
+        // Stopping while the ledger is unavailable: one last attempt.
+        match reopen(&settings, &key_text, &kept) {
+            Ok(reopened) => {
+                writer = Some(reopened);
+                release(&shared, &mut kept);
+            }
+            Err(e) => tracing::error!(
+                phase = "recording",
+                source = "internal",
+                error = %e,
+                records = kept.iter().map(|b| b.records.len()).sum::<usize>(),
+                "stopping with records the unavailable ledger could not take: they are lost"
+            ),
         }
     }
     if let Some(writer) = writer {
@@ -632,16 +739,21 @@ impl WorkerRecorder {
     /// Adds records to this turn's batch and returns the slot that resolves
     /// when they are durable (`wait`: the caller will await it; otherwise the
     /// records become durable with the next group commit or interval). Fails
-    /// at once when the ledger is unavailable or this worker already has too
-    /// many records outstanding.
+    /// at once when this worker already has too many records outstanding
+    /// (the records are not taken), and, for a batch someone waits for,
+    /// when the ledger is unavailable (the records are taken).
     pub fn submit(
         self: &Rc<Self>,
         records: impl IntoIterator<Item = Record>,
         wait: bool,
     ) -> Result<Rc<BatchSlot>, Fault> {
-        if let Some(fault) = self.shared.fault() {
-            return Err(fault);
-        }
+        // While the ledger is unavailable, records are still taken: the
+        // writer keeps them until it recovers, so the ledger shows what the
+        // agent received and also what it attempted. A batch someone waits
+        // for guards a statement that is not forwarded yet: its records are
+        // taken as evidence of the attempt, and the call fails at once so
+        // that the statement is refused.
+        let refusal = if wait { self.shared.fault() } else { None };
         let outstanding = self.pending.borrow().len() + self.in_flight.get();
         if outstanding >= self.shared.settings.records_per_worker_max {
             return Err(Fault {
@@ -661,13 +773,16 @@ impl WorkerRecorder {
         self.shared.mailboxes[self.index]
             .queued_bytes
             .fetch_add(bytes, Ordering::AcqRel);
-        if wait && self.strict() {
+        if wait && self.strict() && refusal.is_none() {
             self.waited.set(true);
         }
         if !self.flush_scheduled.replace(true) {
             monoio::spawn(flush(self.clone()));
         }
-        Ok(self.slot.borrow().clone())
+        match refusal {
+            Some(fault) => Err(fault),
+            None => Ok(self.slot.borrow().clone()),
+        }
     }
 }
 

@@ -1073,11 +1073,25 @@ async fn serve(
             Err(fault) => Err(fault),
         };
         if let Err(fault) = durable {
+            let reason = format!("sluice cannot record this session: {}", fault.message);
+            // The opening is kept until the ledger recovers (the agent did
+            // connect): close it there too, so the ledger holds no session
+            // that looks cut off by a crash.
+            let closed = RecordBody::SessionClosed {
+                statements: 0,
+                client_messages: 0,
+                server_messages: 0,
+                client_bytes: 0,
+                server_bytes: 0,
+                denied_statements: 0,
+                reason: reason.clone(),
+            };
+            let _ = recording.recorder.submit([recording.record(closed)], false);
             return Err(Failure::new(
                 ErrorSource::Internal,
                 Phase::ConnectUpstream,
                 fault.sqlstate(),
-                format!("sluice cannot record this session: {}", fault.message),
+                reason,
             ));
         }
     }

@@ -23,25 +23,9 @@ use sluice::protocol::pg::{
     frames, parse_backend, parse_frontend, BackendMessage, FieldDescription, FormatCode,
     FrontendMessage, TargetKind, TransactionStatus,
 };
+use sluice_bench::XorShift;
 
 const MESSAGE_BYTES_MAX: usize = 1 << 20;
-
-/// A tiny deterministic generator; quality does not matter, repeatability
-/// does.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn backend_result_set() -> (BytesMut, usize) {
     let mut rng = XorShift(0x5eed_0001);

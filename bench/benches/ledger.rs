@@ -15,20 +15,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice_bench::XorShift;
 use sluice_ledger::record::{Record, RecordBody, SessionId};
 use sluice_ledger::{FsStorage, LedgerWriter, SignerKey, WriterConfig};
-
-/// Fixed-seed xorshift: the same corpus on every run.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// One session's records (bodies only) and their payload bytes.
 fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
@@ -43,7 +32,7 @@ fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
         target: "bench".into(),
     }];
     for i in 0..statements {
-        let id = random.next() % 100_000;
+        let id = random.next_u64() % 100_000;
         let statement = format!("select abalance from pgbench_accounts where aid = {id} /* {i} */");
         let mut query = vec![b'Q'];
         query.extend_from_slice(&((statement.len() + 5) as u32).to_be_bytes());
@@ -57,12 +46,12 @@ fn session_corpus(statements: usize) -> (Vec<RecordBody>, u64) {
             reason: "read".into(),
         });
         // Server answers: mostly small, sometimes a larger result set.
-        let rows = if random.next() & 15 == 0 { 200 } else { 1 };
+        let rows = if random.next_u64() & 15 == 0 { 200 } else { 1 };
         let mut answer = Vec::new();
         for row in 0..rows {
             let value = format!(
                 "{:>12}|customer-{row}@example.com|{}",
-                random.next() % 1_000_000,
+                random.next_u64() % 1_000_000,
                 i
             );
             answer.push(b'D');

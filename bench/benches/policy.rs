@@ -18,21 +18,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sluice::policy::{classify, classify_with, ClassifyOptions, NoPreparedStatements};
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use sluice_bench::XorShift;
 
 fn short_corpus(n: usize) -> Vec<String> {
     let mut rng = XorShift(0x5eed_1234_abcd_0001);

@@ -479,22 +479,6 @@ fn psql_statement_runs_once_after_cli_approve() {
     );
 }
 
-/// The `sluice-ledger` binary, built on demand when this test runs alone.
-fn ledger_bin() -> std::path::PathBuf {
-    let sluice = std::path::PathBuf::from(SLUICE);
-    let candidate = sluice.parent().unwrap().join("sluice-ledger");
-    if !candidate.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "sluice-ledger", "--bin", "sluice-ledger"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p sluice-ledger");
-        assert!(status.success());
-    }
-    candidate
-}
-
 /// Deny, timeout and cancel, outside and inside a transaction block:
 /// 42501 naming the approver (and reason) or the timeout, 57014 for a
 /// cancel, and the table is untouched each time.

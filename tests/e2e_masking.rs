@@ -447,17 +447,13 @@ fn ledger_records_masked_bytes_and_a_summary_without_values() {
     }
     assert_no_originals(&gw, "summary", rules);
     // `sluice-ledger sessions` counts masked values per session.
-    let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
-    let ledger_bin = sluice.parent().unwrap().join("sluice-ledger");
-    if ledger_bin.exists() {
-        let out = Command::new(&ledger_bin)
-            .args(["sessions"])
-            .arg(&ledger)
-            .output_within(Duration::from_secs(30))
-            .unwrap();
-        let listing = String::from_utf8_lossy(&out.stdout);
-        assert!(listing.contains("masked"), "{listing}");
-    }
+    let out = Command::new(ledger_bin())
+        .args(["sessions"])
+        .arg(&ledger)
+        .output_within(Duration::from_secs(30))
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("masked"), "{listing}");
 }
 
 #[test]

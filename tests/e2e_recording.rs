@@ -118,21 +118,20 @@ impl Fixture {
     }
 }
 
-/// The `sluice-ledger` binary (another package of the workspace), built on
-/// demand when this test runs alone.
-fn ledger_bin() -> PathBuf {
-    let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
-    let candidate = sluice.parent().unwrap().join("sluice-ledger");
-    if !candidate.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "sluice-ledger", "--bin", "sluice-ledger"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p sluice-ledger");
-        assert!(status.success());
-    }
-    candidate
+/// Runs `sluice-ledger verify` and fails the test (saying `when`) unless it passes.
+fn assert_verifies(ledger: &Path, vkey: &Path, when: &str) {
+    let verify = ledger_cli(&[
+        "verify",
+        &ledger.display().to_string(),
+        "--key",
+        &vkey.display().to_string(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "verify failed {when}: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 fn ledger_cli(args: &[&str]) -> Output {
@@ -206,14 +205,7 @@ fn sessions_verify_list_and_replay_exactly() {
     stop(&mut gw);
 
     let ledger_arg = ledger.display().to_string();
-    let vkey_arg = fx.vkey.display().to_string();
-    let verify = ledger_cli(&["verify", &ledger_arg, "--key", &vkey_arg]);
-    assert!(
-        verify.status.success(),
-        "verify failed: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_verifies(&ledger, &fx.vkey, "after psql and pgbench sessions");
     let sessions = ledger_cli(&["sessions", &ledger_arg]);
     let listing = String::from_utf8_lossy(&sessions.stdout).into_owned();
     assert!(sessions.status.success(), "{listing}");
@@ -281,7 +273,6 @@ fn sessions_verify_list_and_replay_exactly() {
 fn crash_during_pgbench_loses_no_forwarded_statement() {
     let fx = Fixture::new("rec-crash");
     let ledger = fx.dir.join("ledger");
-    let vkey_arg = fx.vkey.display().to_string();
     for round in 0..3 {
         let port = free_port();
         let mut gw = Gateway::start_with_config(fx.config(port, &ledger, "strict"), port);
@@ -314,12 +305,10 @@ fn crash_during_pgbench_loses_no_forwarded_statement() {
         let port = free_port();
         let mut gw = Gateway::start_with_config(fx.config(port, &ledger, "strict"), port);
         stop(&mut gw);
-        let verify = ledger_cli(&["verify", &ledger.display().to_string(), "--key", &vkey_arg]);
-        assert!(
-            verify.status.success(),
-            "round {round}: verify failed after kill -9: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            String::from_utf8_lossy(&verify.stderr)
+        assert_verifies(
+            &ledger,
+            &fx.vkey,
+            &format!("in round {round}, after kill -9"),
         );
         let mut recorded: HashMap<String, usize> = HashMap::new();
         for (_, q) in recorded_queries(&ledger) {
@@ -469,15 +458,7 @@ fn disk_full_refuses_statements_and_recovers() {
     // Nothing the agent sent or received while the disk was full is
     // missing: the refused statements (what the agent attempted) and the
     // refusals it received are in the ledger, in order, and it verifies.
-    let ledger_arg = ledger.display().to_string();
-    let vkey_arg = fx.vkey.display().to_string();
-    let verify = ledger_cli(&["verify", &ledger_arg, "--key", &vkey_arg]);
-    assert!(
-        verify.status.success(),
-        "verify failed after the disk-full episode: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_verifies(&ledger, &fx.vkey, "after the disk-full episode");
     let queries: Vec<String> = recorded_queries(&ledger)
         .into_iter()
         .map(|(_, sql)| sql)

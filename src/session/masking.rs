@@ -884,6 +884,19 @@ mod tests {
         }
     }
 
+    /// One int8 column named `n`, described in text format.
+    fn int8_column() -> crate::protocol::pg::FieldDescription<'static> {
+        crate::protocol::pg::FieldDescription {
+            name: b"n",
+            table_oid: 0,
+            column_attribute: 0,
+            type_oid: 20,
+            type_size: 8,
+            type_modifier: -1,
+            format: FormatCode::Text,
+        }
+    }
+
     #[test]
     fn describe_statement_then_bind_applies_formats_only_to_that_statement() {
         let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
@@ -896,18 +909,7 @@ mod tests {
         stage.observe_frontend(&frontend).unwrap();
         let mut backend = BytesMut::new();
         build::parameter_description(&mut backend, &[]);
-        build::row_description(
-            &mut backend,
-            &[crate::protocol::pg::FieldDescription {
-                name: b"n",
-                table_oid: 0,
-                column_attribute: 0,
-                type_oid: 20,
-                type_size: 8,
-                type_modifier: -1,
-                format: FormatCode::Text,
-            }],
-        );
+        build::row_description(&mut backend, &[int8_column()]);
         build::bind_complete(&mut backend);
         stage.mask_chunk(backend).unwrap();
         let shape = stage.state.shape.as_ref().expect("shape kept for s1");
@@ -927,18 +929,7 @@ mod tests {
         let mut backend = BytesMut::new();
         build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
         build::parameter_description(&mut backend, &[]);
-        build::row_description(
-            &mut backend,
-            &[crate::protocol::pg::FieldDescription {
-                name: b"n",
-                table_oid: 0,
-                column_attribute: 0,
-                type_oid: 20,
-                type_size: 8,
-                type_modifier: -1,
-                format: FormatCode::Text,
-            }],
-        );
+        build::row_description(&mut backend, &[int8_column()]);
         build::bind_complete(&mut backend);
         stage.mask_chunk(backend).unwrap();
         assert!(stage.state.shape.is_none());

@@ -31,6 +31,26 @@ pub use pgwire::{ConnectError, Negotiation, PgConn, TlsOpts};
 /// The gateway binary under test.
 pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
+/// The `sluice-ledger` binary (another package of the workspace), built on
+/// demand when a test runs alone (`cargo test --test NAME` builds only the
+/// sluice package's binaries).
+pub fn ledger_bin() -> std::path::PathBuf {
+    let candidate = std::path::Path::new(SLUICE)
+        .parent()
+        .expect("the sluice binary sits in a directory")
+        .join("sluice-ledger");
+    if !candidate.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "sluice-ledger", "--bin", "sluice-ledger"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p sluice-ledger");
+        assert!(status.success(), "building sluice-ledger failed");
+    }
+    candidate
+}
+
 /// Upstream role sluice logs in as; agents never see its password.
 pub const UPSTREAM_USER: &str = "sluice_up";
 

@@ -529,7 +529,7 @@ fn check_secret_file(key_path: &str, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_range<T: PartialOrd + fmt::Display>(
+pub(crate) fn check_range<T: PartialOrd + fmt::Display>(
     key_path: &str,
     value: T,
     min: T,

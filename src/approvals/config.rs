@@ -173,21 +173,6 @@ fn error(key_path: impl Into<String>, message: impl Into<String>) -> ConfigError
     }
 }
 
-fn range<T: PartialOrd + std::fmt::Display>(
-    key: &str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(error(
-            key,
-            format!("{value} is out of range (allowed {min} to {max})"),
-        ));
-    }
-    Ok(())
-}
-
 fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -249,25 +234,25 @@ pub fn validate(
             return Err(error(key, format!("cannot read {}", path.display())));
         }
     }
-    range(
+    crate::config::check_range(
         "admin.connections_max",
         admin.connections_max,
         1,
         bounds::CONNECTIONS_MAX,
     )?;
-    range(
+    crate::config::check_range(
         "admin.request_bytes_max",
         admin.request_bytes_max,
         bounds::REQUEST_BYTES_MIN,
         bounds::REQUEST_BYTES_MAX,
     )?;
-    range(
+    crate::config::check_range(
         "admin.headers_max",
         admin.headers_max,
         4,
         bounds::HEADERS_MAX,
     )?;
-    range(
+    crate::config::check_range(
         "admin.request_timeout_ms",
         admin.request_timeout_ms,
         100,
@@ -275,13 +260,13 @@ pub fn validate(
     )?;
 
     let approvals = approvals.unwrap_or_default();
-    range(
+    crate::config::check_range(
         "approvals.pending_max",
         approvals.pending_max,
         1,
         bounds::PENDING_MAX,
     )?;
-    range(
+    crate::config::check_range(
         "approvals.wait_ms_max",
         approvals.wait_ms_max,
         1000,
@@ -292,13 +277,13 @@ pub fn validate(
         Some(entry) => {
             let url = HttpUrl::from_str(&entry.url)
                 .map_err(|e| error("approvals.webhook.url", e.to_string()))?;
-            range(
+            crate::config::check_range(
                 "approvals.webhook.timeout_ms",
                 entry.timeout_ms,
                 100,
                 600_000,
             )?;
-            range(
+            crate::config::check_range(
                 "approvals.webhook.queue_max",
                 entry.queue_max,
                 1,

@@ -9,7 +9,6 @@
 //! that masking, in a later issue, has something realistic to find) but use
 //! well-known test prefixes.
 
-use std::fmt::Write as _;
 use std::io;
 
 use super::postgres::Cluster;
@@ -285,21 +284,9 @@ fn copy_escape(s: &str) -> String {
         .replace('\r', "\\r")
 }
 
+/// `s` as a JSON string literal.
 fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(s).to_string()
 }
 
 /// The generated rows, as COPY text-format data for `customers` and

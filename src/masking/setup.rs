@@ -154,7 +154,9 @@ impl SummaryText {
         for ((detector, column), count) in &self.entries {
             let _ = write!(out, "; {detector} ");
             match column {
-                Some(c) => json_string(c, &mut out),
+                // Any JSON string encoding will do (FORMAT.md); serde_json's
+                // escapes every quote, backslash and control character.
+                Some(c) => out.push_str(&serde_json::Value::from(c.as_str()).to_string()),
                 None => out.push('-'),
             }
             let _ = write!(out, " {count}");
@@ -167,21 +169,6 @@ impl SummaryText {
         }
         out
     }
-}
-
-fn json_string(text: &str, out: &mut String) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

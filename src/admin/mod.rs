@@ -57,6 +57,44 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub shutdown: Arc<AtomicBool>,
     connections: AtomicUsize,
+    verified_tokens: VerifiedTokens,
+}
+
+/// Verified tokens remembered; the map is emptied when it fills up.
+const VERIFIED_TOKENS_MAX: usize = 1024;
+
+/// Tokens that verified before, by SHA-256 digest, with their approver's
+/// index. Without it every request paid one PBKDF2 derivation per
+/// configured approver (4,096 rounds each). Only tokens that verified are
+/// remembered, so a fast answer needs a valid token; any other token takes
+/// the full check ([`authenticate`]).
+#[derive(Default)]
+struct VerifiedTokens(std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>);
+
+impl VerifiedTokens {
+    fn approver<'a>(&self, token: &str, approvers: &'a [Approver]) -> Option<&'a Approver> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let remembered = self.lock().get(&digest).copied();
+        if let Some(index) = remembered {
+            return approvers.get(index);
+        }
+        let approver = authenticate(token, approvers)?;
+        let index = approvers
+            .iter()
+            .position(|a| std::ptr::eq(a, approver))
+            .expect("the approver comes from this list");
+        let mut verified = self.lock();
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.clear();
+        }
+        verified.insert(digest, index);
+        Some(approver)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A running admin listener.
@@ -126,6 +164,7 @@ pub fn start(
         metrics,
         shutdown,
         connections: AtomicUsize::new(0),
+        verified_tokens: VerifiedTokens::default(),
     });
     let thread = std::thread::Builder::new()
         .name("sluice-admin".into())
@@ -355,7 +394,9 @@ pub fn route(request: &Request, state: &AdminState) -> Vec<u8> {
         return json(200, &serde_json::json!({ "status": "ok" }));
     }
     let approver = match &request.bearer {
-        Some(token) => authenticate(token, &state.config.approvals.approvers),
+        Some(token) => state
+            .verified_tokens
+            .approver(token, &state.config.approvals.approvers),
         None => None,
     };
     let Some(approver) = approver else {
@@ -441,4 +482,42 @@ enum Endpoint<'a> {
     List,
     Show(&'a str),
     Decide(&'a str, bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approver(name: &str, token: &str) -> Approver {
+        Approver {
+            name: name.into(),
+            groups: Vec::new(),
+            token: crate::auth::token::hash_token(token, 4096),
+        }
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_and_others_are_not() {
+        let approvers = vec![approver("alice", "token-a"), approver("bob", "token-b")];
+        let verified = VerifiedTokens::default();
+        assert_eq!(
+            verified.approver("token-b", &approvers).unwrap().name,
+            "bob"
+        );
+        assert_eq!(verified.lock().len(), 1);
+        // The second time comes from the map, and still names bob.
+        assert_eq!(
+            verified.approver("token-b", &approvers).unwrap().name,
+            "bob"
+        );
+        assert_eq!(verified.lock().len(), 1);
+        assert!(verified.approver("token-c", &approvers).is_none());
+        assert!(verified.approver("", &approvers).is_none());
+        assert_eq!(verified.lock().len(), 1, "wrong tokens are not remembered");
+        assert_eq!(
+            verified.approver("token-a", &approvers).unwrap().name,
+            "alice"
+        );
+        assert_eq!(verified.lock().len(), 2);
+    }
 }

@@ -162,7 +162,22 @@ pub async fn wait(
         }
     };
     guard.armed = false;
-    outcome
+    approved_only_if_present(outcome, || peer_gone(client_fd))
+}
+
+/// The agent's departure is polled every `PEER_CHECK_INTERVAL`, so an
+/// approval can land after the agent has gone but before the poll saw it.
+/// Checked once more here: a statement nobody awaits any more is not run,
+/// whoever approved it.
+fn approved_only_if_present(outcome: Outcome, gone: impl FnOnce() -> bool) -> Outcome {
+    match outcome {
+        Outcome::Approved { approver, .. } if gone() => Outcome::Withdrawn {
+            why: format!(
+                "approved by {approver}, but the agent had closed the connection: not run"
+            ),
+        },
+        other => other,
+    }
 }
 
 /// What the agent gets instead of the statement, for every outcome but
@@ -336,6 +351,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_approval_for_a_departed_agent_is_not_run() {
+        let approved = || Outcome::Approved {
+            approver: "dba-alice".into(),
+            reason: None,
+            window_ms: None,
+        };
+        match approved_only_if_present(approved(), || true) {
+            Outcome::Withdrawn { why } => assert!(why.contains("dba-alice"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            approved_only_if_present(approved(), || false),
+            Outcome::Approved { .. }
+        ));
+        // Other outcomes stand as they are (and never poll the socket).
+        assert!(matches!(
+            approved_only_if_present(Outcome::TimedOut, || panic!("not asked")),
+            Outcome::TimedOut
+        ));
     }
 
     #[test]

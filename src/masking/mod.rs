@@ -65,6 +65,7 @@
 //! and identical between the fast engine and the reference (property-tested
 //! in `tests/masking_equivalence.rs`).
 
+pub mod anchors;
 pub mod config;
 pub mod corpus;
 pub mod detectors;

@@ -131,7 +131,7 @@ proptest! {
         parts in proptest::collection::vec(
             (proptest::sample::select(vec![
                 "0123456789", "0123456789 -.()+", " ", "ab", "a1.", "\u{e9}9", "-- ", "....",
-                "DEGB0123", "Z9 ", "1234567", "123456",
+                "DEGB0123", "Z9 ", "1234567", "123456", "AOPZ@[`{/:", "\u{c9}\u{d0}\u{f0}",
             ]), 0usize..150),
             0..12,
         ),
@@ -142,8 +142,13 @@ proptest! {
         for (alphabet, n) in parts {
             t.extend_from_slice(rng.chars(alphabet.as_bytes(), n).as_bytes());
         }
-        let fast: Vec<NumericSite> = NumericSites::new(&t).collect();
-        prop_assert_eq!(fast, numeric_sites_naive(&t), "text {:?}", String::from_utf8_lossy(&t));
+        let naive = numeric_sites_naive(&t);
+        // Both classifiers: AVX2 table lookups (where the CPU has AVX2) and
+        // the SSE2 compares.
+        for avx2 in [true, false] {
+            let fast: Vec<NumericSite> = NumericSites::with_avx2(&t, avx2).collect();
+            prop_assert_eq!(&fast, &naive, "avx2 {} text {:?}", avx2, String::from_utf8_lossy(&t));
+        }
     }
 
     /// The block-wise colon finder returns every `:` position, in order.

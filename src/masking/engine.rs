@@ -1,20 +1,23 @@
-//! The fast scanner: a Hyperscan anchor pass, a bitmask pass for numbers,
+//! The fast scanner: a literal anchor pass, a bitmask pass for numbers,
 //! and confirmation of every anchor in a small window.
 //!
 //! # Why this shape
 //!
-//! Hyperscan is fastest when it only has to find literals and it does not
-//! track where matches start. Given full detector regexes with
-//! start-of-match reporting it ran at 0.09 GB/s on PII-dense text here
-//! (stack facts), because the digit-led patterns (cards, phones, SSNs)
-//! turn into large NFAs that fire at every digit. So the database only
-//! holds anchors: the literal prefixes of API tokens, `@` for e-mail,
-//! `-----BEGIN ` and the AWS secret keyword. From an anchor the start is
-//! known (a fixed distance back, or the start of a run of allowed bytes)
-//! and the end is found by walking the allowed bytes forward, then each
-//! possible end is checked, longest first, with the detector's hand-written
-//! recogniser and validator (JSON Web Tokens have a single possible end,
-//! found by one walk).
+//! Given full detector regexes with start-of-match reporting, Hyperscan ran
+//! at 0.09 GB/s on PII-dense text here (stack facts), because the
+//! digit-led patterns (cards, phones, SSNs) turn into large NFAs that fire
+//! at every digit. So only anchors are searched for: the literal prefixes
+//! of API tokens, `@` for e-mail, `-----BEGIN ` and the AWS secret
+//! keyword. The built-in anchors are found by [`super::anchors`] (two
+//! table lookups per 32 bytes, then an exact byte check of each trigger),
+//! because a Hyperscan call costs about 540 instructions however short the
+//! value, more than the whole search on a row-sized value; Hyperscan only
+//! searches the patterns of custom detectors, when there are any. From an
+//! anchor the start is known (a fixed distance back, or the start of a run
+//! of allowed bytes) and the end is found by walking the allowed bytes
+//! forward, then each possible end is checked, longest first, with the
+//! detector's hand-written recogniser and validator (JSON Web Tokens have
+//! a single possible end, found by one walk).
 //!
 //! Numbers, IBANs and IPv6 addresses are handled without Hyperscan. The
 //! numeric pass ([`NumericSites`]) classifies the text 64 bytes at a time
@@ -545,6 +548,80 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     out
 }
 
+/// Nibble tables of the block classes (see [`classify_block_avx2`]): bit 0
+/// digits, bit 1 `[ ().+-]`, bit 2 `.`, bits 3 and 4 the capitals `A`-`O`
+/// and `P`-`Z` (which differ in their high nibble). Each class is a product
+/// of a set of high nibbles and a set of low nibbles, so the lookups are
+/// exact.
+const fn class_tables() -> ([u8; 16], [u8; 16]) {
+    let mut low = [0u8; 16];
+    let mut high = [0u8; 16];
+    let mut b = 0usize;
+    while b < 128 {
+        let c = b as u8;
+        let bits = (c.is_ascii_digit() as u8)
+            | ((matches!(c, b' ' | b'(' | b')' | b'.' | b'+' | b'-') as u8) << 1)
+            | (((c == b'.') as u8) << 2)
+            | (((c >= b'A' && c <= b'O') as u8) << 3)
+            | (((c >= b'P' && c <= b'Z') as u8) << 4);
+        low[b & 15] |= bits;
+        high[b >> 4] |= bits;
+        b += 1;
+    }
+    (low, high)
+}
+const CLASS_TABLES: ([u8; 16], [u8; 16]) = class_tables();
+static CLASS_LOW: [u8; 16] = CLASS_TABLES.0;
+static CLASS_HIGH: [u8; 16] = CLASS_TABLES.1;
+
+/// [`classify_block`] with AVX2: two table lookups per 32 bytes give all
+/// four classes.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_block_avx2(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_cmpeq_epi8,
+        _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256,
+        _mm256_shuffle_epi8, _mm256_srli_epi16, _mm_loadu_si128,
+    };
+    let mut out = BlockClasses::default();
+    // SAFETY: the tables hold 16 bytes and the block 64, so every load
+    // stays inside them.
+    unsafe {
+        let low_table =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(CLASS_LOW.as_ptr().cast::<__m128i>()));
+        let high_table =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(CLASS_HIGH.as_ptr().cast::<__m128i>()));
+        let nibble = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        for half in 0..2 {
+            let v = _mm256_loadu_si256(block.as_ptr().add(half * 32).cast::<__m256i>());
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            let class = _mm256_and_si256(
+                _mm256_shuffle_epi8(low_table, lo),
+                _mm256_shuffle_epi8(high_table, hi),
+            );
+            let any = |bits: u8| {
+                let none =
+                    _mm256_cmpeq_epi8(_mm256_and_si256(class, _mm256_set1_epi8(bits as i8)), zero);
+                u64::from(!(_mm256_movemask_epi8(none) as u32))
+            };
+            let shift = half * 32;
+            out.digit |= any(0b0_0001) << shift;
+            out.numeric |= any(0b0_0011) << shift;
+            out.dot |= any(0b0_0100) << shift;
+            out.upper |= any(0b1_1000) << shift;
+        }
+    }
+    out
+}
+
 /// The same classification, one byte at a time (other architectures).
 #[cfg(not(target_arch = "x86_64"))]
 fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
@@ -558,24 +635,36 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     out
 }
 
+/// [`classify_block`], with AVX2 when `avx2` (detected by the caller).
+#[inline(always)]
+fn classify(block: &[u8; BLOCK_BYTES], avx2: bool) -> BlockClasses {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller detected AVX2.
+        return unsafe { classify_block_avx2(block) };
+    }
+    let _ = avx2;
+    classify_block(block)
+}
+
 /// Classes of the block of `text` at `at`; past the end of `text` the
 /// block is padded with zero bytes, which belong to no class.
 #[inline(always)]
-fn classify_at(text: &[u8], at: usize) -> BlockClasses {
+fn classify_at(text: &[u8], at: usize, avx2: bool) -> BlockClasses {
     let n = text.len();
     if at >= n {
         return BlockClasses::default();
     }
     if let Some(block) = text.get(at..at + BLOCK_BYTES) {
         if let Ok(block) = <&[u8; BLOCK_BYTES]>::try_from(block) {
-            return classify_block(block);
+            return classify(block, avx2);
         }
         return BlockClasses::default();
     }
     let mut block = [0u8; BLOCK_BYTES];
     let tail = &text[at..];
     block[..tail.len()].copy_from_slice(tail);
-    classify_block(&block)
+    classify(&block, avx2)
 }
 
 /// Bits `from..to` of a 64-bit mask (`from <= to <= 64`).
@@ -610,16 +699,31 @@ pub struct NumericSites<'a> {
     long_left: u64,
     /// IBAN sites of the current block not returned yet.
     iban_left: u64,
+    /// Classify with AVX2 (detected once per text).
+    avx2: bool,
 }
 
 impl<'a> NumericSites<'a> {
     pub fn new(text: &'a [u8]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Self::with_avx2(text, avx2)
+    }
+
+    /// Sites of `text`, classified with AVX2 only when `avx2` is true and
+    /// the CPU supports it (so that the property tests can run both).
+    pub fn with_avx2(text: &'a [u8], avx2: bool) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = avx2 && std::is_x86_feature_detected!("avx2");
         let mut sites = NumericSites {
             text,
             at: 0,
             previous: BlockClasses::default(),
-            current: classify_at(text, 0),
-            following: classify_at(text, BLOCK_BYTES),
+            current: classify_at(text, 0, avx2),
+            following: classify_at(text, BLOCK_BYTES, avx2),
+            avx2,
             long_left: 0,
             iban_left: 0,
         };
@@ -652,7 +756,7 @@ impl<'a> NumericSites<'a> {
         }
         self.previous = self.current;
         self.current = self.following;
-        self.following = classify_at(self.text, next + BLOCK_BYTES);
+        self.following = classify_at(self.text, next + BLOCK_BYTES, self.avx2);
         self.at = next;
         self.load_masks();
         true

@@ -236,10 +236,8 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
     let mut report = |end: usize, literal: Literal| hit(AnchorHit { end, literal });
     match text[p] {
         b'@' => report(p + 1, Literal::At),
-        b'y' => {
-            if p >= 1 && text[p - 1] == b'e' && has(text, p + 1, b"J") {
-                report(p + 2, Literal::Jwt);
-            }
+        b'y' if p >= 1 && text[p - 1] == b'e' && has(text, p + 1, b"J") => {
+            report(p + 2, Literal::Jwt);
         }
         b'I' => {
             // `AKIA`/`ASIA`: the `I` is the third byte.
@@ -268,15 +266,13 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
                 report(p + 11, Literal::GithubPat);
             }
         }
-        b'x' => {
-            if has(text, p, b"xox")
-                && text
-                    .get(p + 3)
-                    .is_some_and(|b| matches!(b, b'b' | b'a' | b'p' | b'r' | b's'))
-                && has(text, p + 4, b"-")
-            {
-                report(p + 5, Literal::Slack);
-            }
+        b'x' if has(text, p, b"xox")
+            && text
+                .get(p + 3)
+                .is_some_and(|b| matches!(b, b'b' | b'a' | b'p' | b'r' | b's'))
+            && has(text, p + 4, b"-") =>
+        {
+            report(p + 5, Literal::Slack);
         }
         b'k' | b'K' => {
             if text[p] == b'k'
@@ -294,10 +290,8 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
                 report(p + 3, Literal::AwsSecretKeyword);
             }
         }
-        b'-' => {
-            if p >= 4 && has(text, p - 4, b"-----BEGIN ") {
-                report(p + 7, Literal::PemBegin);
-            }
+        b'-' if p >= 4 && has(text, p - 4, b"-----BEGIN ") => {
+            report(p + 7, Literal::PemBegin);
         }
         _ => {}
     }
@@ -366,14 +360,14 @@ fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) 
 pub fn find_naive(text: &[u8]) -> Vec<AnchorHit> {
     let mut out = Vec::new();
     let literal_at = |i: usize, l: &[u8]| text.get(i..i + l.len()) == Some(l);
-    for i in 0..text.len() {
+    for (i, &byte) in text.iter().enumerate() {
         let mut push = |len: usize, literal: Literal| {
             out.push(AnchorHit {
                 end: i + len,
                 literal,
             })
         };
-        if text[i] == b'@' {
+        if byte == b'@' {
             push(1, Literal::At);
         }
         if literal_at(i, b"eyJ") {

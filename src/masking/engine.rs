@@ -1308,7 +1308,7 @@ fn card_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
                 first4[digits] = b;
             }
             let (plain, doubled) = (u32::from(d), DOUBLED[usize::from(d)]);
-            if digits % 2 == 0 {
+            if digits.is_multiple_of(2) {
                 even_doubled += doubled;
                 odd_doubled += plain;
             } else {
@@ -1322,7 +1322,7 @@ fn card_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
                 // With `digits` digits the check doubles every second digit
                 // from the last one backwards: the positions of the other
                 // parity than the last position `digits - 1`.
-                sums[count] = if digits % 2 == 0 {
+                sums[count] = if digits.is_multiple_of(2) {
                     even_doubled
                 } else {
                     odd_doubled

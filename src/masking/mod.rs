@@ -32,31 +32,48 @@
 //!
 //! # Speed
 //!
-//! Measured with `cargo bench -p sluice-bench --bench masking` (criterion,
-//! one core, 16 MiB corpora from `corpus::rows(0xC0FFEE, ..)`, the engine
-//! and the `regex` baseline side by side in one run, quiet machine):
+//! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
+//! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
+//! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
+//! side in one run; load average 1.3 to 2.5 on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.21 GB/s  | 0.026 GB/s     | 8.2x  |
-//! | PII-dense, 1 MiB      | 0.25 GB/s  | 0.030 GB/s     | 8.1x  |
-//! | PII-free, rows        | 0.44 GB/s  | 0.028 GB/s     | 15.7x |
-//! | PII-free, 1 MiB       | 0.61 GB/s  | 0.035 GB/s     | 17.2x |
+//! | PII-dense, rows       | 0.272 GB/s | 0.024 GB/s     | 11.2x |
+//! | PII-dense, 1 MiB      | 0.279 GB/s | 0.030 GB/s     | 9.3x  |
+//! | PII-free, rows        | 0.563 GB/s | 0.028 GB/s     | 20.0x |
+//! | PII-free, 1 MiB       | 0.617 GB/s | 0.034 GB/s     | 18.1x |
 //!
-//! Before this pass the engine ran at 0.116 GB/s (dense rows) and 0.22 GB/s
-//! (free rows) in the same conditions. Instructions per byte (callgrind,
-//! repeatable, dense rows): 42.6 for the engine (83.2 before), 308 for the
-//! regex baseline. Of the 42.6: the Hyperscan anchor pass 6.3 (2.9 on
-//! 1 MiB chunks: each call costs about 540 instructions however short the
-//! value), the numeric pass 25.4 (about 8 of them finding the runs, the rest
-//! parsing from each start in the 35% of bytes that lie in runs of seven or
-//! more numeric bytes), IPv6 4.9, token anchors 3.7, e-mail 2.1.
+//! Before this pass: 0.211 GB/s (dense rows) and 0.444 GB/s (free rows).
+//! Instructions per byte, counted by callgrind (repeatable, unlike the
+//! clock on this shared machine) over 2 MiB of rows:
 //!
-//! The issue's target of 1 GB/s per core on PII-dense rows is not reached:
-//! at this machine's rate of about 9.4 G instructions per second it needs
-//! at most about 9.4 instructions per byte, of which Hyperscan alone takes
-//! 6.3 per row-sized value, while dense rows (two sensitive values and four
-//! numeric runs in 158 bytes) still need about 36 for confirmation.
+//! ```text
+//! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
+//!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
+//! ```
+//!
+//! give 34.0 for the engine on dense rows (43.0 before this pass) and 22.3
+//! on PII-free rows (29.8 before). Of the 34.0 on dense rows: finding the
+//! numeric runs and IBAN sites 8.3, confirming numbers (cards, SSNs, phone
+//! numbers, IPv4, IBANs) from each start 14.9, finding the built-in anchors
+//! 1.9 (Hyperscan took 5.7 for this, mostly the fixed cost of a call per
+//! row), confirming them (e-mail, tokens, JWTs) 4.5, and IPv6, the per-scan
+//! setup and overlap resolution the remaining 4.4.
+//!
+//! The issue's target of 1 GB/s per core on PII-dense rows is not reached.
+//! This core retires about 9.3 G instructions per second on this code
+//! (0.272 GB/s at 34.0 instructions per byte), so 1 GB/s allows at most
+//! about 9.3 instructions per byte in total, while finding the numeric runs
+//! alone (8.3) plus the anchors (1.9) already exceed it before a single
+//! candidate is confirmed. Dense rows carry two sensitive values among
+//! timestamps, ids and prices in 158 bytes, and confirmations cost hundreds
+//! of instructions each (per call: about 560 for a card walk, 620 for an
+//! IBAN, 1,000 for an IPv6 address with its grammar). Reaching the target
+//! would take one classification pass shared by the numeric, anchor and
+//! colon searches (today three passes over each value), and confirmation
+//! of each numeric run in a single forward pass for all numeric detectors
+//! at once instead of per start and per detector.
 //!
 //! # Findings
 //!

@@ -35,15 +35,16 @@
 //! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
 //! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
 //! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
-//! side in one run; load average 1.3 to 2.5 on the two-core machine):
+//! side in one run; load average 1.2 to 1.5 on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.272 GB/s | 0.024 GB/s     | 11.2x |
-//! | PII-dense, 1 MiB      | 0.279 GB/s | 0.030 GB/s     | 9.3x  |
-//! | PII-free, rows        | 0.563 GB/s | 0.028 GB/s     | 20.0x |
-//! | PII-free, 1 MiB       | 0.617 GB/s | 0.034 GB/s     | 18.1x |
+//! | PII-dense, rows       | 0.275 GB/s | 0.025 GB/s     | 10.9x |
+//! | PII-dense, 1 MiB      | 0.282 GB/s | 0.029 GB/s     | 9.7x  |
+//! | PII-free, rows        | 0.586 GB/s | 0.028 GB/s     | 20.9x |
+//! | PII-free, 1 MiB       | 0.614 GB/s | 0.034 GB/s     | 18.1x |
 //!
+//! (An earlier run at load 1.3 to 2.5: 0.272, 0.279, 0.563 and 0.617 GB/s.)
 //! Before this pass: 0.211 GB/s (dense rows) and 0.444 GB/s (free rows).
 //! Instructions per byte, counted by callgrind (repeatable, unlike the
 //! clock on this shared machine) over 2 MiB of rows:
@@ -53,18 +54,18 @@
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! give 34.0 for the engine on dense rows (43.0 before this pass) and 22.3
-//! on PII-free rows (29.8 before). Of the 34.0 on dense rows: finding the
+//! give 34.1 for the engine on dense rows (43.0 before this pass) and 22.3
+//! on PII-free rows (29.8 before). Of the 34.1 on dense rows: finding the
 //! numeric runs and IBAN sites 8.3, confirming numbers (cards, SSNs, phone
 //! numbers, IPv4, IBANs) from each start 14.9, finding the built-in anchors
 //! 1.9 (Hyperscan took 5.7 for this, mostly the fixed cost of a call per
 //! row), confirming them (e-mail, tokens, JWTs) 4.5, and IPv6, the per-scan
-//! setup and overlap resolution the remaining 4.4.
+//! setup and overlap resolution the remaining 4.5.
 //!
 //! The issue's target of 1 GB/s per core on PII-dense rows is not reached.
-//! This core retires about 9.3 G instructions per second on this code
-//! (0.272 GB/s at 34.0 instructions per byte), so 1 GB/s allows at most
-//! about 9.3 instructions per byte in total, while finding the numeric runs
+//! This core retires about 9.4 G instructions per second on this code
+//! (0.275 GB/s at 34.1 instructions per byte), so 1 GB/s allows at most
+//! about 9.4 instructions per byte in total, while finding the numeric runs
 //! alone (8.3) plus the anchors (1.9) already exceed it before a single
 //! candidate is confirmed. Dense rows carry two sensitive values among
 //! timestamps, ids and prices in 158 bytes, and confirmations cost hundreds

@@ -11,6 +11,7 @@ use sluice::masking::engine::{
     DetectorKind, NumericSite, NumericSites,
 };
 use sluice::masking::reference::Reference;
+use sluice::masking::{anchors, validate};
 use sluice::masking::{Builtin, DetectorSet, Engine, Style};
 
 fn detectors_with_custom() -> Vec<DetectorDef> {
@@ -130,7 +131,7 @@ proptest! {
         parts in proptest::collection::vec(
             (proptest::sample::select(vec![
                 "0123456789", "0123456789 -.()+", " ", "ab", "a1.", "\u{e9}9", "-- ", "....",
-                "DEGB0123", "Z9 ", "1234567", "123456",
+                "DEGB0123", "Z9 ", "1234567", "123456", "AOPZ@[`{/:", "\u{c9}\u{d0}\u{f0}",
             ]), 0usize..150),
             0..12,
         ),
@@ -141,8 +142,13 @@ proptest! {
         for (alphabet, n) in parts {
             t.extend_from_slice(rng.chars(alphabet.as_bytes(), n).as_bytes());
         }
-        let fast: Vec<NumericSite> = NumericSites::new(&t).collect();
-        prop_assert_eq!(fast, numeric_sites_naive(&t), "text {:?}", String::from_utf8_lossy(&t));
+        let naive = numeric_sites_naive(&t);
+        // Both classifiers: AVX2 table lookups (where the CPU has AVX2) and
+        // the SSE2 compares.
+        for avx2 in [true, false] {
+            let fast: Vec<NumericSite> = NumericSites::with_avx2(&t, avx2).collect();
+            prop_assert_eq!(&fast, &naive, "avx2 {} text {:?}", avx2, String::from_utf8_lossy(&t));
+        }
     }
 
     /// The block-wise colon finder returns every `:` position, in order.
@@ -178,6 +184,93 @@ proptest! {
         }
         let re = Regex::new(&format!("(?-u)^(?:{})$", b.pattern())).unwrap();
         prop_assert_eq!(b.shape(&v), re.is_match(&v), "{:?} on {:?}", b, String::from_utf8_lossy(&v));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The block-wise anchor finder reports exactly the occurrences of the
+    /// built-in anchor literals that comparing every literal at every
+    /// offset finds (texts of anchor fragments, any length, so literals
+    /// cross 64-byte blocks and sit at the very end).
+    #[test]
+    fn anchors_match_naive_search(
+        parts in proptest::collection::vec(
+            (proptest::sample::select(vec![
+                "@", "eyJ", "AKIA", "ASIA", "AIza", "ghp_", "ghx_", "github_pat_", "xoxb-",
+                "xoxz-", "sk_live_", "rk_live_", "-----BEGIN ", "----BEGIN", "secret", "Secret_",
+                "ACCESS", "access_", "KEY", "key", "kEy", "yJ", "IA", "Iz", "k_", "x", "a", " ",
+                "\u{e9}", "0123",
+            ]), 1usize..4),
+            0..40,
+        ),
+    ) {
+        let mut t = Vec::new();
+        for (piece, n) in parts {
+            for _ in 0..n {
+                t.extend_from_slice(piece.as_bytes());
+            }
+        }
+        let mut fast = Vec::new();
+        anchors::find(&t, |h| fast.push(h));
+        fast.sort();
+        prop_assert_eq!(fast, anchors::find_naive(&t), "text {:?}", String::from_utf8_lossy(&t));
+    }
+
+    /// The AVX2 trigger bits hold every bit of the byte-by-byte definition
+    /// (they may hold more: each bit is checked exactly afterwards).
+    #[test]
+    fn avx2_trigger_bits_cover_portable(bytes in proptest::collection::vec(
+        proptest::sample::select(b"@yJIAzghixo_keEK-B\x00\xc9a".to_vec()), 65..66)) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let portable = anchors::trigger_bits_portable(&bytes);
+            // SAFETY: AVX2 was just detected and `bytes` holds 65 bytes.
+            let fast = unsafe { anchors::trigger_bits_avx2(&bytes) };
+            prop_assert_eq!(fast & portable, portable);
+        }
+    }
+
+    /// The byte-level IPv6 grammar accepts exactly what the standard
+    /// library's `Ipv6Addr` parser accepts.
+    #[test]
+    fn ipv6_grammar_matches_std(
+        s in "[0-9a-fA-F:.]{0,45}|([0-9a-f]{0,5}[:.]{1,2}){1,10}[0-9a-f]{0,5}|([0-9a-f]{0,4}:){0,7}(:|[0-9]{1,4}(\\.[0-9]{1,4}){0,4})"
+    ) {
+        prop_assert_eq!(validate::ipv6(s.as_bytes()), validate::ipv6_std(s.as_bytes()), "{:?}", s);
+    }
+
+    #[test]
+    fn ipv6_grammar_matches_std_on_generated_values(seed in any::<u64>(), cut in 0usize..4, pos in any::<usize>()) {
+        let mut rng = Rng::new(seed);
+        let mut v = sensitive(&mut rng, Builtin::Ipv6).into_bytes();
+        for _ in 0..cut {
+            let i = pos % (v.len() + 1);
+            match rng.below(3) {
+                0 if i < v.len() => { v.remove(i); }
+                1 => v.insert(i, *rng.pick(b":.0f9")),
+                _ if i < v.len() => v[i] = *rng.pick(b":.0f9"),
+                _ => {}
+            }
+        }
+        prop_assert_eq!(validate::ipv6(&v), validate::ipv6_std(&v), "{:?}", String::from_utf8_lossy(&v));
+    }
+
+    /// The chunked mod-97 equals the digit-by-digit definition.
+    #[test]
+    fn mod97_matches_digit_by_digit(s in "[A-Z0-9]{0,40}") {
+        let b = s.as_bytes();
+        let (head, tail) = b.split_at(4.min(b.len()));
+        let mut rem = 0u32;
+        for &c in tail.iter().chain(head) {
+            rem = if c.is_ascii_digit() {
+                (rem * 10 + u32::from(c - b'0')) % 97
+            } else {
+                (rem * 100 + u32::from(c - b'A') + 10) % 97
+            };
+        }
+        prop_assert_eq!(validate::mod97(b), rem);
     }
 }
 

@@ -1,20 +1,23 @@
-//! The fast scanner: a Hyperscan anchor pass, a bitmask pass for numbers,
+//! The fast scanner: a literal anchor pass, a bitmask pass for numbers,
 //! and confirmation of every anchor in a small window.
 //!
 //! # Why this shape
 //!
-//! Hyperscan is fastest when it only has to find literals and it does not
-//! track where matches start. Given full detector regexes with
-//! start-of-match reporting it ran at 0.09 GB/s on PII-dense text here
-//! (stack facts), because the digit-led patterns (cards, phones, SSNs)
-//! turn into large NFAs that fire at every digit. So the database only
-//! holds anchors: the literal prefixes of API tokens, `@` for e-mail,
-//! `-----BEGIN ` and the AWS secret keyword. From an anchor the start is
-//! known (a fixed distance back, or the start of a run of allowed bytes)
-//! and the end is found by walking the allowed bytes forward, then each
-//! possible end is checked, longest first, with the detector's hand-written
-//! recogniser and validator (JSON Web Tokens have a single possible end,
-//! found by one walk).
+//! Given full detector regexes with start-of-match reporting, Hyperscan ran
+//! at 0.09 GB/s on PII-dense text here (stack facts), because the
+//! digit-led patterns (cards, phones, SSNs) turn into large NFAs that fire
+//! at every digit. So only anchors are searched for: the literal prefixes
+//! of API tokens, `@` for e-mail, `-----BEGIN ` and the AWS secret
+//! keyword. The built-in anchors are found by [`super::anchors`] (two
+//! table lookups per 32 bytes, then an exact byte check of each trigger),
+//! because a Hyperscan call costs about 540 instructions however short the
+//! value, more than the whole search on a row-sized value; Hyperscan only
+//! searches the patterns of custom detectors, when there are any. From an
+//! anchor the start is known (a fixed distance back, or the start of a run
+//! of allowed bytes) and the end is found by walking the allowed bytes
+//! forward, then each possible end is checked, longest first, with the
+//! detector's hand-written recogniser and validator (JSON Web Tokens have
+//! a single possible end, found by one walk).
 //!
 //! Numbers, IBANs and IPv6 addresses are handled without Hyperscan. The
 //! numeric pass ([`NumericSites`]) classifies the text 64 bytes at a time
@@ -46,6 +49,7 @@ use std::sync::Arc;
 
 use hyperscan::prelude::*;
 
+use super::anchors::{self, Literal};
 use super::detectors::{is_email_local, is_token, Builtin};
 use super::style::Style;
 use super::{
@@ -179,9 +183,18 @@ enum Anchor {
 /// Hyperscan database. Build it once and share it behind an `Arc`.
 pub struct Engine {
     detectors: Vec<DetectorDef>,
+    /// Anchors of the custom detectors, by Hyperscan pattern id.
     anchors: Vec<(DetectorId, Anchor)>,
+    /// Anchors of the built-in detectors, by [`Literal`].
+    builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS],
+    /// The detectors that have a built-in anchor.
+    builtin_anchor_set: DetectorSet,
+    /// The custom detectors' patterns (none when there are none).
     database: Option<BlockDatabase>,
 }
+
+/// Number of [`Literal`]s.
+const LITERALS: usize = Literal::AwsSecretKeyword as usize + 1;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,6 +246,7 @@ impl Engine {
             });
         }
         let mut anchors: Vec<(DetectorId, Anchor)> = Vec::new();
+        let mut builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS] = [None; LITERALS];
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut add = |expr: &str,
                        flags: CompileFlags,
@@ -250,39 +264,39 @@ impl Engine {
             let id = i as DetectorId;
             let none = CompileFlags::empty();
             match &d.kind {
-                DetectorKind::Builtin(b) => match b {
-                    Builtin::PemPrivateKey => add("-----BEGIN ", none, id, Anchor::Pem)?,
-                    Builtin::Jwt => add("eyJ", none, id, Anchor::Prefix(*b, 3))?,
-                    Builtin::AwsSecretKey => add(
-                        "secret_?(?:access_?)?key",
-                        CompileFlags::CASELESS,
-                        id,
-                        Anchor::AwsSecretKeyword,
-                    )?,
-                    Builtin::AwsAccessKeyId => {
-                        add("AKIA", none, id, Anchor::Prefix(*b, 4))?;
-                        add("ASIA", none, id, Anchor::Prefix(*b, 4))?;
+                DetectorKind::Builtin(b) => {
+                    // Built-in anchors are found by [`anchors::find`]
+                    // without Hyperscan; numbers, IBANs and IPv6 addresses
+                    // by the engine's own walks.
+                    let anchor = match b {
+                        Builtin::PemPrivateKey => Some((Literal::PemBegin, Anchor::Pem)),
+                        Builtin::Jwt => Some((Literal::Jwt, Anchor::Prefix(*b, 3))),
+                        Builtin::AwsSecretKey => {
+                            Some((Literal::AwsSecretKeyword, Anchor::AwsSecretKeyword))
+                        }
+                        Builtin::AwsAccessKeyId => {
+                            Some((Literal::AwsAccessKeyId, Anchor::Prefix(*b, 4)))
+                        }
+                        Builtin::GithubToken => {
+                            builtin_anchors[Literal::GithubPat as usize] =
+                                Some((id, Anchor::Prefix(*b, 11)));
+                            Some((Literal::GithubShort, Anchor::Prefix(*b, 4)))
+                        }
+                        Builtin::SlackToken => Some((Literal::Slack, Anchor::Prefix(*b, 5))),
+                        Builtin::StripeKey => Some((Literal::Stripe, Anchor::Prefix(*b, 8))),
+                        Builtin::GoogleApiKey => Some((Literal::Google, Anchor::Prefix(*b, 4))),
+                        Builtin::Email => Some((Literal::At, Anchor::Email)),
+                        Builtin::Iban
+                        | Builtin::Ipv6
+                        | Builtin::Card
+                        | Builtin::Ssn
+                        | Builtin::Phone
+                        | Builtin::Ipv4 => None,
+                    };
+                    if let Some((literal, anchor)) = anchor {
+                        builtin_anchors[literal as usize] = Some((id, anchor));
                     }
-                    Builtin::GithubToken => {
-                        add("gh[opsur]_", none, id, Anchor::Prefix(*b, 4))?;
-                        add("github_pat_", none, id, Anchor::Prefix(*b, 11))?;
-                    }
-                    Builtin::SlackToken => add("xox[baprs]-", none, id, Anchor::Prefix(*b, 5))?,
-                    Builtin::StripeKey => add("[sr]k_live_", none, id, Anchor::Prefix(*b, 8))?,
-                    Builtin::GoogleApiKey => add("AIza", none, id, Anchor::Prefix(*b, 4))?,
-                    Builtin::Email => add("@", none, id, Anchor::Email)?,
-                    // Found by the engine's own walks: numbers and IBANs
-                    // from runs of digits, IPv6 from colons (as Hyperscan
-                    // anchors, `[A-Z]{2}[0-9]{2}` and `:[0-9A-Fa-f]{0,4}:`
-                    // each cost about 1 ns per byte; the walks cost a
-                    // fraction of that).
-                    Builtin::Iban
-                    | Builtin::Ipv6
-                    | Builtin::Card
-                    | Builtin::Ssn
-                    | Builtin::Phone
-                    | Builtin::Ipv4 => {}
-                },
+                }
                 DetectorKind::Custom(c) => {
                     add(&c.pattern, none, id, Anchor::Custom(id)).map_err(|e| {
                         EngineError::CustomPattern {
@@ -304,9 +318,15 @@ impl Engine {
                     .map_err(|e| EngineError::Hyperscan(e.to_string()))?,
             )
         };
+        let builtin_anchor_set = builtin_anchors
+            .iter()
+            .flatten()
+            .fold(DetectorSet::EMPTY, |set, &(id, _)| set.with(id));
         Ok(Engine {
             detectors,
             anchors,
+            builtin_anchors,
+            builtin_anchor_set,
             database,
         })
     }
@@ -444,6 +464,20 @@ pub enum NumericSite {
     IbanDigits(usize),
 }
 
+/// The detectors found from [`NumericSites`]: cards, SSNs, phone numbers,
+/// IPv4 addresses and IBANs.
+const NUMERIC_SITE_DETECTORS: DetectorSet = DetectorSet(
+    1 << Builtin::Card as u8
+        | 1 << Builtin::Ssn as u8
+        | 1 << Builtin::Phone as u8
+        | 1 << Builtin::Ipv4 as u8
+        | 1 << Builtin::Iban as u8,
+);
+
+/// Fewest digits of a North American phone number: area code, exchange
+/// and line (`[2-9]dd`, `[2-9]dd`, `dddd`), with an optional leading `1`.
+const NANP_DIGITS_MIN: usize = 10;
+
 /// Shortest numeric candidate: an IPv4 address such as `1.2.3.4`. Shorter
 /// runs (the digits inside hex strings, tokens and words) are never
 /// looked at.
@@ -514,6 +548,80 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     out
 }
 
+/// Nibble tables of the block classes (see [`classify_block_avx2`]): bit 0
+/// digits, bit 1 `[ ().+-]`, bit 2 `.`, bits 3 and 4 the capitals `A`-`O`
+/// and `P`-`Z` (which differ in their high nibble). Each class is a product
+/// of a set of high nibbles and a set of low nibbles, so the lookups are
+/// exact.
+const fn class_tables() -> ([u8; 16], [u8; 16]) {
+    let mut low = [0u8; 16];
+    let mut high = [0u8; 16];
+    let mut b = 0usize;
+    while b < 128 {
+        let c = b as u8;
+        let bits = (c.is_ascii_digit() as u8)
+            | ((matches!(c, b' ' | b'(' | b')' | b'.' | b'+' | b'-') as u8) << 1)
+            | (((c == b'.') as u8) << 2)
+            | (((c >= b'A' && c <= b'O') as u8) << 3)
+            | (((c >= b'P' && c <= b'Z') as u8) << 4);
+        low[b & 15] |= bits;
+        high[b >> 4] |= bits;
+        b += 1;
+    }
+    (low, high)
+}
+const CLASS_TABLES: ([u8; 16], [u8; 16]) = class_tables();
+static CLASS_LOW: [u8; 16] = CLASS_TABLES.0;
+static CLASS_HIGH: [u8; 16] = CLASS_TABLES.1;
+
+/// [`classify_block`] with AVX2: two table lookups per 32 bytes give all
+/// four classes.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_block_avx2(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_cmpeq_epi8,
+        _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256,
+        _mm256_shuffle_epi8, _mm256_srli_epi16, _mm_loadu_si128,
+    };
+    let mut out = BlockClasses::default();
+    // SAFETY: the tables hold 16 bytes and the block 64, so every load
+    // stays inside them.
+    unsafe {
+        let low_table =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(CLASS_LOW.as_ptr().cast::<__m128i>()));
+        let high_table =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(CLASS_HIGH.as_ptr().cast::<__m128i>()));
+        let nibble = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        for half in 0..2 {
+            let v = _mm256_loadu_si256(block.as_ptr().add(half * 32).cast::<__m256i>());
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            let class = _mm256_and_si256(
+                _mm256_shuffle_epi8(low_table, lo),
+                _mm256_shuffle_epi8(high_table, hi),
+            );
+            let any = |bits: u8| {
+                let none =
+                    _mm256_cmpeq_epi8(_mm256_and_si256(class, _mm256_set1_epi8(bits as i8)), zero);
+                u64::from(!(_mm256_movemask_epi8(none) as u32))
+            };
+            let shift = half * 32;
+            out.digit |= any(0b0_0001) << shift;
+            out.numeric |= any(0b0_0011) << shift;
+            out.dot |= any(0b0_0100) << shift;
+            out.upper |= any(0b1_1000) << shift;
+        }
+    }
+    out
+}
+
 /// The same classification, one byte at a time (other architectures).
 #[cfg(not(target_arch = "x86_64"))]
 fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
@@ -527,25 +635,36 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     out
 }
 
+/// [`classify_block`], with AVX2 when `avx2` (detected by the caller).
+#[inline(always)]
+fn classify(block: &[u8; BLOCK_BYTES], avx2: bool) -> BlockClasses {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller detected AVX2.
+        return unsafe { classify_block_avx2(block) };
+    }
+    let _ = avx2;
+    classify_block(block)
+}
+
 /// Classes of the block of `text` at `at`; past the end of `text` the
 /// block is padded with zero bytes, which belong to no class.
 #[inline(always)]
-fn classify_at(text: &[u8], at: usize) -> BlockClasses {
-    if at >= text.len() {
+fn classify_at(text: &[u8], at: usize, avx2: bool) -> BlockClasses {
+    let n = text.len();
+    if at >= n {
         return BlockClasses::default();
     }
-    match text.get(at..at + BLOCK_BYTES) {
-        Some(block) => match <&[u8; BLOCK_BYTES]>::try_from(block) {
-            Ok(block) => classify_block(block),
-            Err(_) => BlockClasses::default(),
-        },
-        None => {
-            let mut block = [0u8; BLOCK_BYTES];
-            let tail = &text[at..];
-            block[..tail.len()].copy_from_slice(tail);
-            classify_block(&block)
+    if let Some(block) = text.get(at..at + BLOCK_BYTES) {
+        if let Ok(block) = <&[u8; BLOCK_BYTES]>::try_from(block) {
+            return classify(block, avx2);
         }
+        return BlockClasses::default();
     }
+    let mut block = [0u8; BLOCK_BYTES];
+    let tail = &text[at..];
+    block[..tail.len()].copy_from_slice(tail);
+    classify(&block, avx2)
 }
 
 /// Bits `from..to` of a 64-bit mask (`from <= to <= 64`).
@@ -580,16 +699,31 @@ pub struct NumericSites<'a> {
     long_left: u64,
     /// IBAN sites of the current block not returned yet.
     iban_left: u64,
+    /// Classify with AVX2 (detected once per text).
+    avx2: bool,
 }
 
 impl<'a> NumericSites<'a> {
     pub fn new(text: &'a [u8]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Self::with_avx2(text, avx2)
+    }
+
+    /// Sites of `text`, classified with AVX2 only when `avx2` is true and
+    /// the CPU supports it (so that the property tests can run both).
+    pub fn with_avx2(text: &'a [u8], avx2: bool) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = avx2 && std::is_x86_feature_detected!("avx2");
         let mut sites = NumericSites {
             text,
             at: 0,
             previous: BlockClasses::default(),
-            current: classify_at(text, 0),
-            following: classify_at(text, BLOCK_BYTES),
+            current: classify_at(text, 0, avx2),
+            following: classify_at(text, BLOCK_BYTES, avx2),
+            avx2,
             long_left: 0,
             iban_left: 0,
         };
@@ -622,7 +756,7 @@ impl<'a> NumericSites<'a> {
         }
         self.previous = self.current;
         self.current = self.following;
-        self.following = classify_at(self.text, next + BLOCK_BYTES);
+        self.following = classify_at(self.text, next + BLOCK_BYTES, self.avx2);
         self.at = next;
         self.load_masks();
         true
@@ -800,11 +934,19 @@ impl Scanner {
                 complete = false;
             }
         }
+        if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
+            let candidates = &mut self.candidates;
+            anchors::find(text, |hit| {
+                if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
+                    if set.contains(id) && candidates.len() < CANDIDATES_MAX {
+                        anchored(engine, text, id, anchor, hit.end, candidates);
+                    }
+                }
+            });
+            complete = self.candidates.len() < CANDIDATES_MAX;
+        }
         if !text.is_empty() {
-            let numeric = Builtin::ALL
-                .iter()
-                .filter(|b| b.is_numeric() || **b == Builtin::Iban)
-                .any(|&b| set.contains(b as DetectorId));
+            let numeric = set.0 & NUMERIC_SITE_DETECTORS.0 != 0;
             if complete && numeric {
                 complete = self.scan_numeric(text, set);
             }
@@ -904,7 +1046,7 @@ impl Scanner {
                     // Only phone numbers start with `+` or `(`.
                     if (first == b'+' || first == b'(')
                         && phone_here
-                        && digits_from >= 8
+                        && digits_from >= if first == b'(' { NANP_DIGITS_MIN } else { 8 }
                         && Builtin::Phone.left_ok(text, s)
                     {
                         let found = if first == b'+' {
@@ -964,7 +1106,8 @@ impl Scanner {
                     }
                     // A North American number starts with 1 or an area code
                     // of 2 to 9.
-                    if phone_here && left >= 8 && first != b'0' {
+                    // It holds ten digits at least (three, three and four).
+                    if phone_here && left >= NANP_DIGITS_MIN && first != b'0' {
                         if let Some(e) = nanp_end(text, s, ce).filter(|&e| {
                             Builtin::Phone.right_ok(text, e) && Builtin::Phone.validate(text, s, e)
                         }) {
@@ -1132,34 +1275,77 @@ fn anchored(
 /// at `ce`: the shape `[0-9](?:[ -]?[0-9]){12,18}` allows an end after
 /// each digit from the 13th to the 19th as long as separators stay single;
 /// the longest end that sits on a boundary and validates wins.
+///
+/// Everything [`validate::card`] checks is gathered in the one forward
+/// walk instead of re-reading each candidate: the walk stops at a second
+/// kind of separator (no longer candidate can validate), and the Luhn sum
+/// of every end comes from two running sums, one doubling the digits at
+/// even positions and one the digits at odd positions (which digits the
+/// check doubles depends on the parity of the candidate's digit count).
 #[inline]
 fn card_end(text: &[u8], s: usize, ce: usize) -> Option<usize> {
+    /// Luhn's doubled digit, digit sum taken: 2d, minus 9 above 9.
+    const DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
     let mut ends = [0usize; 7];
+    // Luhn sums of the candidates with 13 to 19 digits.
+    let mut sums = [0u32; 7];
+    let mut first4 = [0u8; 4];
     let mut count = 0usize;
     let mut digits = 0usize;
     let mut prev_digit = false;
+    let mut separator = 0u8;
+    // Sums over the digits so far: `even_doubled` doubles the digits at
+    // even positions (0, 2, ...), `odd_doubled` those at odd positions.
+    let mut even_doubled = 0u32;
+    let mut odd_doubled = 0u32;
     for (j, &b) in text[s..ce].iter().enumerate() {
-        if b.is_ascii_digit() {
-            digits += 1;
-            if digits > 19 {
+        let d = b.wrapping_sub(b'0');
+        if d < 10 {
+            if digits == 19 {
                 break;
             }
+            if digits < 4 {
+                first4[digits] = b;
+            }
+            let (plain, doubled) = (u32::from(d), DOUBLED[usize::from(d)]);
+            if digits.is_multiple_of(2) {
+                even_doubled += doubled;
+                odd_doubled += plain;
+            } else {
+                even_doubled += plain;
+                odd_doubled += doubled;
+            }
+            digits += 1;
             prev_digit = true;
             if digits >= 13 {
                 ends[count] = s + j + 1;
+                // With `digits` digits the check doubles every second digit
+                // from the last one backwards: the positions of the other
+                // parity than the last position `digits - 1`.
+                sums[count] = if digits.is_multiple_of(2) {
+                    even_doubled
+                } else {
+                    odd_doubled
+                };
                 count += 1;
             }
         } else if (b == b' ' || b == b'-') && prev_digit {
+            if separator != 0 && separator != b {
+                break;
+            }
+            separator = b;
             prev_digit = false;
         } else {
             break;
         }
     }
-    ends[..count]
-        .iter()
-        .rev()
-        .copied()
-        .find(|&e| Builtin::Card.right_ok(text, e) && Builtin::Card.validate(text, s, e))
+    (0..count).rev().find_map(|k| {
+        let e = ends[k];
+        (sums[k] % 10 == 0
+            && Builtin::Card.right_ok(text, e)
+            && validate::card_brand_ok(&first4, k + 13))
+        .then_some(e)
+    })
 }
 
 /// The IPv4 candidate from `s` (a digit), if any. The shape allows one end
@@ -1251,8 +1437,17 @@ fn phone_end_plus(text: &[u8], s: usize, ce: usize) -> Option<usize> {
     let (min_len, max_len) = b.len_range();
     let hi = ce.min(s + max_len);
     let lo = s + min_len;
+    // Digits before each end: the validator wants 8 to 15 of them, which
+    // rules out most ends before the shape is read.
+    let mut digits_before = [0u8; 32];
+    let mut count = 0u8;
+    for (k, &c) in text[s..hi].iter().enumerate() {
+        count += u8::from(c.is_ascii_digit());
+        digits_before[k + 1] = count;
+    }
     (lo..=hi).rev().find(|&e| {
         text[e - 1].is_ascii_digit()
+            && (8..=15).contains(&digits_before[e - s])
             && b.right_ok(text, e)
             && b.shape(&text[s..e])
             && b.validate(text, s, e)
@@ -1270,9 +1465,7 @@ fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
     let mut e = s;
     for part in 0..3 {
         let from = e;
-        while e < limit && TOKEN[usize::from(text[e])] {
-            e += 1;
-        }
+        e = token_run_end(text, e, limit);
         if e - from < 8 || (part < 2 && !text[from..].starts_with(b"eyJ")) {
             return None;
         }
@@ -1285,6 +1478,70 @@ fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
     }
     let b = Builtin::Jwt;
     (b.right_ok(text, e) && b.validate(text, s, e)).then_some(e)
+}
+
+/// The end of the run of token bytes (`[A-Za-z0-9_-]`) from `from`, at
+/// most `limit`: 32 bytes per step with AVX2 (JSON Web Tokens run to a few
+/// hundred bytes), one at a time otherwise and near the end of the text.
+#[inline]
+fn token_run_end(text: &[u8], from: usize, limit: usize) -> usize {
+    let mut e = from;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected.
+        e = unsafe { token_run_end_avx2(text, from, limit) };
+    }
+    while e < limit && TOKEN[usize::from(text[e])] {
+        e += 1;
+    }
+    e
+}
+
+/// Whole 32-byte steps of [`token_run_end`]; returns where the byte-wise
+/// walk takes over (a non-token byte, or fewer than 32 bytes before
+/// `limit`).
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1")]
+unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+        _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+    };
+    let limit = limit.min(text.len());
+    let mut e = from;
+    while e + 32 <= limit {
+        // SAFETY: `e + 32 <= limit <= text.len()`, so the load stays inside
+        // `text`.
+        let bits = unsafe {
+            let v = _mm256_loadu_si256(text.as_ptr().add(e).cast::<__m256i>());
+            // Signed compares: bytes of 0x80 and above are negative and fall
+            // in no range.
+            let within = |x: __m256i, lo: u8, hi: u8| {
+                _mm256_and_si256(
+                    _mm256_cmpgt_epi8(x, _mm256_set1_epi8(lo as i8 - 1)),
+                    _mm256_cmpgt_epi8(_mm256_set1_epi8(hi as i8 + 1), x),
+                )
+            };
+            let lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+            let token = _mm256_or_si256(
+                _mm256_or_si256(within(lower, b'a', b'z'), within(v, b'0', b'9')),
+                _mm256_or_si256(
+                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'_' as i8)),
+                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'-' as i8)),
+                ),
+            );
+            _mm256_movemask_epi8(token) as u32
+        };
+        if bits != u32::MAX {
+            return e + (!bits).trailing_zeros() as usize;
+        }
+        e += 32;
+    }
+    e
 }
 
 /// Bytes of API tokens and JWT parts: `[A-Za-z0-9_-]`.
@@ -1381,19 +1638,21 @@ impl Iterator for Colons<'_> {
 /// One bit per `:` in the block of `text` at `at` (zero past the end).
 #[inline]
 fn colon_mask(text: &[u8], at: usize) -> u64 {
-    if at >= text.len() {
+    let n = text.len();
+    if at >= n {
         return 0;
     }
+    if let Some(full) = text.get(at..at + BLOCK_BYTES) {
+        return colon_bits(full);
+    }
+    if let Some(last) = n.checked_sub(BLOCK_BYTES) {
+        // The last, partial block: the last 64 bytes, shifted (see
+        // `classify_at`).
+        return colon_bits(&text[last..]) >> (at - last);
+    }
     let mut block = [0u8; BLOCK_BYTES];
-    let bytes = match text.get(at..at + BLOCK_BYTES) {
-        Some(full) => full,
-        None => {
-            let tail = &text[at..];
-            block[..tail.len()].copy_from_slice(tail);
-            &block[..]
-        }
-    };
-    colon_bits(bytes)
+    block[..n - at].copy_from_slice(&text[at..]);
+    colon_bits(&block)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1424,6 +1683,27 @@ fn colon_bits(bytes: &[u8]) -> u64 {
         .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i))
 }
 
+/// Whether `text` holds `::` or at least six colons: without either, no
+/// run of hex digits, `:` and `.` does, and [`scan_ipv6`] would skip every
+/// run. Most values (times of day, `host:port`) are refused here by a
+/// count over the colon bitmasks, without walking any run.
+fn may_hold_ipv6(text: &[u8]) -> bool {
+    let mut colons = 0u32;
+    let mut at = 0usize;
+    let mut carry = 0u64;
+    while at < text.len() {
+        let mask = colon_mask(text, at);
+        // `::` within the block, or across its first byte.
+        if mask & ((mask << 1) | carry) != 0 {
+            return true;
+        }
+        carry = mask >> 63;
+        colons += mask.count_ones();
+        at += BLOCK_BYTES;
+    }
+    colons >= 6
+}
+
 /// IPv6 candidates: every run of hex digits, `:` and `.` that holds at
 /// least two colons is tried from its start (a candidate cannot start
 /// inside such a run: its left boundary excludes all of those bytes).
@@ -1431,6 +1711,9 @@ fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
     let b = Builtin::Ipv6;
     let is_v6 = |c: u8| IPV6[usize::from(c)];
     let max_len = b.len_range().1;
+    if !may_hold_ipv6(text) {
+        return;
+    }
     let mut done = 0usize;
     for p in Colons::new(text) {
         if p < done {

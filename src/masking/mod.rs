@@ -9,13 +9,14 @@
 //!
 //! - [`detectors`] and [`validate`]: what every built-in detector matches,
 //!   exactly (shape, boundaries, validator, length bounds).
-//! - [`engine`]: the fast path. One Hyperscan block database, compiled once
-//!   and shared read-only through an `Arc<Engine>`, finds the literal
-//!   anchors of the token-like detectors (`@`, `AKIA`, `ghp_`, `eyJ`, …)
-//!   without start-of-match tracking, which is what keeps Hyperscan at
-//!   gigabytes per second. Digit-led detectors (cards, SSNs, phones, IPv4)
-//!   are not given to Hyperscan at all: on digit-dense text they made it
-//!   slower than the `regex` crate (stack facts), so the engine walks the
+//! - [`engine`]: the fast path. The literal anchors of the token-like
+//!   detectors (`@`, `AKIA`, `ghp_`, `eyJ`, …) are found by [`anchors`]
+//!   with AVX2 table lookups 32 bytes at a time and an exact check of each
+//!   hit; custom detectors' patterns go to one Hyperscan block database,
+//!   compiled once and shared read-only through an `Arc<Engine>`, without
+//!   start-of-match tracking. Digit-led detectors (cards, SSNs, phones,
+//!   IPv4) are not given to Hyperscan at all: on digit-dense text they made
+//!   it slower than the `regex` crate (stack facts), so the engine walks the
 //!   runs of digits and `[ ().+-]` itself. Every anchor is then confirmed
 //!   in a small window by a hand-written recogniser and the validators.
 //!   Each worker owns a [`Scanner`] (Hyperscan scratch space and reusable
@@ -31,31 +32,49 @@
 //!
 //! # Speed
 //!
-//! Measured with `cargo bench -p sluice-bench --bench masking` (criterion,
-//! one core, 16 MiB corpora from `corpus::rows(0xC0FFEE, ..)`, the engine
-//! and the `regex` baseline side by side in one run, quiet machine):
+//! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
+//! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
+//! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
+//! side in one run; load average 1.2 to 1.5 on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.21 GB/s  | 0.026 GB/s     | 8.2x  |
-//! | PII-dense, 1 MiB      | 0.25 GB/s  | 0.030 GB/s     | 8.1x  |
-//! | PII-free, rows        | 0.44 GB/s  | 0.028 GB/s     | 15.7x |
-//! | PII-free, 1 MiB       | 0.61 GB/s  | 0.035 GB/s     | 17.2x |
+//! | PII-dense, rows       | 0.275 GB/s | 0.025 GB/s     | 10.9x |
+//! | PII-dense, 1 MiB      | 0.282 GB/s | 0.029 GB/s     | 9.7x  |
+//! | PII-free, rows        | 0.586 GB/s | 0.028 GB/s     | 20.9x |
+//! | PII-free, 1 MiB       | 0.614 GB/s | 0.034 GB/s     | 18.1x |
 //!
-//! Before this pass the engine ran at 0.116 GB/s (dense rows) and 0.22 GB/s
-//! (free rows) in the same conditions. Instructions per byte (callgrind,
-//! repeatable, dense rows): 42.6 for the engine (83.2 before), 308 for the
-//! regex baseline. Of the 42.6: the Hyperscan anchor pass 6.3 (2.9 on
-//! 1 MiB chunks: each call costs about 540 instructions however short the
-//! value), the numeric pass 25.4 (about 8 of them finding the runs, the rest
-//! parsing from each start in the 35% of bytes that lie in runs of seven or
-//! more numeric bytes), IPv6 4.9, token anchors 3.7, e-mail 2.1.
+//! (An earlier run at load 1.3 to 2.5: 0.272, 0.279, 0.563 and 0.617 GB/s.)
+//! Before this pass: 0.211 GB/s (dense rows) and 0.444 GB/s (free rows).
+//! Instructions per byte, counted by callgrind (repeatable, unlike the
+//! clock on this shared machine) over 2 MiB of rows:
 //!
-//! The issue's target of 1 GB/s per core on PII-dense rows is not reached:
-//! at this machine's rate of about 9.4 G instructions per second it needs
-//! at most about 9.4 instructions per byte, of which Hyperscan alone takes
-//! 6.3 per row-sized value, while dense rows (two sensitive values and four
-//! numeric runs in 158 bytes) still need about 36 for confirmation.
+//! ```text
+//! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
+//!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
+//! ```
+//!
+//! give 34.1 for the engine on dense rows (43.0 before this pass) and 22.3
+//! on PII-free rows (29.8 before). Of the 34.1 on dense rows: finding the
+//! numeric runs and IBAN sites 8.3, confirming numbers (cards, SSNs, phone
+//! numbers, IPv4, IBANs) from each start 14.9, finding the built-in anchors
+//! 1.9 (Hyperscan took 5.7 for this, mostly the fixed cost of a call per
+//! row), confirming them (e-mail, tokens, JWTs) 4.5, and IPv6, the per-scan
+//! setup and overlap resolution the remaining 4.5.
+//!
+//! The issue's target of 1 GB/s per core on PII-dense rows is not reached.
+//! This core retires about 9.4 G instructions per second on this code
+//! (0.275 GB/s at 34.1 instructions per byte), so 1 GB/s allows at most
+//! about 9.4 instructions per byte in total, while finding the numeric runs
+//! alone (8.3) plus the anchors (1.9) already exceed it before a single
+//! candidate is confirmed. Dense rows carry two sensitive values among
+//! timestamps, ids and prices in 158 bytes, and confirmations cost hundreds
+//! of instructions each (per call: about 560 for a card walk, 620 for an
+//! IBAN, 1,000 for an IPv6 address with its grammar). Reaching the target
+//! would take one classification pass shared by the numeric, anchor and
+//! colon searches (today three passes over each value), and confirmation
+//! of each numeric run in a single forward pass for all numeric detectors
+//! at once instead of per start and per detector.
 //!
 //! # Findings
 //!
@@ -65,6 +84,7 @@
 //! and identical between the fast engine and the reference (property-tested
 //! in `tests/masking_equivalence.rs`).
 
+pub mod anchors;
 pub mod config;
 pub mod corpus;
 pub mod detectors;

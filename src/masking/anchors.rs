@@ -1,0 +1,454 @@
+//! The literal anchors of the built-in token detectors, found without
+//! Hyperscan.
+//!
+//! The built-in anchors are eleven short literals (`@`, `eyJ`, `AKIA`,
+//! `ASIA`, `gh[opsur]_`, `github_pat_`, `xox[baprs]-`, `[sr]k_live_`,
+//! `AIza`, `-----BEGIN ` and the case-insensitive AWS secret keywords,
+//! which all end in `key`). Hyperscan finds them at gigabytes per second
+//! on long texts, but each call costs about 540 instructions however short
+//! the value is, which on row-sized values (about 160 bytes) was more than
+//! the whole search. Here each 64-byte block is compared against one
+//! *trigger* per anchor (a byte, or a pair of adjacent bytes, that every
+//! occurrence of the anchor contains at a fixed offset) and the few
+//! trigger positions are then checked byte by byte. The check is exact, so
+//! the anchors reported are the same as Hyperscan's: every end of every
+//! occurrence of every anchor literal.
+
+/// One occurrence of a built-in anchor literal: which one, and the offset
+/// just past its last byte (what Hyperscan reports as the match end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AnchorHit {
+    pub end: usize,
+    pub literal: Literal,
+}
+
+/// The built-in anchor literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Literal {
+    /// `@` (e-mail).
+    At,
+    /// `eyJ` (JSON Web Token).
+    Jwt,
+    /// `AKIA` or `ASIA` (AWS access key id).
+    AwsAccessKeyId,
+    /// `gh[opsur]_` (GitHub token).
+    GithubShort,
+    /// `github_pat_` (GitHub fine-grained token).
+    GithubPat,
+    /// `xox[baprs]-` (Slack token).
+    Slack,
+    /// `[sr]k_live_` (Stripe key).
+    Stripe,
+    /// `AIza` (Google API key).
+    Google,
+    /// `-----BEGIN ` (PEM block).
+    PemBegin,
+    /// `secret_?(?:access_?)?key`, any case (AWS secret access key).
+    AwsSecretKeyword,
+}
+
+/// Bytes classified at once.
+const BLOCK_BYTES: usize = 64;
+
+/// Trigger bits of one 64-byte block, computed from `bytes` (at least 65
+/// bytes: the pairs of the last byte look at the next one). Bit `i` is set
+/// when byte `i` may be the trigger byte of an anchor:
+///
+/// - `@`;
+/// - `y` before `J` (the `yJ` of `eyJ`);
+/// - `I` before `A` (`AKIA`, `ASIA`) or `z` (`AIza`);
+/// - `g` before `h` (`gh?_`) or `i` (`github_pat_`);
+/// - `x` before `o` (`xox?-`);
+/// - `k` before `_` (`sk_live_`), and `k` or `K` before `e` or `E` (the
+///   `key` that ends every AWS secret keyword);
+/// - `-` before `B` (`-----BEGIN `).
+///
+/// The byte-by-byte definition, used on CPUs without AVX2 and as the
+/// reference of the property test.
+pub fn trigger_bits_portable(bytes: &[u8]) -> u64 {
+    let mut mask = 0u64;
+    for i in 0..BLOCK_BYTES.min(bytes.len()) {
+        let b = bytes[i];
+        let n = bytes.get(i + 1).copied().unwrap_or(0);
+        let hit = match b {
+            b'@' => true,
+            b'y' => n == b'J',
+            b'I' => n == b'A' || n == b'z',
+            b'g' => n == b'h' || n == b'i',
+            b'x' => n == b'o',
+            b'k' => n == b'_' || n == b'e' || n == b'E',
+            b'K' => n == b'e' || n == b'E',
+            b'-' => n == b'B',
+            _ => false,
+        };
+        mask |= u64::from(hit) << i;
+    }
+    mask
+}
+
+/// Nibble tables of the trigger classes. Each bit of a class byte stands
+/// for one anchor: `first` holds the bytes an anchor's trigger may start
+/// with and `second` the bytes that may follow. A byte's class is
+/// `low[b & 15] & high[b >> 4]`, which is the product of a set of low
+/// nibbles and a set of high nibbles: exact for the first bytes, a
+/// superset for some second bytes (e.g. `A` or `z` also lets `J` and `q`
+/// through), which only costs a byte-by-byte check that fails.
+struct NibbleTables {
+    first_low: [u8; 16],
+    first_high: [u8; 16],
+    second_low: [u8; 16],
+    second_high: [u8; 16],
+}
+
+/// Which first bytes may be followed by which second bytes, one class bit
+/// per entry. `@` needs no second byte: every byte is allowed after it,
+/// including the zero padding past the end.
+const PAIRS: [(&[u8], &[u8]); 8] = [
+    (b"@", b""),
+    (b"y", b"J"),
+    (b"I", b"Az"),
+    (b"g", b"hi"),
+    (b"x", b"o"),
+    (b"k", b"_"),
+    (b"kK", b"eE"),
+    (b"-", b"B"),
+];
+
+const fn nibble_tables() -> NibbleTables {
+    let mut t = NibbleTables {
+        first_low: [0; 16],
+        first_high: [0; 16],
+        second_low: [0; 16],
+        second_high: [0; 16],
+    };
+    let mut bit = 0;
+    while bit < PAIRS.len() {
+        let (first, second) = PAIRS[bit];
+        let m = 1u8 << bit;
+        let mut i = 0;
+        while i < first.len() {
+            t.first_low[(first[i] & 15) as usize] |= m;
+            t.first_high[(first[i] >> 4) as usize] |= m;
+            i += 1;
+        }
+        if second.is_empty() {
+            let mut n = 0;
+            while n < 16 {
+                t.second_low[n] |= m;
+                t.second_high[n] |= m;
+                n += 1;
+            }
+        }
+        let mut i = 0;
+        while i < second.len() {
+            t.second_low[(second[i] & 15) as usize] |= m;
+            t.second_high[(second[i] >> 4) as usize] |= m;
+            i += 1;
+        }
+        bit += 1;
+    }
+    t
+}
+static TABLES: NibbleTables = nibble_tables();
+
+/// Trigger bits of 64 positions with AVX2: two table lookups (`vpshufb`)
+/// per byte class and 32 bytes at a time. A superset of
+/// [`trigger_bits_portable`] (property-tested); every bit is checked byte
+/// by byte afterwards.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least 65 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn trigger_bits_avx2(bytes: &[u8]) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_cmpeq_epi8,
+        _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256,
+        _mm256_shuffle_epi8, _mm256_srli_epi16, _mm_loadu_si128,
+    };
+    debug_assert!(bytes.len() > BLOCK_BYTES);
+    let mut mask = 0u64;
+    // SAFETY: the tables are 16 bytes each; `bytes` holds at least 65
+    // bytes, so both loads of each half (32 bytes from offset 0 or 32,
+    // and from one byte further) stay inside it.
+    unsafe {
+        let table = |t: &[u8; 16]| {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast::<__m128i>()))
+        };
+        let first_low = table(&TABLES.first_low);
+        let first_high = table(&TABLES.first_high);
+        let second_low = table(&TABLES.second_low);
+        let second_high = table(&TABLES.second_high);
+        let nibble = _mm256_set1_epi8(0x0f);
+        let class = |v: __m256i, low: __m256i, high: __m256i| {
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            _mm256_and_si256(_mm256_shuffle_epi8(low, lo), _mm256_shuffle_epi8(high, hi))
+        };
+        for half in 0..2 {
+            let at = bytes.as_ptr().add(half * 32);
+            let v = _mm256_loadu_si256(at.cast::<__m256i>());
+            let next = _mm256_loadu_si256(at.add(1).cast::<__m256i>());
+            let both = _mm256_and_si256(
+                class(v, first_low, first_high),
+                class(next, second_low, second_high),
+            );
+            let none = _mm256_cmpeq_epi8(both, _mm256_setzero_si256());
+            let bits = !(_mm256_movemask_epi8(none) as u32);
+            mask |= u64::from(bits) << (half * 32);
+        }
+    }
+    mask
+}
+
+/// Does `text[at..]` start with `literal`?
+#[inline(always)]
+fn has(text: &[u8], at: usize, literal: &[u8]) -> bool {
+    text.get(at..at + literal.len()) == Some(literal)
+}
+
+/// The AWS secret keywords without their final `key`, compared without
+/// case: `secret_?(?:access_?)?` spelled out.
+const SECRET_STEMS: [&[u8]; 6] = [
+    b"secret",
+    b"secret_",
+    b"secretaccess",
+    b"secretaccess_",
+    b"secret_access",
+    b"secret_access_",
+];
+
+/// Does an AWS secret keyword stem (any case) end just before `key_at`,
+/// where the caller has found `key`?
+#[inline]
+fn secret_keyword_before(text: &[u8], key_at: usize) -> bool {
+    let before = &text[..key_at];
+    SECRET_STEMS.iter().any(|stem| {
+        before.len() >= stem.len() && before[before.len() - stem.len()..].eq_ignore_ascii_case(stem)
+    })
+}
+
+/// Reports the anchors whose trigger byte is `text[p]` to `hit`.
+#[inline]
+fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
+    let mut report = |end: usize, literal: Literal| hit(AnchorHit { end, literal });
+    match text[p] {
+        b'@' => report(p + 1, Literal::At),
+        b'y' if p >= 1 && text[p - 1] == b'e' && has(text, p + 1, b"J") => {
+            report(p + 2, Literal::Jwt);
+        }
+        b'I' => {
+            // `AKIA`/`ASIA`: the `I` is the third byte.
+            if p >= 2
+                && text[p - 2] == b'A'
+                && matches!(text[p - 1], b'K' | b'S')
+                && has(text, p + 1, b"A")
+            {
+                report(p + 2, Literal::AwsAccessKeyId);
+            }
+            // `AIza`: the `I` is the second byte.
+            if p >= 1 && text[p - 1] == b'A' && has(text, p + 1, b"za") {
+                report(p + 3, Literal::Google);
+            }
+        }
+        b'g' => {
+            if has(text, p, b"gh")
+                && text
+                    .get(p + 2)
+                    .is_some_and(|b| matches!(b, b'o' | b'p' | b's' | b'u' | b'r'))
+                && has(text, p + 3, b"_")
+            {
+                report(p + 4, Literal::GithubShort);
+            }
+            if has(text, p, b"github_pat_") {
+                report(p + 11, Literal::GithubPat);
+            }
+        }
+        b'x' if has(text, p, b"xox")
+            && text
+                .get(p + 3)
+                .is_some_and(|b| matches!(b, b'b' | b'a' | b'p' | b'r' | b's'))
+            && has(text, p + 4, b"-") =>
+        {
+            report(p + 5, Literal::Slack);
+        }
+        b'k' | b'K' => {
+            if text[p] == b'k'
+                && p >= 1
+                && matches!(text[p - 1], b's' | b'r')
+                && has(text, p + 1, b"_live_")
+            {
+                report(p + 7, Literal::Stripe);
+            }
+            if text
+                .get(p + 1..p + 3)
+                .is_some_and(|ey| ey.eq_ignore_ascii_case(b"ey"))
+                && secret_keyword_before(text, p)
+            {
+                report(p + 3, Literal::AwsSecretKeyword);
+            }
+        }
+        b'-' if p >= 4 && has(text, p - 4, b"-----BEGIN ") => {
+            report(p + 7, Literal::PemBegin);
+        }
+        _ => {}
+    }
+}
+
+/// Calls `hit` for every occurrence of every built-in anchor literal in
+/// `text`, in order of trigger position.
+#[inline]
+pub fn find(text: &[u8], mut hit: impl FnMut(AnchorHit)) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected.
+        unsafe { find_avx2(text, &mut hit) };
+        return;
+    }
+    find_with(text, &mut hit, trigger_bits_portable);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1")]
+unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) {
+    // SAFETY: `find_with` passes at least 65 bytes, and AVX2 is enabled in
+    // this function (detected by the caller).
+    find_with(text, hit, |b| unsafe { trigger_bits_avx2(b) });
+}
+
+#[inline(always)]
+fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) -> u64) {
+    let n = text.len();
+    let mut at = 0usize;
+    while at < n {
+        let mut mask = match text.get(at..at + BLOCK_BYTES + 1) {
+            Some(window) => bits(window),
+            None if n > BLOCK_BYTES => {
+                // The last block of a text longer than a block: the window
+                // of the last 65 bytes gives the bits of every position
+                // but the last (which has no next byte) and repeats some
+                // positions of the previous block, which are dropped.
+                let from = n - BLOCK_BYTES - 1;
+                // `at - from` is 64 when only the last byte is left.
+                let window = bits(&text[from..])
+                    .checked_shr((at - from) as u32)
+                    .unwrap_or(0);
+                window | (u64::from(text[n - 1] == b'@') << (n - 1 - at))
+            }
+            None => {
+                // A text shorter than a block: padded with zero bytes, which
+                // start no trigger and complete only `@`'s.
+                let mut padded = [0u8; BLOCK_BYTES + 1];
+                padded[..n].copy_from_slice(text);
+                bits(&padded) & (u64::MAX >> (BLOCK_BYTES - n))
+            }
+        };
+        while mask != 0 {
+            let p = at + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            check_trigger(text, p, hit);
+        }
+        at += BLOCK_BYTES;
+    }
+}
+
+/// Every occurrence of every built-in anchor literal, found by comparing
+/// each literal at each offset: the definition that [`find`] is
+/// property-tested against. Sorted by end, then literal.
+pub fn find_naive(text: &[u8]) -> Vec<AnchorHit> {
+    let mut out = Vec::new();
+    let literal_at = |i: usize, l: &[u8]| text.get(i..i + l.len()) == Some(l);
+    for (i, &byte) in text.iter().enumerate() {
+        let mut push = |len: usize, literal: Literal| {
+            out.push(AnchorHit {
+                end: i + len,
+                literal,
+            })
+        };
+        if byte == b'@' {
+            push(1, Literal::At);
+        }
+        if literal_at(i, b"eyJ") {
+            push(3, Literal::Jwt);
+        }
+        if literal_at(i, b"AKIA") || literal_at(i, b"ASIA") {
+            push(4, Literal::AwsAccessKeyId);
+        }
+        for c in *b"opsur" {
+            if literal_at(i, &[b'g', b'h', c, b'_']) {
+                push(4, Literal::GithubShort);
+            }
+        }
+        if literal_at(i, b"github_pat_") {
+            push(11, Literal::GithubPat);
+        }
+        for c in *b"baprs" {
+            if literal_at(i, &[b'x', b'o', b'x', c, b'-']) {
+                push(5, Literal::Slack);
+            }
+        }
+        if literal_at(i, b"sk_live_") || literal_at(i, b"rk_live_") {
+            push(8, Literal::Stripe);
+        }
+        if literal_at(i, b"AIza") {
+            push(4, Literal::Google);
+        }
+        if literal_at(i, b"-----BEGIN ") {
+            push(11, Literal::PemBegin);
+        }
+    }
+    // The keyword regex reports each end once, whichever start matched.
+    for e in 0..=text.len() {
+        let matched = [
+            &b"secretkey"[..],
+            b"secret_key",
+            b"secretaccesskey",
+            b"secret_accesskey",
+            b"secretaccess_key",
+            b"secret_access_key",
+        ]
+        .iter()
+        .any(|k| e >= k.len() && text[e - k.len()..e].eq_ignore_ascii_case(k));
+        if matched {
+            out.push(AnchorHit {
+                end: e,
+                literal: Literal::AwsSecretKeyword,
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &[u8]) -> Vec<AnchorHit> {
+        let mut out = Vec::new();
+        find(text, |h| out.push(h));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_literal_is_found_at_its_end() {
+        let text = b"a@b eyJx AKIA ASIA ghp_ github_pat_ xoxb- sk_live_ rk_live_ AIza -----BEGIN SECRET_Access_KEY";
+        let hits = found(text);
+        assert_eq!(hits, find_naive(text));
+        assert_eq!(hits.len(), 12, "{hits:?}");
+        assert_eq!(hits.last().map(|h| h.end), Some(text.len()));
+    }
+
+    #[test]
+    fn literals_across_block_edges_and_at_the_end() {
+        for pad in 55..70 {
+            let mut text = vec![b'.'; pad];
+            text.extend_from_slice(b"-----BEGIN eyJ secretkey");
+            assert_eq!(found(&text), find_naive(&text), "pad {pad}");
+            assert_eq!(found(&text).len(), 3);
+        }
+    }
+}

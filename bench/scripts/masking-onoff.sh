@@ -38,15 +38,28 @@ declare -A ports
 for mode in off on; do
     port=$((port + 1)); ports[$mode]=$port
     cfg="$work/$mode.toml"
-    awk '/^\[/ { skip = ($0 == "[ledger]" || $0 == "[[masking.column_rules]]") } !skip' "$demo_dir/sluice.toml" |
-        sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" > "$cfg"
+    # Own [server] listen address; no admin listener (the demo's would
+    # collide between the two instances), ledger or column rules.
+    awk -v listen="listen = \"127.0.0.1:$port\"" '
+        /^\[/ { section = $0; skip = (section == "[ledger]" || section == "[[masking.column_rules]]" || section == "[admin]" || section == "[[approvers]]") }
+        section == "[server]" && /^listen = / { print listen; next }
+        !skip' "$demo_dir/sluice.toml" > "$cfg"
     if [ "$mode" = off ]; then
         sed -i 's/^\[masking\]$/[masking]\nenabled = false/' "$cfg"
     fi
     "$sluice" check-config "$cfg" >/dev/null
     "$sluice" serve --config "$cfg" >"$work/$mode.log" 2>&1 &
 done
-sleep 1
+# Wait until both listen (start-up compiles the detectors and resolves
+# the demo's keys; a fixed sleep was too short on a busy machine).
+for mode in off on; do
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/${ports[$mode]}") 2>/dev/null && break
+        sleep 0.1
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/${ports[$mode]}") 2>/dev/null ||
+        { echo "sluice ($mode) did not start:" >&2; cat "$work/$mode.log" >&2; exit 1; }
+done
 
 # Masking really is on in one and off in the other.
 probe="select email from customers order by id limit 1"

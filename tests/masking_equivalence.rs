@@ -93,6 +93,15 @@ fn text() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// Cases per property: `default` in the suite, more when `PROPTEST_CASES`
+/// asks for them (a longer hunt after changing the engine).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn setup() -> (Arc<Engine>, Reference) {
     let defs = detectors_with_custom();
     let reference = Reference::new(&defs);
@@ -100,7 +109,7 @@ fn setup() -> (Arc<Engine>, Reference) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2000), ..ProptestConfig::default() })]
 
     #[test]
     fn engine_matches_reference(t in text(), mask in any::<u64>()) {
@@ -188,7 +197,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(3000), ..ProptestConfig::default() })]
 
     /// The block-wise anchor finder reports exactly the occurrences of the
     /// built-in anchor literals that comparing every literal at every

@@ -452,7 +452,48 @@ pub struct NumericRun {
     pub end: usize,
     pub digits: usize,
     pub dots: usize,
+    /// For runs of at most [`RUN_BITS_BYTES_MAX`] bytes, bit `i` is set
+    /// when byte `start + i` is a digit (zero for longer runs): the walk
+    /// over the run then finds digit groups, their lengths and the digits
+    /// left after a start with shifts and bit counts.
+    pub digit_bits: u64,
+    /// Bit `i`: byte `start + i` is `.` (same length limit).
+    pub dot_bits: u64,
+    /// Bit `i`: byte `start + i` is `+` or `(`, where only phone numbers
+    /// start (same length limit).
+    pub open_bits: u64,
 }
+
+impl NumericRun {
+    /// A run with the bits of its first bytes (`bits`: digits, dots and
+    /// opening bytes from `start` on, possibly with bits past the end),
+    /// kept only when the whole run fits ([`RUN_BITS_BYTES_MAX`]).
+    #[inline(always)]
+    fn new(start: usize, end: usize, digits: usize, dots: usize, bits: (u64, u64, u64)) -> Self {
+        let len = end - start;
+        let keep = if len > RUN_BITS_BYTES_MAX {
+            0
+        } else if len == 64 {
+            u64::MAX
+        } else {
+            (1u64 << len) - 1
+        };
+        NumericRun {
+            start,
+            end,
+            digits,
+            dots,
+            digit_bits: bits.0 & keep,
+            dot_bits: bits.1 & keep,
+            open_bits: bits.2 & keep,
+        }
+    }
+}
+
+/// Longest run whose bytes are described by [`NumericRun::digit_bits`]
+/// and friends; longer runs (rare: a long list of numbers) are walked a
+/// byte at a time.
+pub const RUN_BITS_BYTES_MAX: usize = 64;
 
 /// Where the numeric pass has work to do, left to right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,6 +519,34 @@ const NUMERIC_SITE_DETECTORS: DetectorSet = DetectorSet(
 /// and line (`[2-9]dd`, `[2-9]dd`, `dddd`), with an optional leading `1`.
 const NANP_DIGITS_MIN: usize = 10;
 
+/// Which numeric detectors a run can hold at all, by its digit and dot
+/// counts.
+#[derive(Debug, Clone, Copy)]
+struct Here {
+    card: bool,
+    ssn: bool,
+    phone: bool,
+    ipv4: bool,
+}
+
+/// Digit bits of an SSN from its start: `ddd?dd?dddd`, then a non-digit.
+const SSN_DIGIT_BITS: u64 = 0b0111_1011_0111;
+
+/// Can a North American number (without `+`) start at a group of
+/// `leading` digits whose first is `first`? With a leading `1`, the group
+/// is the `1` alone (a separator or `(` follows) or runs on through the
+/// area code (4), the exchange (7) or the whole number (11); without it,
+/// the group is the area code (3), area code and exchange (6) or all ten
+/// digits. A necessary condition of [`nanp_end`], which reads the rest.
+#[inline(always)]
+fn nanp_may_start(first: u8, leading: usize) -> bool {
+    match first {
+        b'1' => matches!(leading, 1 | 4 | 7 | 11),
+        b'2'..=b'9' => matches!(leading, 3 | 6 | 10),
+        _ => false,
+    }
+}
+
 /// Shortest numeric candidate: an IPv4 address such as `1.2.3.4`. Shorter
 /// runs (the digits inside hex strings, tokens and words) are never
 /// looked at.
@@ -494,6 +563,8 @@ struct BlockClasses {
     digit: u64,
     dot: u64,
     upper: u64,
+    /// `+` and `(`.
+    open: u64,
 }
 
 /// Classifies 64 bytes with SSE2 (part of the x86-64 baseline, so no
@@ -510,7 +581,7 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     for lane in 0..BLOCK_BYTES / 16 {
         // SAFETY: SSE2 is always present on x86-64, and the unaligned load
         // reads 16 bytes inside `block` (lane < 4).
-        let (numeric, digit, dot, upper) = unsafe {
+        let (numeric, digit, dot, upper, open) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
             let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
             // Signed compares: bytes of 0x80 and above are negative, so they
@@ -532,11 +603,13 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
                 ),
             );
             let numeric = _mm_or_si128(digit, punct);
+            let open = _mm_or_si128(eq(b'+'), eq(b'('));
             (
                 _mm_movemask_epi8(numeric) as u16,
                 _mm_movemask_epi8(digit) as u16,
                 _mm_movemask_epi8(dot) as u16,
                 _mm_movemask_epi8(upper) as u16,
+                _mm_movemask_epi8(open) as u16,
             )
         };
         let shift = lane * 16;
@@ -544,13 +617,15 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.digit |= u64::from(digit) << shift;
         out.dot |= u64::from(dot) << shift;
         out.upper |= u64::from(upper) << shift;
+        out.open |= u64::from(open) << shift;
     }
     out
 }
 
 /// Nibble tables of the block classes (see [`classify_block_avx2`]): bit 0
 /// digits, bit 1 `[ ().+-]`, bit 2 `.`, bits 3 and 4 the capitals `A`-`O`
-/// and `P`-`Z` (which differ in their high nibble). Each class is a product
+/// and `P`-`Z` (which differ in their high nibble), bit 5 `+` and `(`
+/// (both in the same high nibble). Each class is a product
 /// of a set of high nibbles and a set of low nibbles, so the lookups are
 /// exact.
 const fn class_tables() -> ([u8; 16], [u8; 16]) {
@@ -563,7 +638,8 @@ const fn class_tables() -> ([u8; 16], [u8; 16]) {
             | ((matches!(c, b' ' | b'(' | b')' | b'.' | b'+' | b'-') as u8) << 1)
             | (((c == b'.') as u8) << 2)
             | (((c >= b'A' && c <= b'O') as u8) << 3)
-            | (((c >= b'P' && c <= b'Z') as u8) << 4);
+            | (((c >= b'P' && c <= b'Z') as u8) << 4)
+            | ((matches!(c, b'+' | b'(') as u8) << 5);
         low[b & 15] |= bits;
         high[b >> 4] |= bits;
         b += 1;
@@ -617,6 +693,7 @@ unsafe fn classify_block_avx2(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
             out.numeric |= any(0b0_0011) << shift;
             out.dot |= any(0b0_0100) << shift;
             out.upper |= any(0b1_1000) << shift;
+            out.open |= any(0b10_0000) << shift;
         }
     }
     out
@@ -631,6 +708,7 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.digit |= u64::from(b.is_ascii_digit()) << i;
         out.dot |= u64::from(b == b'.') << i;
         out.upper |= u64::from(b.is_ascii_uppercase()) << i;
+        out.open |= u64::from(b == b'+' || b == b'(') << i;
     }
     out
 }
@@ -795,6 +873,26 @@ impl<'a> NumericSites<'a> {
                 }
             }
         }
+        // The run's bytes as bits, taken before the walk to the end moves
+        // the blocks along: from the current and following blocks, or the
+        // previous and current ones when the run began in the previous
+        // block. A run that began earlier is longer than a block, so its
+        // bits are not kept.
+        let window = |low: &BlockClasses, high: &BlockClasses, offset: usize| {
+            let w = |l: u64, h: u64| ((u128::from(l) | (u128::from(h) << 64)) >> offset) as u64;
+            (
+                w(low.digit, high.digit),
+                w(low.dot, high.dot),
+                w(low.open, high.open),
+            )
+        };
+        let bits = if start >= self.at {
+            window(&self.current, &self.following, start - self.at)
+        } else if start + BLOCK_BYTES >= self.at {
+            window(&self.previous, &self.current, start + BLOCK_BYTES - self.at)
+        } else {
+            (0, 0, 0)
+        };
         // The end: the first non-run byte after `bit`, possibly in a later
         // block.
         let mut from = start_bit;
@@ -807,22 +905,13 @@ impl<'a> NumericSites<'a> {
             dots += (self.current.dot & part).count_ones() as usize;
             if end_bit < 64 {
                 self.long_left &= bit_range(end_bit, 64);
-                return NumericRun {
-                    start,
-                    end: (self.at + end_bit as usize).min(self.text.len()),
-                    digits,
-                    dots,
-                };
+                let end = (self.at + end_bit as usize).min(self.text.len());
+                return NumericRun::new(start, end, digits, dots, bits);
             }
             if !self.advance() {
                 self.long_left = 0;
                 self.iban_left = 0;
-                return NumericRun {
-                    start,
-                    end: self.text.len(),
-                    digits,
-                    dots,
-                };
+                return NumericRun::new(start, self.text.len(), digits, dots, bits);
             }
             from = 0;
             scan_from = 0;
@@ -879,11 +968,22 @@ pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
         let run = &text[start..i];
         let digits = run.iter().filter(|b| b.is_ascii_digit()).count();
         if digits > 0 && run.len() >= RUN_BYTES_MIN {
+            let bits = |class: fn(u8) -> bool| -> u64 {
+                if run.len() > RUN_BITS_BYTES_MAX {
+                    return 0;
+                }
+                run.iter()
+                    .enumerate()
+                    .fold(0, |m, (k, &b)| m | (u64::from(class(b)) << k))
+            };
             out.push(NumericSite::Run(NumericRun {
                 start,
                 end: i,
                 digits,
                 dots: run.iter().filter(|&&b| b == b'.').count(),
+                digit_bits: bits(|b| b.is_ascii_digit()),
+                dot_bits: bits(|b| b == b'.'),
+                open_bits: bits(|b| b == b'+' || b == b'('),
             }));
         }
     }
@@ -1035,7 +1135,20 @@ impl Scanner {
             if !(card_here || ssn_here || phone_here || ipv4_here) {
                 continue;
             }
-            // Digits from the current start to the end of the run: a
+            if run.digit_bits != 0 {
+                let here = Here {
+                    card: card_here,
+                    ssn: ssn_here,
+                    phone: phone_here,
+                    ipv4: ipv4_here,
+                };
+                if !self.scan_run_bits(text, &run, here) {
+                    return false;
+                }
+                continue;
+            }
+            // A run longer than [`RUN_BITS_BYTES_MAX`]: the same walk, a
+            // byte at a time. Digits from the current start to the end of the run: a
             // candidate holds no more than these, which rules detectors out
             // long before the run ends.
             let mut digits_from = digits;
@@ -1119,6 +1232,109 @@ impl Scanner {
                     }
                 }
                 s = digits_end;
+            }
+        }
+        true
+    }
+
+    /// The numeric detectors over one run whose bytes are described by its
+    /// bits (see [`NumericRun::digit_bits`]): the same starts and checks as
+    /// the byte-wise walk in [`Scanner::scan_numeric_portable`], but the
+    /// starts (the first digit of each group of digits, and each `+` or
+    /// `(`) come from the bits, and so do the group lengths, the digits
+    /// left after each start and the exact layout an SSN needs.
+    #[inline(always)]
+    fn scan_run_bits(&mut self, text: &[u8], run: &NumericRun, here: Here) -> bool {
+        let (cs, ce) = (run.start, run.end);
+        let d = run.digit_bits;
+        if here.phone {
+            let mut opens = run.open_bits;
+            while opens != 0 {
+                let g = opens.trailing_zeros();
+                opens &= opens - 1;
+                let s = cs + g as usize;
+                let first = text[s];
+                let left = (d >> g).count_ones() as usize;
+                let needed = if first == b'(' { NANP_DIGITS_MIN } else { 8 };
+                if left < needed || !Builtin::Phone.left_ok(text, s) {
+                    continue;
+                }
+                let found = if first == b'+' {
+                    phone_end_plus(text, s, ce)
+                } else {
+                    nanp_end(text, s, ce).filter(|&e| {
+                        Builtin::Phone.right_ok(text, e) && Builtin::Phone.validate(text, s, e)
+                    })
+                };
+                if let Some(e) = found {
+                    self.push(s, e, Builtin::Phone);
+                    if self.candidates.len() >= CANDIDATES_MAX {
+                        return false;
+                    }
+                }
+            }
+        }
+        // The first digit of each group: a byte after a digit never starts
+        // a candidate (the left boundary excludes it).
+        let mut starts = d & !(d << 1);
+        while starts != 0 {
+            let g = starts.trailing_zeros();
+            starts &= starts - 1;
+            // Digits from this start on, bit 0 first.
+            let w = d >> g;
+            let left = w.count_ones() as usize;
+            if left < 4 {
+                // Later starts have fewer still, and every detector here
+                // needs at least four.
+                break;
+            }
+            let s = cs + g as usize;
+            if !Builtin::Card.left_ok(text, s) {
+                continue;
+            }
+            let leading = (!w).trailing_zeros() as usize;
+            let first = text[s];
+            // Card brands all start with 2 to 6 (see
+            // `validate::card_brand_ok`).
+            if here.card && left >= 13 && (b'2'..=b'6').contains(&first) {
+                if let Some(e) = card_end(text, s, ce) {
+                    self.push(s, e, Builtin::Card);
+                }
+            }
+            // An SSN is three digits, a separator, two digits, the same
+            // separator and four digits, then no digit: twelve bits of
+            // `w` say all of that but which separator.
+            if here.ssn && w & 0xFFF == SSN_DIGIT_BITS {
+                let e = s + 11;
+                let separator = text[s + 3];
+                if (separator == b'-' || separator == b' ')
+                    && text[s + 6] == separator
+                    && Builtin::Ssn.right_ok(text, e)
+                    && Builtin::Ssn.validate(text, s, e)
+                {
+                    self.push(s, e, Builtin::Ssn);
+                }
+            }
+            // An IPv4 address starts with one to three digits and a dot.
+            // (A group that reaches the 64th bit has no dot after it.)
+            let dot_after = run
+                .dot_bits
+                .checked_shr(g + leading as u32)
+                .is_some_and(|b| b & 1 == 1);
+            if here.ipv4 && leading <= 3 && dot_after {
+                if let Some(e) = ipv4_end(text, s, ce) {
+                    self.push(s, e, Builtin::Ipv4);
+                }
+            }
+            if here.phone && left >= NANP_DIGITS_MIN && nanp_may_start(first, leading) {
+                if let Some(e) = nanp_end(text, s, ce).filter(|&e| {
+                    Builtin::Phone.right_ok(text, e) && Builtin::Phone.validate(text, s, e)
+                }) {
+                    self.push(s, e, Builtin::Phone);
+                }
+            }
+            if self.candidates.len() >= CANDIDATES_MAX {
+                return false;
             }
         }
         true

@@ -7,9 +7,9 @@ use proptest::prelude::*;
 use regex::bytes::Regex;
 use sluice::masking::corpus::{benign, sensitive, Rng};
 use sluice::masking::engine::{
-    builtin_detectors, numeric_sites_naive, Colons, CustomDetector, CustomValidator, DetectorDef,
-    DetectorKind, NumericSite, NumericSites,
+    builtin_detectors, Colons, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
 };
+use sluice::masking::numeric::{numeric_sites, numeric_sites_naive};
 use sluice::masking::reference::Reference;
 use sluice::masking::{anchors, validate};
 use sluice::masking::{Builtin, DetectorSet, Engine, Style};
@@ -155,7 +155,7 @@ proptest! {
         // Both classifiers: AVX2 table lookups (where the CPU has AVX2) and
         // the SSE2 compares.
         for avx2 in [true, false] {
-            let fast: Vec<NumericSite> = NumericSites::with_avx2(&t, avx2).collect();
+            let fast = numeric_sites(&t, avx2);
             prop_assert_eq!(&fast, &naive, "avx2 {} text {:?}", avx2, String::from_utf8_lossy(&t));
         }
     }

@@ -91,6 +91,7 @@ pub mod detectors;
 pub mod engine;
 pub mod fuzz;
 pub mod message;
+pub mod numeric;
 pub mod reference;
 pub mod setup;
 pub mod style;

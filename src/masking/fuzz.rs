@@ -256,6 +256,49 @@ pub fn rewrite(data: &[u8]) {
     });
 }
 
+/// Longest input [`engine_matches_reference`] scans: the reference scanner
+/// tries every start and end, so its cost grows with the square of the
+/// length.
+pub const REFERENCE_INPUT_BYTES_MAX: usize = 512;
+
+/// Checks the fast engine against the naive reference scanner on one input
+/// (panics when their findings differ). The first byte picks the detector
+/// set (all of them, or one leaving a detector out), the rest is the text.
+/// The property tests draw text from generators of sensitive values; this
+/// entry point lets coverage-guided fuzzing find the byte patterns those
+/// generators never write (block edges of the bitmask passes, runs of
+/// separators, truncated shapes).
+pub fn engine_matches_reference(data: &[u8]) {
+    static REFERENCE: OnceLock<super::reference::Reference> = OnceLock::new();
+    thread_local! {
+        static SCANNER: std::cell::RefCell<Option<Scanner>> = const { std::cell::RefCell::new(None) };
+    }
+    let Some((&selector, text)) = data.split_first() else {
+        return;
+    };
+    let text = &text[..text.len().min(REFERENCE_INPUT_BYTES_MAX)];
+    let engine = &engines()[0];
+    let reference = REFERENCE.get_or_init(|| super::reference::Reference::new(engine.detectors()));
+    let set = if usize::from(selector) < super::detectors::Builtin::ALL.len() {
+        DetectorSet(DetectorSet::ALL.0 & !(1u64 << selector))
+    } else {
+        DetectorSet::ALL
+    };
+    SCANNER.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let scanner = cell.get_or_insert_with(|| engine.scanner().expect("scanner"));
+        let fast = scanner.scan(text, set);
+        assert!(fast.complete, "scan of {} bytes stopped early", text.len());
+        let expected = reference.scan(text, set);
+        assert_eq!(
+            fast.findings,
+            expected.as_slice(),
+            "engine and reference disagree on {:?}",
+            String::from_utf8_lossy(text)
+        );
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -266,6 +309,17 @@ mod tests {
                 b"mail jane@example.com\xffcard 4111 1111 1111 1111\xff\xfe\xffssn 123-45-6789",
             );
             super::rewrite(&d);
+        }
+    }
+
+    #[test]
+    fn engine_matches_reference_smoke() {
+        for selector in [0u8, 10, 11, 12, 14, 200] {
+            let mut d = vec![selector];
+            d.extend_from_slice(
+                b"card 4111-1111-1111-1111, ssn 123 45 6789, +1 (212) 555-0100 at 10.0.0.1; DE89370400440532013000",
+            );
+            super::engine_matches_reference(&d);
         }
     }
 }

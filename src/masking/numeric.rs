@@ -706,6 +706,38 @@ fn phone_from_open(text: &[u8], s: usize, ce: usize) -> Option<usize> {
     }
 }
 
+/// [`phone_from_open`] from the run's digit bits (`w`: bit 0 is the byte
+/// at `s`, bits past the run are zero). A phone number ends with a digit
+/// and its right boundary excludes a digit after it, so from a `+` the
+/// only ends to try are the ends of digit groups, and only those closing 8
+/// to 15 digits (what [`validate::phone`] wants), longest first.
+#[inline]
+fn phone_from_open_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
+    if text[s] != b'+' {
+        return phone_from_open(text, s, ce);
+    }
+    let b = Builtin::Phone;
+    let (min_len, max_len) = b.len_range();
+    let span = (ce - s).min(max_len) as u32;
+    // Bit p: the byte at p is the last digit of a group, and an end at
+    // p + 1 is within the length range.
+    let mut ends = w & !(w >> 1) & bits_below(span) & bits_from(min_len as u32 - 1);
+    while ends != 0 {
+        let p = 63 - ends.leading_zeros();
+        ends &= !(1u64 << p);
+        let digits = (w & bits_below(p + 1)).count_ones();
+        let e = s + p as usize + 1;
+        if (8..=15).contains(&digits)
+            && b.right_ok(text, e)
+            && b.shape(&text[s..e])
+            && b.validate(text, s, e)
+        {
+            return Some(e);
+        }
+    }
+    None
+}
+
 /// The North American number from a digit at `s`, if any.
 #[inline]
 fn phone_from_digit(text: &[u8], s: usize, ce: usize) -> Option<usize> {
@@ -733,7 +765,7 @@ fn scan_run_bits(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Findin
             if left < needed || !Builtin::Phone.left_ok(text, s) {
                 continue;
             }
-            if let Some(e) = phone_from_open(text, s, ce) {
+            if let Some(e) = phone_from_open_bits(text, s, ce, d >> g) {
                 push(out, s, e, Builtin::Phone);
                 if out.len() >= CANDIDATES_MAX {
                     return false;

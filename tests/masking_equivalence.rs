@@ -306,3 +306,52 @@ fn every_generated_sensitive_value_is_found_alone() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(1500), ..ProptestConfig::default() })]
+
+    /// Numeric runs longer than a block's worth of bits
+    /// (`RUN_BITS_BYTES_MAX`) are walked a byte at a time, and shorter ones
+    /// from their bits: both walks give the reference's findings, including
+    /// runs that straddle 64-byte blocks. The runs here are numbers
+    /// (sensitive and look-alike) glued by the separators numeric runs
+    /// allow, so they grow well past 64 bytes.
+    #[test]
+    fn long_numeric_runs_match_reference(
+        parts in proptest::collection::vec(
+            (any::<u64>(), 0usize..7, proptest::sample::select(vec![" ", "-", ".", " (", ") ", "+", "  "])),
+            2..16,
+        ),
+        lead in "[a-z ]{0,70}",
+    ) {
+        let mut t = lead.into_bytes();
+        for (seed, kind, sep) in parts {
+            let mut rng = Rng::new(seed);
+            let piece = match kind {
+                0 => sensitive(&mut rng, Builtin::Card),
+                1 => sensitive(&mut rng, Builtin::Ssn),
+                2 => sensitive(&mut rng, Builtin::Phone),
+                3 => sensitive(&mut rng, Builtin::Ipv4),
+                4 => benign(&mut rng),
+                5 => rng.digits_in(1, 20),
+                _ => rng.chars_in(b"0123456789 -.()+", 1, 24),
+            };
+            t.extend_from_slice(piece.as_bytes());
+            t.extend_from_slice(sep.as_bytes());
+        }
+        thread_local! {
+            static S: (std::cell::RefCell<sluice::masking::Scanner>, Reference) = {
+                let (e, r) = setup();
+                (std::cell::RefCell::new(e.scanner().unwrap()), r)
+            };
+        }
+        S.with(|(scanner, reference)| {
+            let mut scanner = scanner.borrow_mut();
+            let fast = scanner.scan(&t, DetectorSet::ALL);
+            prop_assert!(fast.complete);
+            let expected = reference.scan(&t, DetectorSet::ALL);
+            prop_assert_eq!(fast.findings, expected.as_slice(), "text {:?}", String::from_utf8_lossy(&t));
+            Ok(())
+        })?;
+    }
+}

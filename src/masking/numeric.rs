@@ -599,6 +599,12 @@ pub fn scan(
     out: &mut Vec<Finding>,
     iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
 ) -> bool {
+    // Every numeric candidate lies in a run of at least `RUN_BYTES_MIN`
+    // bytes, and an IBAN is longer still: most column values (ids, flags,
+    // short names) are done here without being classified.
+    if text.len() < RUN_BYTES_MIN {
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("popcnt")
         && std::is_x86_feature_detected!("bmi1")

@@ -951,70 +951,43 @@ fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
     if digits.count_ones() < 13 {
         return None;
     }
-    // Group ends (the last digit of each group) that close 13 to 19
-    // digits: the 13th digit and the 19th bound them.
-    let mut nth = digits;
-    for _ in 0..12 {
-        nth &= nth - 1;
-    }
-    let thirteenth = nth.trailing_zeros();
-    let ends = digits & !(digits >> 1) & bits_from(thirteenth);
-    if ends == 0 {
-        return None;
-    }
-    // Luhn sums of every prefix of 13 to 19 digits, by digit count, from
-    // two running sums: one doubling the digits at even positions, one at
-    // odd positions (which ones the check doubles depends on the parity of
-    // the candidate's digit count).
-    let mut sums = [0u32; 20];
+    // Group ends: the last digit of each group of the chain.
+    let group_ends = digits & !(digits >> 1);
+    // One walk over the first 19 digits gives the Luhn sum of every prefix.
+    // With n digits the check doubles the digits at the positions of n's
+    // parity (counting from 0), so two running sums are kept, `doubling`
+    // (which doubles the digits of the coming position's parity) and
+    // `plain`, and swapped after each digit: after n digits `doubling` is
+    // the sum the check of an n-digit candidate wants. The prefixes that end
+    // a group with 13 to 19 digits are the candidates.
+    let mut candidates = [(0usize, 0usize, 0u32); 7];
+    let mut found = 0usize;
     let mut first4 = [0u8; 4];
-    let (mut even_doubled, mut odd_doubled) = (0u32, 0u32);
+    let (mut doubling, mut plain) = (0u32, 0u32);
     let mut rest = digits;
     let mut count = 0usize;
     while rest != 0 && count < 19 {
-        let p = rest.trailing_zeros() as usize;
+        let p = rest.trailing_zeros();
         rest &= rest - 1;
-        let b = text[s + p];
+        let b = text[s + p as usize];
         if count < 4 {
             first4[count] = b;
         }
         let digit = usize::from(b - b'0');
-        let (plain, doubled) = (digit as u32, LUHN_DOUBLED[digit]);
-        if count.is_multiple_of(2) {
-            even_doubled += doubled;
-            odd_doubled += plain;
-        } else {
-            even_doubled += plain;
-            odd_doubled += doubled;
-        }
+        doubling += LUHN_DOUBLED[digit];
+        plain += digit as u32;
+        std::mem::swap(&mut doubling, &mut plain);
         count += 1;
-        // With `count` digits the check doubles every second digit from the
-        // last one backwards: the positions of the other parity than the
-        // last position `count - 1`.
-        sums[count] = if count.is_multiple_of(2) {
-            even_doubled
-        } else {
-            odd_doubled
-        };
+        if count >= 13 && (group_ends >> p) & 1 == 1 {
+            candidates[found] = (s + p as usize + 1, count, doubling);
+            found += 1;
+        }
     }
     // Longest first.
-    let mut ends = ends;
-    while ends != 0 {
-        let p = 63 - ends.leading_zeros();
-        ends &= !(1u64 << p);
-        let n = (digits & bits_below(p + 1)).count_ones() as usize;
-        if n > 19 {
-            continue;
-        }
-        let e = s + p as usize + 1;
-        if sums[n] % 10 == 0
-            && Builtin::Card.right_ok(text, e)
-            && validate::card_brand_ok(&first4, n)
-        {
-            return Some(e);
-        }
-    }
-    None
+    candidates[..found].iter().rev().find_map(|&(e, n, sum)| {
+        (sum % 10 == 0 && Builtin::Card.right_ok(text, e) && validate::card_brand_ok(&first4, n))
+            .then_some(e)
+    })
 }
 
 /// [`ipv4_end`] from the run's digit and dot bits (bit 0 is the byte at

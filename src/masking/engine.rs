@@ -49,8 +49,8 @@ use std::sync::Arc;
 
 use hyperscan::prelude::*;
 
-use super::anchors::{self, Literal};
-use super::detectors::{is_email_local, is_token, Builtin};
+use super::anchors::{self, Cpu, Literal};
+use super::detectors::{is_email_local, Builtin};
 use super::style::Style;
 use super::{
     resolve, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
@@ -360,6 +360,7 @@ impl Engine {
         Ok(Scanner {
             engine: Arc::clone(self),
             scratch,
+            cpu: Cpu::detect(),
             candidates: Vec::with_capacity(256),
             findings: Vec::with_capacity(64),
         })
@@ -381,6 +382,9 @@ pub struct Scan<'a> {
 pub struct Scanner {
     engine: Arc<Engine>,
     scratch: Option<Scratch>,
+    /// The CPU's features, detected once when the scanner is made rather
+    /// than on every scan.
+    cpu: Cpu,
     candidates: Vec<Finding>,
     findings: Vec<Finding>,
 }
@@ -907,6 +911,7 @@ impl Scanner {
         }
         self.candidates.clear();
         let engine = &*self.engine;
+        let cpu = self.cpu;
         let mut complete = true;
         if let (false, Some(db), Some(scratch)) = (text.is_empty(), &engine.database, &self.scratch)
         {
@@ -921,7 +926,7 @@ impl Scanner {
                     if !set.contains(id) {
                         return Matching::Continue;
                     }
-                    anchored(engine, text, id, anchor, to as usize, candidates);
+                    anchored(engine, text, id, anchor, to as usize, cpu, candidates);
                     if candidates.len() >= CANDIDATES_MAX {
                         return Matching::Terminate;
                     }
@@ -936,10 +941,10 @@ impl Scanner {
         }
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
             let candidates = &mut self.candidates;
-            anchors::find(text, |hit| {
+            anchors::find_using(text, cpu, |hit| {
                 if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
                     if set.contains(id) && candidates.len() < CANDIDATES_MAX {
-                        anchored(engine, text, id, anchor, hit.end, candidates);
+                        anchored(engine, text, id, anchor, hit.end, cpu, candidates);
                     }
                 }
             });
@@ -1178,6 +1183,7 @@ fn anchored(
     id: DetectorId,
     anchor: Anchor,
     to: usize,
+    cpu: Cpu,
     out: &mut Vec<Finding>,
 ) {
     let n = text.len();
@@ -1190,7 +1196,7 @@ fn anchored(
             let (_, max_len) = b.len_range();
             let limit = n.min(s + max_len);
             if b == Builtin::Jwt {
-                if let Some(e) = jwt_end(text, s, limit) {
+                if let Some(e) = jwt_end(text, s, limit, cpu) {
                     out.push(Finding {
                         start: s,
                         end: e,
@@ -1199,29 +1205,22 @@ fn anchored(
                 }
                 return;
             }
-            let mut e = to;
-            while e < limit && is_token(text[e]) {
-                e += 1;
+            if let Some(e) = token_end(text, s, to, b, cpu) {
+                out.push(Finding {
+                    start: s,
+                    end: e,
+                    detector: id,
+                });
             }
-            confirm_longest(text, b, id, s, e, out);
         }
         Anchor::Email => {
-            let at = to - 1;
-            let mut s = at;
-            while s > 0 && at - s <= 64 && is_email_local(text[s - 1]) {
-                s -= 1;
+            if let Some((s, e)) = email_around(text, to - 1) {
+                out.push(Finding {
+                    start: s,
+                    end: e,
+                    detector: id,
+                });
             }
-            if s == at || !Builtin::Email.left_ok(text, s) {
-                return;
-            }
-            let limit = n.min(s + Builtin::Email.len_range().1);
-            let mut e = to;
-            while e < limit
-                && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.')
-            {
-                e += 1;
-            }
-            confirm_longest(text, Builtin::Email, id, s, e, out);
         }
         Anchor::Pem => {
             let s = to - b"-----BEGIN ".len();
@@ -1454,18 +1453,199 @@ fn phone_end_plus(text: &[u8], s: usize, ce: usize) -> Option<usize> {
     })
 }
 
+/// Byte classes of the anchored and IPv6 detectors, one bit each in
+/// [`BYTE_CLASS`], so that every walk below costs one table load per byte.
+mod class {
+    /// `[A-Za-z0-9_-]`: API tokens and JWT parts.
+    pub const TOKEN: u8 = 1;
+    /// `[A-Za-z0-9._%+-]`: e-mail local parts.
+    pub const EMAIL_LOCAL: u8 = 2;
+    /// `[A-Za-z0-9-]`: e-mail domain labels.
+    pub const LABEL: u8 = 4;
+    /// `[A-Za-z]`: e-mail top-level domains.
+    pub const ALPHA: u8 = 8;
+    /// `[0-9A-Fa-f:.]`: IPv6 candidates.
+    pub const IPV6: u8 = 16;
+    /// `[A-Za-z0-9_]`: word bytes (IBAN and IPv6 boundaries).
+    pub const WORD: u8 = 32;
+    /// `[A-Z0-9]`: IBAN characters after the check digits.
+    pub const UPPER_DIGIT: u8 = 64;
+}
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let mut bits = 0u8;
+        if alnum || c == b'_' || c == b'-' {
+            bits |= class::TOKEN;
+        }
+        if alnum || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-') {
+            bits |= class::EMAIL_LOCAL;
+        }
+        if alnum || c == b'-' {
+            bits |= class::LABEL;
+        }
+        if c.is_ascii_alphabetic() {
+            bits |= class::ALPHA;
+        }
+        if c.is_ascii_hexdigit() || c == b':' || c == b'.' {
+            bits |= class::IPV6;
+        }
+        if alnum || c == b'_' {
+            bits |= class::WORD;
+        }
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            bits |= class::UPPER_DIGIT;
+        }
+        t[b] = bits;
+        b += 1;
+    }
+    t
+}
+static BYTE_CLASS: [u8; 256] = byte_classes();
+
+/// Does byte `b` belong to `class` (one of the [`class`] bits)?
+#[inline(always)]
+fn is(b: u8, class: u8) -> bool {
+    BYTE_CLASS[usize::from(b)] & class != 0
+}
+
+/// The candidate of the token detector `b` whose literal starts at `s` and
+/// ends at `to`, if any. Every byte the token shapes allow after their
+/// literal is a token byte (`[A-Za-z0-9_-]`), and the right boundary
+/// excludes a token byte after the candidate, so the only possible end is
+/// the end of the run of token bytes: one walk, then the shape is checked
+/// once (instead of at every end from the longest down).
+#[inline]
+pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Option<usize> {
+    let (min_len, max_len) = b.len_range();
+    // One byte past the longest candidate: a run that reaches it is too
+    // long for any end to sit on the boundary.
+    let limit = text.len().min(s + max_len + 1);
+    let e = token_run_end(text, to, limit, cpu);
+    let len = e - s;
+    ((min_len..=max_len).contains(&len)
+        && b.right_ok(text, e)
+        && b.shape(&text[s..e])
+        && b.validate(text, s, e))
+    .then_some(e)
+}
+
+/// [`token_end`] by the definition: the longest end from the literal on
+/// that sits on the boundary, has the shape and validates, tried from the
+/// longest down. The reference of the property test.
+pub fn token_end_naive(text: &[u8], s: usize, b: Builtin) -> Option<usize> {
+    let mut out = Vec::new();
+    let max_e = text.len().min(s + b.len_range().1);
+    confirm_longest(text, b, b as DetectorId, s, max_e, &mut out);
+    out.first().map(|f| f.end)
+}
+
+/// Longest e-mail local part (RFC 5321).
+const EMAIL_LOCAL_BYTES_MAX: usize = 64;
+/// Longest e-mail domain label (RFC 1035).
+const EMAIL_LABEL_BYTES_MAX: usize = 63;
+/// Most labels before the top-level domain, as the shape allows.
+const EMAIL_LABELS_MAX: usize = 8;
+/// Shortest and longest top-level domain, as the shape allows.
+const EMAIL_TLD_BYTES: std::ops::RangeInclusive<usize> = 2..=24;
+
+/// The e-mail candidate around the `@` at `at`, if any, found in one walk
+/// back over the local part and one walk forward over the domain labels.
+///
+/// The start is fixed: the left boundary excludes a local-part byte
+/// before the candidate, so the local part is the whole run of local-part
+/// bytes before `@`. The end is fixed too: the right boundary excludes a
+/// label byte after the candidate, and a `.` followed by one, which is
+/// exactly what continues the domain with another label; so the only
+/// possible end is the end of the last label of the walk, and the shape
+/// (label lengths, label count, an alphabetic top-level domain) is checked
+/// on the way instead of at every end from the longest down.
+pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let n = text.len();
+    // The local part: at most 64 bytes; one more byte of the run means the
+    // start would be inside the run, which the boundary forbids.
+    let floor = at.saturating_sub(EMAIL_LOCAL_BYTES_MAX + 1);
+    let mut s = at;
+    while s > floor && is(text[s - 1], class::EMAIL_LOCAL) {
+        s -= 1;
+    }
+    if s == at || at - s > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL))
+    {
+        return None;
+    }
+    // The domain: labels separated by single dots.
+    let mut p = at + 1;
+    let mut labels_before = 0usize;
+    loop {
+        // A label longer than 63 bytes is refused as a label and as a
+        // top-level domain alike, so the walk stops one byte past it.
+        let ceiling = n.min(p + EMAIL_LABEL_BYTES_MAX + 1);
+        let mut q = p;
+        let mut all_alpha = true;
+        while q < ceiling && is(text[q], class::LABEL) {
+            all_alpha &= is(text[q], class::ALPHA);
+            q += 1;
+        }
+        let len = q - p;
+        if len == 0 || len > EMAIL_LABEL_BYTES_MAX {
+            return None;
+        }
+        if q + 1 < n && text[q] == b'.' && is(text[q + 1], class::LABEL) {
+            labels_before += 1;
+            if labels_before > EMAIL_LABELS_MAX {
+                return None;
+            }
+            p = q + 1;
+            continue;
+        }
+        // `text[q]` is neither a label byte nor a dot before one; of the
+        // token bytes the boundary excludes, only `_` is left to check.
+        let ok = labels_before >= 1
+            && all_alpha
+            && EMAIL_TLD_BYTES.contains(&len)
+            && q - s <= Builtin::Email.len_range().1
+            && text.get(q) != Some(&b'_');
+        return ok.then_some((s, q));
+    }
+}
+
+/// [`email_around`] by the definition: the start after the run of
+/// local-part bytes, then every end from the longest down checked for the
+/// boundary and the shape. The reference of the property test.
+pub fn email_around_naive(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut s = at;
+    while s > 0 && at - s <= EMAIL_LOCAL_BYTES_MAX && is_email_local(text[s - 1]) {
+        s -= 1;
+    }
+    if s == at || !Builtin::Email.left_ok(text, s) {
+        return None;
+    }
+    let limit = text.len().min(s + Builtin::Email.len_range().1);
+    let mut e = at + 1;
+    while e < limit && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.') {
+        e += 1;
+    }
+    let mut out = Vec::new();
+    confirm_longest(text, Builtin::Email, 0, s, e, &mut out);
+    out.first().map(|f| (f.start, f.end))
+}
+
 /// The JSON Web Token candidate from `s` (its `eyJ`), if any, within
 /// `limit`. Header, payload and signature are runs of token bytes
 /// separated by single dots, and the right boundary excludes a token byte
 /// after the end, so the only possible end is the end of the run after the
 /// second dot: one forward walk instead of trying every end.
-fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
+fn jwt_end(text: &[u8], s: usize, limit: usize, cpu: Cpu) -> Option<usize> {
     // The shape, checked part by part while walking: each part has at
     // least eight token bytes and the first two start with `eyJ`.
     let mut e = s;
     for part in 0..3 {
         let from = e;
-        e = token_run_end(text, e, limit);
+        e = token_run_end(text, e, limit, cpu);
         if e - from < 8 || (part < 2 && !text[from..].starts_with(b"eyJ")) {
             return None;
         }
@@ -1481,17 +1661,19 @@ fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
 }
 
 /// The end of the run of token bytes (`[A-Za-z0-9_-]`) from `from`, at
-/// most `limit`: 32 bytes per step with AVX2 (JSON Web Tokens run to a few
-/// hundred bytes), one at a time otherwise and near the end of the text.
+/// most `limit`: 32 bytes per step with AVX2 (JSON Web Tokens run to a
+/// few hundred bytes), one at a time otherwise and near the end of the
+/// text.
 #[inline]
-fn token_run_end(text: &[u8], from: usize, limit: usize) -> usize {
+fn token_run_end(text: &[u8], from: usize, limit: usize, cpu: Cpu) -> usize {
     let mut e = from;
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2 only when it was detected.
         e = unsafe { token_run_end_avx2(text, from, limit) };
     }
-    while e < limit && TOKEN[usize::from(text[e])] {
+    let _ = cpu;
+    while e < limit && is(text[e], class::TOKEN) {
         e += 1;
     }
     e
@@ -1543,19 +1725,6 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
     }
     e
 }
-
-/// Bytes of API tokens and JWT parts: `[A-Za-z0-9_-]`.
-const fn token_class() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-        b += 1;
-    }
-    t
-}
-static TOKEN: [bool; 256] = token_class();
 
 /// The IBAN candidate starting at `s` (country code), if any. The
 /// validator wants exactly the country's length without spaces, and the

@@ -6,8 +6,12 @@
 use proptest::prelude::*;
 use sluice::masking::anchors::Cpu;
 use sluice::masking::corpus::{sensitive, Rng};
-use sluice::masking::engine::{email_around, email_around_naive, token_end, token_end_naive};
-use sluice::masking::Builtin;
+use sluice::masking::engine::{
+    builtin_detectors, email_around, email_around_naive, iban_end, iban_end_naive, ipv6_end,
+    ipv6_end_naive, token_end, token_end_naive,
+};
+use sluice::masking::reference::Reference;
+use sluice::masking::{Builtin, DetectorSet, Engine};
 
 /// Texts glued from `pieces` (each repeated 1 to 3 times), so that the
 /// walks meet the pieces' edges: long runs, doubled separators, values
@@ -152,6 +156,121 @@ fn check_tokens(t: &[u8]) -> Result<(), TestCaseError> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+const IBAN_BYTES: &[u8] = b"AZ09 _a-";
+const IPV6_BYTES: &[u8] = b"0aF:.g ";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The IBAN walk (shape and mod-97 in one pass) finds the end the
+    /// definition finds from every pair of capitals.
+    #[test]
+    fn iban_walk_matches_definition(t in glued(vec![
+        "DE", "GB", "NL", "NO", "LC", "XX", "89", "0", "1234", "ABCD", " ", "  ", "_", "a",
+        "DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819",
+        "NO9386011117947", "3704 ",
+    ], 20)) {
+        check_ibans(&t)?;
+    }
+
+    #[test]
+    fn iban_walk_matches_definition_on_generated_values(t in damaged(Builtin::Iban, IBAN_BYTES)) {
+        check_ibans(&t)?;
+    }
+
+    /// The IPv6 end search (the end of the run, then its dots) finds the
+    /// end the definition finds from the start of every run of hex digits,
+    /// `:` and `.`: runs longer than an address, trailing dots, embedded
+    /// IPv4 addresses, `::` anywhere.
+    #[test]
+    fn ipv6_end_matches_definition(t in glued(vec![
+        ":", "::", ".", "..", "0", "a", "F", "ffff", "2001", "db8", "1.2.3.4", "fe80::1",
+        "::ffff:10.0.0.1", "1:2:3:4:5:6:7:8", " ", "g", "_", ".a", ". ",
+    ], 24)) {
+        check_ipv6(&t)?;
+    }
+
+    #[test]
+    fn ipv6_end_matches_definition_on_generated_values(t in damaged(Builtin::Ipv6, IPV6_BYTES)) {
+        check_ipv6(&t)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// On texts longer than the colon masks the IPv6 search keeps on the
+    /// stack (eight blocks of 64 bytes), it searches the colons twice; the
+    /// findings are still the reference's.
+    #[test]
+    fn ipv6_in_long_texts_matches_reference(t in glued(vec![
+        "2001:db8::1", "fe80::1:2:3", "::ffff:1.2.3.4", "12:34:56", "host:5432", "1:2:3:4:5:6:7:8",
+        " ", ", ", ".", "abc", "::", ":",
+    ], 120)) {
+        thread_local! {
+            static R: Reference = Reference::new(&builtin_detectors());
+            static S: std::cell::RefCell<sluice::masking::Scanner> = std::cell::RefCell::new(
+                std::sync::Arc::new(Engine::builtin().unwrap()).scanner().unwrap(),
+            );
+        }
+        let set = DetectorSet::builtin(Builtin::Ipv6);
+        let expected = R.with(|r| r.scan(&t, set));
+        S.with(|s| {
+            let mut s = s.borrow_mut();
+            let fast = s.scan(&t, set);
+            prop_assert!(fast.complete);
+            prop_assert_eq!(fast.findings, expected.as_slice(), "{} bytes", t.len());
+            Ok(())
+        })?;
+    }
+}
+
+/// Compares [`iban_end`] with its definition from every pair of capitals
+/// in `t`.
+fn check_ibans(t: &[u8]) -> Result<(), TestCaseError> {
+    for s in 0..t.len().saturating_sub(1) {
+        if t[s].is_ascii_uppercase() && t[s + 1].is_ascii_uppercase() {
+            prop_assert_eq!(
+                iban_end(t, s),
+                iban_end_naive(t, s),
+                "at {} in {:?}",
+                s,
+                String::from_utf8_lossy(t)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Compares [`ipv6_end`] with its definition from the start of every
+/// maximal run of hex digits, `:` and `.` in `t`.
+fn check_ipv6(t: &[u8]) -> Result<(), TestCaseError> {
+    let in_run = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    let mut s = 0;
+    while s < t.len() {
+        if !in_run(t[s]) {
+            s += 1;
+            continue;
+        }
+        let mut end = s;
+        while end < t.len() && in_run(t[end]) {
+            end += 1;
+        }
+        let dotted = t[s..end].contains(&b'.');
+        let expected = ipv6_end_naive(t, s, end);
+        prop_assert_eq!(
+            ipv6_end(t, s, end, dotted),
+            expected,
+            "run {}..{} in {:?}",
+            s,
+            end,
+            String::from_utf8_lossy(t)
+        );
+        s = end;
     }
     Ok(())
 }

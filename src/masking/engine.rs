@@ -1726,46 +1726,109 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
     e
 }
 
-/// The IBAN candidate starting at `s` (country code), if any. The
-/// validator wants exactly the country's length without spaces, and the
-/// shape only allows a space before each group of four after the check
-/// digits, so one end is possible: `s` plus that length, plus one space per
-/// group when the byte after the check digits is a space.
+/// Pushes the IBAN candidate whose country code starts at `s`, if any.
 fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
+    if let Some(e) = iban_end(text, s) {
+        out.push(Finding {
+            start: s,
+            end: e,
+            detector: Builtin::Iban as DetectorId,
+        });
+    }
+}
+
+/// The end of the IBAN candidate whose country code starts at `s`, if
+/// any, found in one walk that checks the shape and computes the mod-97
+/// remainder on the way.
+///
+/// The validator wants exactly the country's length without spaces, and
+/// the shape only allows a space before each group of four after the check
+/// digits, so one end is possible: `s` plus that length, plus one space per
+/// group when the byte after the check digits is a space. The walk reads
+/// each byte once: the bytes after the check digits go straight into the
+/// remainder (ISO 7064 moves the country code and check digits behind
+/// them), then the four leading bytes.
+pub fn iban_end(text: &[u8], s: usize) -> Option<usize> {
+    let n = text.len();
+    if s + 4 >= n || !Builtin::Iban.left_ok(text, s) {
+        return None;
+    }
+    // Also checks that the country code is two capitals.
+    let length = validate::iban_length(&text[s..s + 2])?;
+    let (check_high, check_low) = (text[s + 2], text[s + 3]);
+    if !check_high.is_ascii_digit() || !check_low.is_ascii_digit() {
+        return None;
+    }
+    let rest = length - 4;
+    let spaced = text[s + 4] == b' ';
+    let e = if spaced {
+        // `(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?`
+        if !(2..=7).contains(&(rest / 4)) {
+            return None;
+        }
+        s + length + rest.div_ceil(4)
+    } else {
+        // `[A-Z0-9]{11,30}`
+        if !(11..=30).contains(&rest) {
+            return None;
+        }
+        s + length
+    };
+    if e > n || (e < n && is(text[e], class::WORD)) {
+        return None;
+    }
+    let mut acc = 0u64;
+    let mut p = s + 4;
+    for k in 0..rest {
+        if spaced && k % 4 == 0 {
+            if text[p] != b' ' {
+                return None;
+            }
+            p += 1;
+        }
+        acc = mod97_step(acc, text[p])?;
+        p += 1;
+    }
+    for &b in &text[s..s + 4] {
+        acc = mod97_step(acc, b)?;
+    }
+    (acc % 97 == 1).then_some(e)
+}
+
+/// One byte of the ISO 7064 mod 97-10 remainder of [`validate::mod97`]:
+/// digits count as one digit, capitals as two (A = 10 ... Z = 35); any
+/// other byte is refused. The remainder is taken only when the next step
+/// could overflow (below 2^56, times 100 plus 35 stays below 2^63):
+/// reducing modulo 97 commutes with the multiply-adds.
+#[inline(always)]
+fn mod97_step(acc: u64, b: u8) -> Option<u64> {
+    let acc = if acc >= 1 << 56 { acc % 97 } else { acc };
+    let digit = b.wrapping_sub(b'0');
+    if digit < 10 {
+        return Some(acc * 10 + u64::from(digit));
+    }
+    let letter = b.wrapping_sub(b'A');
+    (letter < 26).then(|| acc * 100 + u64::from(letter) + 10)
+}
+
+/// [`iban_end`] by the definition: the one possible end, then the shape,
+/// the boundary and the validator on the candidate. The reference of the
+/// property test.
+pub fn iban_end_naive(text: &[u8], s: usize) -> Option<usize> {
     let b = Builtin::Iban;
     if s + 4 >= text.len() || !b.left_ok(text, s) {
-        return;
+        return None;
     }
-    let Some(length) = validate::iban_length(&text[s..s + 2]) else {
-        return;
-    };
+    let length = validate::iban_length(&text[s..s + 2])?;
     let after_check = length - 4;
     let e = if text[s + 4] == b' ' {
         s + length + after_check.div_ceil(4)
     } else {
         s + length
     };
-    if e <= text.len() && b.shape(&text[s..e]) && b.right_ok(text, e) && b.validate(text, s, e) {
-        out.push(Finding {
-            start: s,
-            end: e,
-            detector: b as DetectorId,
-        });
-    }
+    (e <= text.len() && b.shape(&text[s..e]) && b.right_ok(text, e) && b.validate(text, s, e))
+        .then_some(e)
 }
-
-/// Bytes of IPv6 candidates: hex digits, `:` and `.`.
-const fn ipv6_class() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_hexdigit() || c == b':' || c == b'.';
-        b += 1;
-    }
-    t
-}
-static IPV6: [bool; 256] = ipv6_class();
 
 /// Positions of `:` in a text, left to right, found 64 bytes at a time
 /// (a colon per time of day makes a general-purpose `memchr` call per
@@ -1852,66 +1915,173 @@ fn colon_bits(bytes: &[u8]) -> u64 {
         .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i))
 }
 
-/// Whether `text` holds `::` or at least six colons: without either, no
-/// run of hex digits, `:` and `.` does, and [`scan_ipv6`] would skip every
-/// run. Most values (times of day, `host:port`) are refused here by a
-/// count over the colon bitmasks, without walking any run.
-fn may_hold_ipv6(text: &[u8]) -> bool {
+/// Most 64-byte blocks whose colon masks [`scan_ipv6`] keeps on the
+/// stack (rows are usually one to three blocks): within it the colons are
+/// searched once for the gate and the candidates together; longer texts
+/// search them twice rather than hold a mask per block.
+const IPV6_CACHED_BLOCKS: usize = 8;
+
+/// Whether a text with these colon masks (one per 64-byte block, in
+/// order) holds `::` or at least six colons: without either, no run of hex
+/// digits, `:` and `.` does, and [`scan_ipv6`] would skip every run. Most
+/// values (times of day, `host:port`) are refused here by a count over the
+/// colon bitmasks, without walking any run.
+#[inline]
+fn colons_may_hold_ipv6(masks: impl Iterator<Item = u64>) -> bool {
     let mut colons = 0u32;
-    let mut at = 0usize;
     let mut carry = 0u64;
-    while at < text.len() {
-        let mask = colon_mask(text, at);
+    for mask in masks {
         // `::` within the block, or across its first byte.
         if mask & ((mask << 1) | carry) != 0 {
             return true;
         }
         carry = mask >> 63;
         colons += mask.count_ones();
-        at += BLOCK_BYTES;
     }
     colons >= 6
 }
 
-/// IPv6 candidates: every run of hex digits, `:` and `.` that holds at
-/// least two colons is tried from its start (a candidate cannot start
-/// inside such a run: its left boundary excludes all of those bytes).
+/// IPv6 candidates: every run of hex digits, `:` and `.` that holds `::`
+/// or at least six colons is tried from its start (a candidate cannot
+/// start inside such a run: its left boundary excludes all of those
+/// bytes).
 fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
+    let blocks = text.len().div_ceil(BLOCK_BYTES);
+    let mask_of = |k: usize| colon_mask(text, k * BLOCK_BYTES);
+    if blocks <= IPV6_CACHED_BLOCKS {
+        let mut masks = [0u64; IPV6_CACHED_BLOCKS];
+        for (k, m) in masks[..blocks].iter_mut().enumerate() {
+            *m = mask_of(k);
+        }
+        let masks = &masks[..blocks];
+        if colons_may_hold_ipv6(masks.iter().copied()) {
+            ipv6_runs(text, masks.iter().copied(), out);
+        }
+    } else if colons_may_hold_ipv6((0..blocks).map(mask_of)) {
+        ipv6_runs(text, (0..blocks).map(mask_of), out);
+    }
+}
+
+/// Walks the run of hex digits, `:` and `.` around each colon of `masks`
+/// (the colon masks of `text`, one per block) once, and pushes the
+/// candidate of each run that may hold an address.
+#[inline]
+fn ipv6_runs(text: &[u8], masks: impl Iterator<Item = u64>, out: &mut Vec<Finding>) {
     let b = Builtin::Ipv6;
-    let is_v6 = |c: u8| IPV6[usize::from(c)];
-    let max_len = b.len_range().1;
-    if !may_hold_ipv6(text) {
-        return;
-    }
+    // End of the last run walked: its later colons are skipped.
     let mut done = 0usize;
-    for p in Colons::new(text) {
-        if p < done {
-            continue;
-        }
-        let mut s = p;
-        while s > 0 && is_v6(text[s - 1]) {
-            s -= 1;
-        }
-        let mut e = p + 1;
-        let mut colons = 1;
-        let mut double_colon = false;
-        while e < text.len() && is_v6(text[e]) {
-            let colon = text[e] == b':';
-            colons += usize::from(colon);
-            double_colon |= colon && text[e - 1] == b':';
-            e += 1;
-        }
-        done = e;
-        // The validator wants `::` or at least six colons; a run with
-        // neither (times of day, `host:port`) holds no address. The run
-        // before `p` holds no colon: `p` is the first one after `done`.
-        if (colons >= 6 || double_colon) && b.left_ok(text, s) {
-            confirm_longest(text, b, b as DetectorId, s, e.min(s + max_len), out);
-        }
-        if out.len() >= CANDIDATES_MAX {
-            return;
+    for (k, mut mask) in masks.enumerate() {
+        while mask != 0 {
+            let p = k * BLOCK_BYTES + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if p < done {
+                continue;
+            }
+            let run = ipv6_run(text, p);
+            done = run.end;
+            // The validator wants `::` or at least six colons; a run with
+            // neither (times of day, `host:port`) holds no address.
+            if (run.colons >= 6 || run.double_colon) && b.left_ok(text, run.start) {
+                if let Some(e) = ipv6_end(text, run.start, run.end, run.dotted) {
+                    out.push(Finding {
+                        start: run.start,
+                        end: e,
+                        detector: b as DetectorId,
+                    });
+                    if out.len() >= CANDIDATES_MAX {
+                        return;
+                    }
+                }
+            }
         }
     }
+}
+
+/// A maximal run of hex digits, `:` and `.` holding a colon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ipv6Run {
+    start: usize,
+    end: usize,
+    colons: usize,
+    double_colon: bool,
+    dotted: bool,
+}
+
+/// The run around the colon at `p`, which is the first colon of its run.
+#[inline]
+fn ipv6_run(text: &[u8], p: usize) -> Ipv6Run {
+    let mut start = p;
+    let mut dotted = false;
+    while start > 0 && is(text[start - 1], class::IPV6) {
+        start -= 1;
+        dotted |= text[start] == b'.';
+    }
+    let mut end = p + 1;
+    let mut colons = 1;
+    let mut double_colon = false;
+    let mut previous = b':';
+    while end < text.len() && is(text[end], class::IPV6) {
+        let byte = text[end];
+        let colon = byte == b':';
+        colons += usize::from(colon);
+        double_colon |= colon && previous == b':';
+        dotted |= byte == b'.';
+        previous = byte;
+        end += 1;
+    }
+    Ipv6Run {
+        start,
+        end,
+        colons,
+        double_colon,
+        dotted,
+    }
+}
+
+/// The longest IPv6 candidate from `s`, the start of a run of hex digits,
+/// `:` and `.` that ends at `run_end` (`dotted` when it holds a `.`).
+///
+/// Inside the run the right boundary excludes every byte but a `.` that
+/// is not followed by a letter or digit, so the possible ends are the end
+/// of the run and those dots, and without a dot only the end of the run:
+/// the grammar is read once per possible end, longest first, instead of
+/// every end being tried. The shape holds by construction (every byte is
+/// in the run, and the length is bounded here).
+pub fn ipv6_end(text: &[u8], s: usize, run_end: usize, dotted: bool) -> Option<usize> {
+    let (min_len, max_len) = Builtin::Ipv6.len_range();
+    let accept = |e: usize| {
+        // An address ends in a hex digit or a colon, never in a dot.
+        text[e - 1] != b'.'
+            && Builtin::Ipv6.right_ok(text, e)
+            && validate::ipv6(&text[s..e])
+    };
+    let hi = run_end.min(s + max_len);
+    if hi == run_end && hi >= s + min_len && accept(hi) {
+        return Some(hi);
+    }
+    if !dotted {
+        return None;
+    }
+    // The dots inside the run, from the last one within reach down (the
+    // end of the run was tried above).
+    let mut e = if hi == run_end { hi - 1 } else { hi };
+    while e >= s + min_len {
+        if text[e] == b'.' && accept(e) {
+            return Some(e);
+        }
+        e -= 1;
+    }
+    None
+}
+
+/// [`ipv6_end`] by the definition: every end from the longest down that
+/// sits on the boundary, has the shape and validates. The reference of
+/// the property test.
+pub fn ipv6_end_naive(text: &[u8], s: usize, run_end: usize) -> Option<usize> {
+    let mut out = Vec::new();
+    let max_e = run_end.min(s + Builtin::Ipv6.len_range().1);
+    confirm_longest(text, Builtin::Ipv6, 0, s, max_e, &mut out);
+    out.first().map(|f| f.end)
 }
 
 /// The end of the PEM private key block whose `-----BEGIN ` starts at `s`,

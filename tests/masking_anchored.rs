@@ -11,7 +11,7 @@ use sluice::masking::engine::{
     ipv6_end_naive, token_end, token_end_naive,
 };
 use sluice::masking::reference::Reference;
-use sluice::masking::{Builtin, DetectorSet, Engine};
+use sluice::masking::{validate, Builtin, DetectorSet, Engine};
 
 /// Texts glued from `pieces` (each repeated 1 to 3 times), so that the
 /// walks meet the pieces' edges: long runs, doubled separators, values
@@ -197,6 +197,23 @@ proptest! {
     #[test]
     fn ipv6_end_matches_definition_on_generated_values(t in damaged(Builtin::Ipv6, IPV6_BYTES)) {
         check_ipv6(&t)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// Telling the IPv6 grammar that a candidate may hold dots when it
+    /// holds none (the engine knows it per run, not per candidate) changes
+    /// nothing; telling it the truth agrees with the standard library.
+    #[test]
+    fn ipv6_grammar_with_dots_matches_std(
+        s in "[0-9a-fA-F:.]{0,45}|([0-9a-f]{0,5}[:.]{1,2}){1,10}[0-9a-f]{0,5}|([0-9a-f]{0,4}:){0,7}(:|[0-9]{1,4}(\\.[0-9]{1,4}){0,4})"
+    ) {
+        let c = s.as_bytes();
+        let expected = validate::ipv6_std(c);
+        prop_assert_eq!(validate::ipv6_with_dots(c, true), expected, "{:?}", s);
+        prop_assert_eq!(validate::ipv6_with_dots(c, c.contains(&b'.')), expected, "{:?}", s);
     }
 }
 

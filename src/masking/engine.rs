@@ -1468,8 +1468,11 @@ mod class {
     pub const IPV6: u8 = 16;
     /// `[A-Za-z0-9_]`: word bytes (IBAN and IPv6 boundaries).
     pub const WORD: u8 = 32;
-    /// `[A-Z0-9]`: IBAN characters after the check digits.
+    /// `[A-Z0-9]`: IBAN characters after the check digits, AWS access key
+    /// ids.
     pub const UPPER_DIGIT: u8 = 64;
+    /// `[A-Za-z0-9]`.
+    pub const ALNUM: u8 = 128;
 }
 
 const fn byte_classes() -> [u8; 256] {
@@ -1500,6 +1503,9 @@ const fn byte_classes() -> [u8; 256] {
         if c.is_ascii_uppercase() || c.is_ascii_digit() {
             bits |= class::UPPER_DIGIT;
         }
+        if alnum {
+            bits |= class::ALNUM;
+        }
         t[b] = bits;
         b += 1;
     }
@@ -1513,12 +1519,13 @@ fn is(b: u8, class: u8) -> bool {
     BYTE_CLASS[usize::from(b)] & class != 0
 }
 
-/// The candidate of the token detector `b` whose literal starts at `s` and
-/// ends at `to`, if any. Every byte the token shapes allow after their
-/// literal is a token byte (`[A-Za-z0-9_-]`), and the right boundary
-/// excludes a token byte after the candidate, so the only possible end is
-/// the end of the run of token bytes: one walk, then the shape is checked
-/// once (instead of at every end from the longest down).
+/// The candidate of the token detector `b` whose literal `text[s..to]`
+/// (as [`anchors::find`] reports it) starts at `s`, if any. Every byte the
+/// token shapes allow after their literal is a token byte
+/// (`[A-Za-z0-9_-]`), and the right boundary excludes a token byte after
+/// the candidate, so the only possible end is the end of the run of token
+/// bytes: one walk, then the shape is checked once (instead of at every end
+/// from the longest down).
 #[inline]
 pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Option<usize> {
     let (min_len, max_len) = b.len_range();
@@ -1527,11 +1534,40 @@ pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Opti
     let limit = text.len().min(s + max_len + 1);
     let e = token_run_end(text, to, limit, cpu);
     let len = e - s;
-    ((min_len..=max_len).contains(&len)
-        && b.right_ok(text, e)
-        && b.shape(&text[s..e])
-        && b.validate(text, s, e))
-    .then_some(e)
+    if !(min_len..=max_len).contains(&len) || !b.right_ok(text, e) {
+        return None;
+    }
+    let shaped = match token_body(b, to - s, len) {
+        Some(class) => text[to..e].iter().all(|&c| is(c, class)),
+        None => b.shape(&text[s..e]),
+    };
+    (shaped && b.validate(text, s, e)).then_some(e)
+}
+
+/// The byte class that the shape of token detector `b` allows after a
+/// literal of `literal_len` bytes in a candidate of `len` bytes, when the
+/// shape is that class and those lengths only: the literal itself was
+/// matched exactly by the anchor search, so the shape check is reduced to
+/// one table lookup per byte of the body. `None` when the shape needs more
+/// (the caller then checks the whole shape). [`Builtin::shape`] is the
+/// definition; the property test `token_walk_matches_definition` holds
+/// the two equal.
+#[inline]
+fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u8> {
+    match (b, literal_len, len) {
+        // `(?:AKIA|ASIA)[A-Z0-9]{16}`
+        (Builtin::AwsAccessKeyId, 4, 20) => Some(class::UPPER_DIGIT),
+        // `gh[opsur]_[A-Za-z0-9]{36}` and `github_pat_[A-Za-z0-9_]{82}`
+        (Builtin::GithubToken, 4, 40) => Some(class::ALNUM),
+        (Builtin::GithubToken, 11, 93) => Some(class::WORD),
+        // `xox[baprs]-[A-Za-z0-9-]{10,100}`
+        (Builtin::SlackToken, 5, 15..=105) => Some(class::LABEL),
+        // `[sr]k_live_[A-Za-z0-9]{16,100}`
+        (Builtin::StripeKey, 8, 24..=108) => Some(class::ALNUM),
+        // `AIza[A-Za-z0-9_-]{35}`
+        (Builtin::GoogleApiKey, 4, 39) => Some(class::TOKEN),
+        _ => None,
+    }
 }
 
 /// [`token_end`] by the definition: the longest end from the literal on
@@ -2053,7 +2089,7 @@ pub fn ipv6_end(text: &[u8], s: usize, run_end: usize, dotted: bool) -> Option<u
         // An address ends in a hex digit or a colon, never in a dot.
         text[e - 1] != b'.'
             && Builtin::Ipv6.right_ok(text, e)
-            && validate::ipv6(&text[s..e])
+            && validate::ipv6_with_dots(&text[s..e], dotted)
     };
     let hi = run_end.min(s + max_len);
     if hi == run_end && hi >= s + min_len && accept(hi) {

@@ -1951,22 +1951,25 @@ fn colon_bits(bytes: &[u8]) -> u64 {
         .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i))
 }
 
+/// Bits of the colon window that [`scan_ipv6`] checks from the first
+/// colon of a run: an IPv6 candidate is at most 45 bytes long and starts
+/// at or before that colon, so all of its colons lie in the 45 bytes from
+/// it.
+const IPV6_WINDOW: u64 = (1 << 45) - 1;
+
 /// Most 64-byte blocks whose colon masks [`scan_ipv6`] keeps on the
-/// stack (rows are usually one to three blocks): within it the colons are
-/// searched once for the gate and the candidates together; longer texts
-/// search them twice rather than hold a mask per block.
+/// stack (rows are usually one to three blocks): for those texts the
+/// colons of the whole text are counted first, and a text without `::` or
+/// six colons is refused at once.
 const IPV6_CACHED_BLOCKS: usize = 8;
 
-/// Whether a text with these colon masks (one per 64-byte block, in
-/// order) holds `::` or at least six colons: without either, no run of hex
-/// digits, `:` and `.` does, and [`scan_ipv6`] would skip every run. Most
-/// values (times of day, `host:port`) are refused here by a count over the
-/// colon bitmasks, without walking any run.
+/// Whether colon masks (one per 64-byte block, in order) hold `::` or at
+/// least six colons: without either, no IPv6 candidate can validate.
 #[inline]
-fn colons_may_hold_ipv6(masks: impl Iterator<Item = u64>) -> bool {
+fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
     let mut colons = 0u32;
     let mut carry = 0u64;
-    for mask in masks {
+    for &mask in masks {
         // `::` within the block, or across its first byte.
         if mask & ((mask << 1) | carry) != 0 {
             return true;
@@ -1977,59 +1980,100 @@ fn colons_may_hold_ipv6(masks: impl Iterator<Item = u64>) -> bool {
     colons >= 6
 }
 
-/// IPv6 candidates: every run of hex digits, `:` and `.` that holds `::`
-/// or at least six colons is tried from its start (a candidate cannot
-/// start inside such a run: its left boundary excludes all of those
-/// bytes).
+/// IPv6 candidates: every run of hex digits, `:` and `.` around a colon
+/// is tried from its start (a candidate cannot start inside such a run:
+/// its left boundary excludes all of those bytes).
+///
+/// The validator wants `::` or at least six colons (six groups and an
+/// embedded IPv4 address). Row-sized texts without either are refused by
+/// a count over their colon masks. Then, for each run, every colon of a
+/// candidate lies in the 45 bytes from the first colon of the run, so the
+/// colon bitmask of those bytes decides, with a few shifts and a bit count,
+/// whether the run is worth walking at all, and the same test on the
+/// colons of the run decides whether its ends are worth reading: times of
+/// day and `host:port` are refused without reading their bytes.
 fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
     let blocks = text.len().div_ceil(BLOCK_BYTES);
-    let mask_of = |k: usize| colon_mask(text, k * BLOCK_BYTES);
     if blocks <= IPV6_CACHED_BLOCKS {
-        let mut masks = [0u64; IPV6_CACHED_BLOCKS];
+        // One more, zero, mask: the block after the last one.
+        let mut masks = [0u64; IPV6_CACHED_BLOCKS + 1];
         for (k, m) in masks[..blocks].iter_mut().enumerate() {
-            *m = mask_of(k);
+            *m = colon_mask(text, k * BLOCK_BYTES);
         }
-        let masks = &masks[..blocks];
-        if colons_may_hold_ipv6(masks.iter().copied()) {
-            ipv6_runs(text, masks.iter().copied(), out);
+        if colons_may_hold_ipv6(&masks[..blocks]) {
+            ipv6_runs(text, blocks, |k| masks[k], out);
         }
-    } else if colons_may_hold_ipv6((0..blocks).map(mask_of)) {
-        ipv6_runs(text, (0..blocks).map(mask_of), out);
+    } else {
+        ipv6_runs(text, blocks, |k| colon_mask(text, k * BLOCK_BYTES), out);
     }
 }
 
-/// Walks the run of hex digits, `:` and `.` around each colon of `masks`
-/// (the colon masks of `text`, one per block) once, and pushes the
-/// candidate of each run that may hold an address.
+/// Whether a colon bitmask (bit 0 at the first colon of a run) holds six
+/// colons or `::`.
+#[inline(always)]
+fn six_colons_or_double(colons: u64) -> bool {
+    colons.count_ones() >= 6 || colons & (colons >> 1) != 0
+}
+
+/// The run walks of [`scan_ipv6`] over `blocks` blocks whose colon masks
+/// `mask_of` gives (zero past the last block).
 #[inline]
-fn ipv6_runs(text: &[u8], masks: impl Iterator<Item = u64>, out: &mut Vec<Finding>) {
+fn ipv6_runs(
+    text: &[u8],
+    blocks: usize,
+    mask_of: impl Fn(usize) -> u64,
+    out: &mut Vec<Finding>,
+) {
     let b = Builtin::Ipv6;
+    let mut current = mask_of(0);
     // End of the last run walked: its later colons are skipped.
     let mut done = 0usize;
-    for (k, mut mask) in masks.enumerate() {
+    for k in 0..blocks {
+        let following = mask_of(k + 1);
+        let mut mask = current;
         while mask != 0 {
-            let p = k * BLOCK_BYTES + mask.trailing_zeros() as usize;
+            let bit = mask.trailing_zeros();
             mask &= mask - 1;
+            let p = k * BLOCK_BYTES + bit as usize;
             if p < done {
+                continue;
+            }
+            let window = if bit == 0 {
+                current
+            } else {
+                (current >> bit) | (following << (64 - bit))
+            } & IPV6_WINDOW;
+            if !six_colons_or_double(window) {
+                // If `p` is the first colon of its run, no candidate of the
+                // run can validate; if not, the run's first colon was
+                // refused the same way already.
                 continue;
             }
             let run = ipv6_run(text, p);
             done = run.end;
-            // The validator wants `::` or at least six colons; a run with
-            // neither (times of day, `host:port`) holds no address.
-            if (run.colons >= 6 || run.double_colon) && b.left_ok(text, run.start) {
-                if let Some(e) = ipv6_end(text, run.start, run.end, run.dotted) {
-                    out.push(Finding {
-                        start: run.start,
-                        end: e,
-                        detector: b as DetectorId,
-                    });
-                    if out.len() >= CANDIDATES_MAX {
-                        return;
-                    }
+            // The same test on the colons of the run only (those after it
+            // belong to no candidate of this run).
+            let reach = run.end - p;
+            let in_run = if reach < 64 {
+                window & ((1u64 << reach) - 1)
+            } else {
+                window
+            };
+            if !six_colons_or_double(in_run) || !b.left_ok(text, run.start) {
+                continue;
+            }
+            if let Some(e) = ipv6_end(text, run.start, run.end, run.dotted) {
+                out.push(Finding {
+                    start: run.start,
+                    end: e,
+                    detector: b as DetectorId,
+                });
+                if out.len() >= CANDIDATES_MAX {
+                    return;
                 }
             }
         }
+        current = following;
     }
 }
 
@@ -2038,12 +2082,11 @@ fn ipv6_runs(text: &[u8], masks: impl Iterator<Item = u64>, out: &mut Vec<Findin
 struct Ipv6Run {
     start: usize,
     end: usize,
-    colons: usize,
-    double_colon: bool,
+    /// The run holds a `.`.
     dotted: bool,
 }
 
-/// The run around the colon at `p`, which is the first colon of its run.
+/// The run around the colon at `p`.
 #[inline]
 fn ipv6_run(text: &[u8], p: usize) -> Ipv6Run {
     let mut start = p;
@@ -2053,25 +2096,11 @@ fn ipv6_run(text: &[u8], p: usize) -> Ipv6Run {
         dotted |= text[start] == b'.';
     }
     let mut end = p + 1;
-    let mut colons = 1;
-    let mut double_colon = false;
-    let mut previous = b':';
     while end < text.len() && is(text[end], class::IPV6) {
-        let byte = text[end];
-        let colon = byte == b':';
-        colons += usize::from(colon);
-        double_colon |= colon && previous == b':';
-        dotted |= byte == b'.';
-        previous = byte;
+        dotted |= text[end] == b'.';
         end += 1;
     }
-    Ipv6Run {
-        start,
-        end,
-        colons,
-        double_colon,
-        dotted,
-    }
+    Ipv6Run { start, end, dotted }
 }
 
 /// The longest IPv6 candidate from `s`, the start of a run of hex digits,

@@ -33,12 +33,15 @@ fn glued(pieces: Vec<&'static str>, count: usize) -> impl Strategy<Value = Vec<u
 /// A generated sensitive value of `kind`, damaged `cut` times with bytes
 /// from `alphabet` (removed, inserted or replaced), inside `before` and
 /// `after`.
-fn damaged(
-    kind: Builtin,
-    alphabet: &'static [u8],
-) -> impl Strategy<Value = Vec<u8>> {
-    (any::<u64>(), 0usize..4, any::<usize>(), 0usize..6, 0usize..6).prop_map(
-        move |(seed, cut, pos, before, after)| {
+fn damaged(kind: Builtin, alphabet: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u64>(),
+        0usize..4,
+        any::<usize>(),
+        0usize..6,
+        0usize..6,
+    )
+        .prop_map(move |(seed, cut, pos, before, after)| {
             let mut rng = Rng::new(seed);
             let mut v = sensitive(&mut rng, kind).into_bytes();
             for _ in 0..cut {
@@ -56,8 +59,7 @@ fn damaged(
             t.extend_from_slice(&v);
             t.extend_from_slice(rng.chars(alphabet, after).as_bytes());
             t
-        },
-    )
+        })
 }
 
 const EMAIL_BYTES: &[u8] = b"aZ9._%+-@ ,_\xe9";

@@ -1609,8 +1609,7 @@ pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
     while s > floor && is(text[s - 1], class::EMAIL_LOCAL) {
         s -= 1;
     }
-    if s == at || at - s > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL))
-    {
+    if s == at || at - s > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL)) {
         return None;
     }
     // The domain: labels separated by single dots.
@@ -2018,12 +2017,7 @@ fn six_colons_or_double(colons: u64) -> bool {
 /// The run walks of [`scan_ipv6`] over `blocks` blocks whose colon masks
 /// `mask_of` gives (zero past the last block).
 #[inline]
-fn ipv6_runs(
-    text: &[u8],
-    blocks: usize,
-    mask_of: impl Fn(usize) -> u64,
-    out: &mut Vec<Finding>,
-) {
+fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &mut Vec<Finding>) {
     let b = Builtin::Ipv6;
     let mut current = mask_of(0);
     // End of the last run walked: its later colons are skipped.

@@ -8,7 +8,7 @@ use sluice::masking::anchors::Cpu;
 use sluice::masking::corpus::{sensitive, Rng};
 use sluice::masking::engine::{
     builtin_detectors, email_around, email_around_naive, iban_end, iban_end_naive, ipv6_end,
-    ipv6_end_naive, token_end, token_end_naive,
+    ipv6_end_naive, token_end, token_end_naive, Colons,
 };
 use sluice::masking::reference::Reference;
 use sluice::masking::{validate, Builtin, DetectorSet, Engine};
@@ -216,6 +216,23 @@ proptest! {
         let expected = validate::ipv6_std(c);
         prop_assert_eq!(validate::ipv6_with_dots(c, true), expected, "{:?}", s);
         prop_assert_eq!(validate::ipv6_with_dots(c, c.contains(&b'.')), expected, "{:?}", s);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The colon finder returns every `:` position in order, with AVX2
+    /// and with the SSE2 compares, on texts of any length (partial last
+    /// blocks, texts shorter than a block).
+    #[test]
+    fn colons_match_naive_walk_both_ways(t in proptest::collection::vec(
+        proptest::sample::select(b":a1.: \xff".to_vec()), 0..300)) {
+        let naive: Vec<usize> = (0..t.len()).filter(|&i| t[i] == b':').collect();
+        for cpu in [Cpu::detect(), Cpu::portable()] {
+            let fast: Vec<usize> = Colons::with_cpu(&t, cpu).collect();
+            prop_assert_eq!(&fast, &naive, "{:?}", cpu);
+        }
     }
 }
 

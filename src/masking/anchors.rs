@@ -304,6 +304,8 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
 /// which is what makes calling the AVX2 code through it safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cpu {
+    /// AVX2 together with the bit instructions that every AVX2 CPU has
+    /// and the AVX2 code paths are compiled with (`bmi1`, `popcnt`).
     avx2: bool,
 }
 
@@ -311,7 +313,9 @@ impl Cpu {
     /// The features of the running CPU.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
         Cpu { avx2 }
@@ -323,7 +327,7 @@ impl Cpu {
         Cpu { avx2: false }
     }
 
-    /// AVX2 is present (and was detected).
+    /// AVX2, `bmi1` and `popcnt` are present (and were detected).
     #[inline(always)]
     pub fn avx2(self) -> bool {
         self.avx2

@@ -14,10 +14,13 @@
 //! value, more than the whole search on a row-sized value; Hyperscan only
 //! searches the patterns of custom detectors, when there are any. From an
 //! anchor the start is known (a fixed distance back, or the start of a run
-//! of allowed bytes) and the end is found by walking the allowed bytes
-//! forward, then each possible end is checked, longest first, with the
-//! detector's hand-written recogniser and validator (JSON Web Tokens have
-//! a single possible end, found by one walk).
+//! of allowed bytes). For API tokens, e-mail and JSON Web Tokens the
+//! boundaries leave a single possible end, found by one forward walk that
+//! checks the shape on the way: the end of the run of token bytes
+//! ([`token_end`]), the end of the last domain label ([`email_around`]),
+//! the end of the signature. Each candidate is then read once, not once
+//! per possible end. PEM blocks end at their end marker, and AWS secret
+//! keys are forty bytes from one of the few starts after their keyword.
 //!
 //! Numbers, IBANs and IPv6 addresses are handled without Hyperscan. The
 //! numeric pass ([`NumericSites`]) classifies the text 64 bytes at a time
@@ -956,7 +959,7 @@ impl Scanner {
                 complete = self.scan_numeric(text, set);
             }
             if complete && set.contains(Builtin::Ipv6 as DetectorId) {
-                scan_ipv6(text, &mut self.candidates);
+                scan_ipv6(text, cpu, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
@@ -1873,14 +1876,22 @@ pub struct Colons<'a> {
     text: &'a [u8],
     at: usize,
     left: u64,
+    cpu: Cpu,
 }
 
 impl<'a> Colons<'a> {
     pub fn new(text: &'a [u8]) -> Self {
+        Self::with_cpu(text, Cpu::detect())
+    }
+
+    /// The colons of `text`, found with AVX2 when `cpu` has it (so that
+    /// the property tests can run both ways).
+    pub fn with_cpu(text: &'a [u8], cpu: Cpu) -> Self {
         Colons {
             text,
             at: 0,
-            left: colon_mask(text, 0),
+            left: colon_mask_using(text, 0, cpu),
+            cpu,
         }
     }
 }
@@ -1894,7 +1905,7 @@ impl Iterator for Colons<'_> {
             if self.at >= self.text.len() {
                 return None;
             }
-            self.left = colon_mask(self.text, self.at);
+            self.left = colon_mask_using(self.text, self.at, self.cpu);
         }
         let bit = self.left.trailing_zeros();
         self.left &= self.left - 1;
@@ -1902,29 +1913,81 @@ impl Iterator for Colons<'_> {
     }
 }
 
-/// One bit per `:` in the block of `text` at `at` (zero past the end).
-#[inline]
-fn colon_mask(text: &[u8], at: usize) -> u64 {
+/// [`colon_mask`] with AVX2 when `cpu` has it.
+fn colon_mask_using(text: &[u8], at: usize, cpu: Cpu) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2 only when it was detected.
+        return unsafe { colon_mask_avx2(text, at) };
+    }
+    let _ = cpu;
+    colon_mask(text, at, colon_bits)
+}
+
+/// [`colon_mask`] compiled with AVX2.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn colon_mask_avx2(text: &[u8], at: usize) -> u64 {
+    // SAFETY: AVX2 is enabled in this function (the caller detected it).
+    colon_mask(text, at, |b| unsafe { colon_bits_avx2(b) })
+}
+
+/// One bit per `:` in the block of `text` at `at` (zero past the end),
+/// from `bits`, which gives the colon bits of 64 bytes.
+#[inline(always)]
+fn colon_mask(text: &[u8], at: usize, bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64) -> u64 {
     let n = text.len();
     if at >= n {
         return 0;
     }
     if let Some(full) = text.get(at..at + BLOCK_BYTES) {
-        return colon_bits(full);
+        if let Ok(full) = <&[u8; BLOCK_BYTES]>::try_from(full) {
+            return bits(full);
+        }
     }
     if let Some(last) = n.checked_sub(BLOCK_BYTES) {
         // The last, partial block: the last 64 bytes, shifted (see
         // `classify_at`).
-        return colon_bits(&text[last..]) >> (at - last);
+        if let Ok(tail) = <&[u8; BLOCK_BYTES]>::try_from(&text[last..]) {
+            return bits(tail) >> (at - last);
+        }
     }
     let mut block = [0u8; BLOCK_BYTES];
-    block[..n - at].copy_from_slice(&text[at..]);
-    colon_bits(&block)
+    let tail = &text[at..];
+    block[..tail.len()].copy_from_slice(tail);
+    bits(&block)
+}
+
+/// The colon bits of 64 bytes with AVX2: two compares of 32 bytes.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn colon_bits_avx2(bytes: &[u8; BLOCK_BYTES]) -> u64 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    // SAFETY: both unaligned loads read 32 bytes inside the 64 of `bytes`.
+    unsafe {
+        let colon = _mm256_set1_epi8(b':' as i8);
+        let low = _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>());
+        let high = _mm256_loadu_si256(bytes.as_ptr().add(32).cast::<__m256i>());
+        let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(low, colon)) as u32;
+        let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(high, colon)) as u32;
+        u64::from(low) | (u64::from(high) << 32)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn colon_bits(bytes: &[u8]) -> u64 {
+fn colon_bits(bytes: &[u8; BLOCK_BYTES]) -> u64 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
@@ -1943,7 +2006,7 @@ fn colon_bits(bytes: &[u8]) -> u64 {
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn colon_bits(bytes: &[u8]) -> u64 {
+fn colon_bits(bytes: &[u8; BLOCK_BYTES]) -> u64 {
     bytes
         .iter()
         .enumerate()
@@ -1964,7 +2027,7 @@ const IPV6_CACHED_BLOCKS: usize = 8;
 
 /// Whether colon masks (one per 64-byte block, in order) hold `::` or at
 /// least six colons: without either, no IPv6 candidate can validate.
-#[inline]
+#[inline(always)]
 fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
     let mut colons = 0u32;
     let mut carry = 0u64;
@@ -1991,19 +2054,54 @@ fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
 /// whether the run is worth walking at all, and the same test on the
 /// colons of the run decides whether its ends are worth reading: times of
 /// day and `host:port` are refused without reading their bytes.
-fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
+fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2, `bmi1` and `popcnt` only when they
+        // were detected.
+        unsafe { scan_ipv6_avx2(text, out) };
+        return;
+    }
+    let _ = cpu;
+    scan_ipv6_with(text, out, colon_bits);
+}
+
+/// [`scan_ipv6`] compiled with AVX2 (colon masks 32 bytes per compare),
+/// `bmi1` and `popcnt` (the colon counts in one instruction each).
+///
+/// # Safety
+///
+/// The CPU must support AVX2, `bmi1` and `popcnt`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn scan_ipv6_avx2(text: &[u8], out: &mut Vec<Finding>) {
+    // SAFETY: AVX2 is enabled in this function (the caller detected it).
+    scan_ipv6_with(text, out, |b| unsafe { colon_bits_avx2(b) });
+}
+
+#[inline(always)]
+fn scan_ipv6_with(
+    text: &[u8],
+    out: &mut Vec<Finding>,
+    bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64 + Copy,
+) {
     let blocks = text.len().div_ceil(BLOCK_BYTES);
     if blocks <= IPV6_CACHED_BLOCKS {
         // One more, zero, mask: the block after the last one.
         let mut masks = [0u64; IPV6_CACHED_BLOCKS + 1];
         for (k, m) in masks[..blocks].iter_mut().enumerate() {
-            *m = colon_mask(text, k * BLOCK_BYTES);
+            *m = colon_mask(text, k * BLOCK_BYTES, bits);
         }
         if colons_may_hold_ipv6(&masks[..blocks]) {
             ipv6_runs(text, blocks, |k| masks[k], out);
         }
     } else {
-        ipv6_runs(text, blocks, |k| colon_mask(text, k * BLOCK_BYTES), out);
+        ipv6_runs(
+            text,
+            blocks,
+            |k| colon_mask(text, k * BLOCK_BYTES, bits),
+            out,
+        );
     }
 }
 
@@ -2016,7 +2114,7 @@ fn six_colons_or_double(colons: u64) -> bool {
 
 /// The run walks of [`scan_ipv6`] over `blocks` blocks whose colon masks
 /// `mask_of` gives (zero past the last block).
-#[inline]
+#[inline(always)]
 fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &mut Vec<Finding>) {
     let b = Builtin::Ipv6;
     let mut current = mask_of(0);

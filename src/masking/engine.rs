@@ -1608,11 +1608,14 @@ pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
     // The local part: at most 64 bytes; one more byte of the run means the
     // start would be inside the run, which the boundary forbids.
     let floor = at.saturating_sub(EMAIL_LOCAL_BYTES_MAX + 1);
-    let mut s = at;
-    while s > floor && is(text[s - 1], class::EMAIL_LOCAL) {
-        s -= 1;
-    }
-    if s == at || at - s > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL)) {
+    let local = text[floor..at]
+        .iter()
+        .rev()
+        .take_while(|&&c| is(c, class::EMAIL_LOCAL))
+        .count();
+    let s = at - local;
+    if local == 0 || local > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL))
+    {
         return None;
     }
     // The domain: labels separated by single dots.
@@ -1622,13 +1625,11 @@ pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
         // A label longer than 63 bytes is refused as a label and as a
         // top-level domain alike, so the walk stops one byte past it.
         let ceiling = n.min(p + EMAIL_LABEL_BYTES_MAX + 1);
-        let mut q = p;
-        let mut all_alpha = true;
-        while q < ceiling && is(text[q], class::LABEL) {
-            all_alpha &= is(text[q], class::ALPHA);
-            q += 1;
-        }
-        let len = q - p;
+        let len = text[p..ceiling]
+            .iter()
+            .take_while(|&&c| is(c, class::LABEL))
+            .count();
+        let q = p + len;
         if len == 0 || len > EMAIL_LABEL_BYTES_MAX {
             return None;
         }
@@ -1643,8 +1644,8 @@ pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
         // `text[q]` is neither a label byte nor a dot before one; of the
         // token bytes the boundary excludes, only `_` is left to check.
         let ok = labels_before >= 1
-            && all_alpha
             && EMAIL_TLD_BYTES.contains(&len)
+            && text[p..q].iter().all(|&c| is(c, class::ALPHA))
             && q - s <= Builtin::Email.len_range().1
             && text.get(q) != Some(&b'_');
         return ok.then_some((s, q));

@@ -1605,6 +1605,9 @@ const EMAIL_TLD_BYTES: std::ops::RangeInclusive<usize> = 2..=24;
 /// on the way instead of at every end from the longest down.
 pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
     let n = text.len();
+    if at >= n {
+        return None;
+    }
     // The local part: at most 64 bytes; one more byte of the run means the
     // start would be inside the run, which the boundary forbids.
     let floor = at.saturating_sub(EMAIL_LOCAL_BYTES_MAX + 1);

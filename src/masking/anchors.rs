@@ -297,16 +297,60 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
     }
 }
 
+/// The CPU features the masking walks use, detected once (a scanner
+/// does when it is made) instead of on every call: a detection is an
+/// atomic load and a branch, paid per row otherwise. The fields are
+/// private, so a value claiming AVX2 can only come from [`Cpu::detect`],
+/// which is what makes calling the AVX2 code through it safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cpu {
+    /// AVX2 together with the bit instructions that every AVX2 CPU has
+    /// and the AVX2 code paths are compiled with (`bmi1`, `popcnt`).
+    avx2: bool,
+}
+
+impl Cpu {
+    /// The features of the running CPU.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Cpu { avx2 }
+    }
+
+    /// No optional feature: the portable code paths (for property tests
+    /// that compare them with the vector ones).
+    pub fn portable() -> Self {
+        Cpu { avx2: false }
+    }
+
+    /// AVX2, `bmi1` and `popcnt` are present (and were detected).
+    #[inline(always)]
+    pub fn avx2(self) -> bool {
+        self.avx2
+    }
+}
+
 /// Calls `hit` for every occurrence of every built-in anchor literal in
 /// `text`, in order of trigger position.
 #[inline]
-pub fn find(text: &[u8], mut hit: impl FnMut(AnchorHit)) {
+pub fn find(text: &[u8], hit: impl FnMut(AnchorHit)) {
+    find_using(text, Cpu::detect(), hit);
+}
+
+/// [`find`] with the features in `cpu`.
+#[inline]
+pub fn find_using(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
+    if cpu.avx2 {
+        // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only.
         unsafe { find_avx2(text, &mut hit) };
         return;
     }
+    let _ = cpu;
     find_with(text, &mut hit, trigger_bits_portable);
 }
 

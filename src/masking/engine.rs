@@ -14,10 +14,13 @@
 //! value, more than the whole search on a row-sized value; Hyperscan only
 //! searches the patterns of custom detectors, when there are any. From an
 //! anchor the start is known (a fixed distance back, or the start of a run
-//! of allowed bytes) and the end is found by walking the allowed bytes
-//! forward, then each possible end is checked, longest first, with the
-//! detector's hand-written recogniser and validator (JSON Web Tokens have
-//! a single possible end, found by one walk).
+//! of allowed bytes). For API tokens, e-mail and JSON Web Tokens the
+//! boundaries leave a single possible end, found by one forward walk that
+//! checks the shape on the way: the end of the run of token bytes
+//! ([`token_end`]), the end of the last domain label ([`email_around`]),
+//! the end of the signature. Each candidate is then read once, not once
+//! per possible end. PEM blocks end at their end marker, and AWS secret
+//! keys are forty bytes from one of the few starts after their keyword.
 //!
 //! Numbers, IBANs and IPv6 addresses are handled without Hyperscan. Cards,
 //! SSNs, phone numbers and IPv4 addresses (and the places where IBANs
@@ -44,8 +47,8 @@ use std::sync::Arc;
 
 use hyperscan::prelude::*;
 
-use super::anchors::{self, Literal};
-use super::detectors::{is_email_local, is_token, Builtin};
+use super::anchors::{self, Cpu, Literal};
+use super::detectors::{is_email_local, Builtin};
 use super::numeric::{self, BLOCK_BYTES, NUMERIC_SITE_DETECTORS};
 use super::style::Style;
 use super::{
@@ -356,6 +359,7 @@ impl Engine {
         Ok(Scanner {
             engine: Arc::clone(self),
             scratch,
+            cpu: Cpu::detect(),
             candidates: Vec::with_capacity(256),
             findings: Vec::with_capacity(64),
             blocks: Vec::with_capacity(64),
@@ -378,6 +382,9 @@ pub struct Scan<'a> {
 pub struct Scanner {
     engine: Arc<Engine>,
     scratch: Option<Scratch>,
+    /// The CPU's features, detected once when the scanner is made rather
+    /// than on every scan.
+    cpu: Cpu,
     candidates: Vec<Finding>,
     findings: Vec<Finding>,
     /// Scratch space of the numeric pass's classification.
@@ -443,6 +450,7 @@ impl Scanner {
         }
         self.candidates.clear();
         let engine = &*self.engine;
+        let cpu = self.cpu;
         let mut complete = true;
         if let (false, Some(db), Some(scratch)) = (text.is_empty(), &engine.database, &self.scratch)
         {
@@ -457,7 +465,7 @@ impl Scanner {
                     if !set.contains(id) {
                         return Matching::Continue;
                     }
-                    anchored(engine, text, id, anchor, to as usize, candidates);
+                    anchored(engine, text, id, anchor, to as usize, cpu, candidates);
                     if candidates.len() >= CANDIDATES_MAX {
                         return Matching::Terminate;
                     }
@@ -472,10 +480,10 @@ impl Scanner {
         }
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
             let candidates = &mut self.candidates;
-            anchors::find(text, |hit| {
+            anchors::find_using(text, cpu, |hit| {
                 if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
                     if set.contains(id) && candidates.len() < CANDIDATES_MAX {
-                        anchored(engine, text, id, anchor, hit.end, candidates);
+                        anchored(engine, text, id, anchor, hit.end, cpu, candidates);
                     }
                 }
             });
@@ -488,7 +496,7 @@ impl Scanner {
                     numeric::scan(text, set, &mut self.blocks, &mut self.candidates, scan_iban);
             }
             if complete && set.contains(Builtin::Ipv6 as DetectorId) {
-                scan_ipv6(text, &mut self.candidates);
+                scan_ipv6(text, cpu, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
@@ -549,6 +557,7 @@ fn anchored(
     id: DetectorId,
     anchor: Anchor,
     to: usize,
+    cpu: Cpu,
     out: &mut Vec<Finding>,
 ) {
     let n = text.len();
@@ -561,7 +570,7 @@ fn anchored(
             let (_, max_len) = b.len_range();
             let limit = n.min(s + max_len);
             if b == Builtin::Jwt {
-                if let Some(e) = jwt_end(text, s, limit) {
+                if let Some(e) = jwt_end(text, s, limit, cpu) {
                     out.push(Finding {
                         start: s,
                         end: e,
@@ -570,29 +579,22 @@ fn anchored(
                 }
                 return;
             }
-            let mut e = to;
-            while e < limit && is_token(text[e]) {
-                e += 1;
+            if let Some(e) = token_end(text, s, to, b, cpu) {
+                out.push(Finding {
+                    start: s,
+                    end: e,
+                    detector: id,
+                });
             }
-            confirm_longest(text, b, id, s, e, out);
         }
         Anchor::Email => {
-            let at = to - 1;
-            let mut s = at;
-            while s > 0 && at - s <= 64 && is_email_local(text[s - 1]) {
-                s -= 1;
+            if let Some((s, e)) = email_around(text, to - 1) {
+                out.push(Finding {
+                    start: s,
+                    end: e,
+                    detector: id,
+                });
             }
-            if s == at || !Builtin::Email.left_ok(text, s) {
-                return;
-            }
-            let limit = n.min(s + Builtin::Email.len_range().1);
-            let mut e = to;
-            while e < limit
-                && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.')
-            {
-                e += 1;
-            }
-            confirm_longest(text, Builtin::Email, id, s, e, out);
         }
         Anchor::Pem => {
             let s = to - b"-----BEGIN ".len();
@@ -642,18 +644,237 @@ fn anchored(
     }
 }
 
+/// [`BYTE_CLASS`], so that every walk below costs one table load per byte.
+mod class {
+    /// `[A-Za-z0-9_-]`: API tokens and JWT parts.
+    pub const TOKEN: u8 = 1;
+    /// `[A-Za-z0-9._%+-]`: e-mail local parts.
+    pub const EMAIL_LOCAL: u8 = 2;
+    /// `[A-Za-z0-9-]`: e-mail domain labels.
+    pub const LABEL: u8 = 4;
+    /// `[A-Za-z]`: e-mail top-level domains.
+    pub const ALPHA: u8 = 8;
+    /// `[0-9A-Fa-f:.]`: IPv6 candidates.
+    pub const IPV6: u8 = 16;
+    /// `[A-Za-z0-9_]`: word bytes (IBAN and IPv6 boundaries).
+    pub const WORD: u8 = 32;
+    /// `[A-Z0-9]`: IBAN characters after the check digits, AWS access key
+    /// ids.
+    pub const UPPER_DIGIT: u8 = 64;
+    /// `[A-Za-z0-9]`.
+    pub const ALNUM: u8 = 128;
+}
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let mut bits = 0u8;
+        if alnum || c == b'_' || c == b'-' {
+            bits |= class::TOKEN;
+        }
+        if alnum || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-') {
+            bits |= class::EMAIL_LOCAL;
+        }
+        if alnum || c == b'-' {
+            bits |= class::LABEL;
+        }
+        if c.is_ascii_alphabetic() {
+            bits |= class::ALPHA;
+        }
+        if c.is_ascii_hexdigit() || c == b':' || c == b'.' {
+            bits |= class::IPV6;
+        }
+        if alnum || c == b'_' {
+            bits |= class::WORD;
+        }
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            bits |= class::UPPER_DIGIT;
+        }
+        if alnum {
+            bits |= class::ALNUM;
+        }
+        t[b] = bits;
+        b += 1;
+    }
+    t
+}
+static BYTE_CLASS: [u8; 256] = byte_classes();
+
+/// Does byte `b` belong to `class` (one of the [`class`] bits)?
+#[inline(always)]
+fn is(b: u8, class: u8) -> bool {
+    BYTE_CLASS[usize::from(b)] & class != 0
+}
+
+/// The candidate of the token detector `b` whose literal `text[s..to]`
+/// (as [`anchors::find`] reports it) starts at `s`, if any. Every byte the
+/// token shapes allow after their literal is a token byte
+/// (`[A-Za-z0-9_-]`), and the right boundary excludes a token byte after
+/// the candidate, so the only possible end is the end of the run of token
+/// bytes: one walk, then the shape is checked once (instead of at every end
+/// from the longest down).
+#[inline]
+pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Option<usize> {
+    let (min_len, max_len) = b.len_range();
+    // One byte past the longest candidate: a run that reaches it is too
+    // long for any end to sit on the boundary.
+    let limit = text.len().min(s + max_len + 1);
+    let e = token_run_end(text, to, limit, cpu);
+    let len = e - s;
+    if !(min_len..=max_len).contains(&len) || !b.right_ok(text, e) {
+        return None;
+    }
+    let shaped = match token_body(b, to - s, len) {
+        Some(class) => text[to..e].iter().all(|&c| is(c, class)),
+        None => b.shape(&text[s..e]),
+    };
+    (shaped && b.validate(text, s, e)).then_some(e)
+}
+
+/// The byte class that the shape of token detector `b` allows after a
+/// literal of `literal_len` bytes in a candidate of `len` bytes, when the
+/// shape is that class and those lengths only: the literal itself was
+/// matched exactly by the anchor search, so the shape check is reduced to
+/// one table lookup per byte of the body. `None` when the shape needs more
+/// (the caller then checks the whole shape). [`Builtin::shape`] is the
+/// definition; the property test `token_walk_matches_definition` holds
+/// the two equal.
+#[inline]
+fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u8> {
+    match (b, literal_len, len) {
+        // `(?:AKIA|ASIA)[A-Z0-9]{16}`
+        (Builtin::AwsAccessKeyId, 4, 20) => Some(class::UPPER_DIGIT),
+        // `gh[opsur]_[A-Za-z0-9]{36}` and `github_pat_[A-Za-z0-9_]{82}`
+        (Builtin::GithubToken, 4, 40) => Some(class::ALNUM),
+        (Builtin::GithubToken, 11, 93) => Some(class::WORD),
+        // `xox[baprs]-[A-Za-z0-9-]{10,100}`
+        (Builtin::SlackToken, 5, 15..=105) => Some(class::LABEL),
+        // `[sr]k_live_[A-Za-z0-9]{16,100}`
+        (Builtin::StripeKey, 8, 24..=108) => Some(class::ALNUM),
+        // `AIza[A-Za-z0-9_-]{35}`
+        (Builtin::GoogleApiKey, 4, 39) => Some(class::TOKEN),
+        _ => None,
+    }
+}
+
+/// [`token_end`] by the definition: the longest end from the literal on
+/// that sits on the boundary, has the shape and validates, tried from the
+/// longest down. The reference of the property test.
+pub fn token_end_naive(text: &[u8], s: usize, b: Builtin) -> Option<usize> {
+    let mut out = Vec::new();
+    let max_e = text.len().min(s + b.len_range().1);
+    confirm_longest(text, b, b as DetectorId, s, max_e, &mut out);
+    out.first().map(|f| f.end)
+}
+
+/// Longest e-mail local part (RFC 5321).
+const EMAIL_LOCAL_BYTES_MAX: usize = 64;
+/// Longest e-mail domain label (RFC 1035).
+const EMAIL_LABEL_BYTES_MAX: usize = 63;
+/// Most labels before the top-level domain, as the shape allows.
+const EMAIL_LABELS_MAX: usize = 8;
+/// Shortest and longest top-level domain, as the shape allows.
+const EMAIL_TLD_BYTES: std::ops::RangeInclusive<usize> = 2..=24;
+
+/// The e-mail candidate around the `@` at `at`, if any, found in one walk
+/// back over the local part and one walk forward over the domain labels.
+///
+/// The start is fixed: the left boundary excludes a local-part byte
+/// before the candidate, so the local part is the whole run of local-part
+/// bytes before `@`. The end is fixed too: the right boundary excludes a
+/// label byte after the candidate, and a `.` followed by one, which is
+/// exactly what continues the domain with another label; so the only
+/// possible end is the end of the last label of the walk, and the shape
+/// (label lengths, label count, an alphabetic top-level domain) is checked
+/// on the way instead of at every end from the longest down.
+pub fn email_around(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let n = text.len();
+    if at >= n {
+        return None;
+    }
+    // The local part: at most 64 bytes; one more byte of the run means the
+    // start would be inside the run, which the boundary forbids.
+    let floor = at.saturating_sub(EMAIL_LOCAL_BYTES_MAX + 1);
+    let local = text[floor..at]
+        .iter()
+        .rev()
+        .take_while(|&&c| is(c, class::EMAIL_LOCAL))
+        .count();
+    let s = at - local;
+    if local == 0 || local > EMAIL_LOCAL_BYTES_MAX || (s > 0 && is(text[s - 1], class::EMAIL_LOCAL))
+    {
+        return None;
+    }
+    // The domain: labels separated by single dots.
+    let mut p = at + 1;
+    let mut labels_before = 0usize;
+    loop {
+        // A label longer than 63 bytes is refused as a label and as a
+        // top-level domain alike, so the walk stops one byte past it.
+        let ceiling = n.min(p + EMAIL_LABEL_BYTES_MAX + 1);
+        let len = text[p..ceiling]
+            .iter()
+            .take_while(|&&c| is(c, class::LABEL))
+            .count();
+        let q = p + len;
+        if len == 0 || len > EMAIL_LABEL_BYTES_MAX {
+            return None;
+        }
+        if q + 1 < n && text[q] == b'.' && is(text[q + 1], class::LABEL) {
+            labels_before += 1;
+            if labels_before > EMAIL_LABELS_MAX {
+                return None;
+            }
+            p = q + 1;
+            continue;
+        }
+        // `text[q]` is neither a label byte nor a dot before one; of the
+        // token bytes the boundary excludes, only `_` is left to check.
+        let ok = labels_before >= 1
+            && EMAIL_TLD_BYTES.contains(&len)
+            && text[p..q].iter().all(|&c| is(c, class::ALPHA))
+            && q - s <= Builtin::Email.len_range().1
+            && text.get(q) != Some(&b'_');
+        return ok.then_some((s, q));
+    }
+}
+
+/// [`email_around`] by the definition: the start after the run of
+/// local-part bytes, then every end from the longest down checked for the
+/// boundary and the shape. The reference of the property test.
+pub fn email_around_naive(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut s = at;
+    while s > 0 && at - s <= EMAIL_LOCAL_BYTES_MAX && is_email_local(text[s - 1]) {
+        s -= 1;
+    }
+    if s == at || !Builtin::Email.left_ok(text, s) {
+        return None;
+    }
+    let limit = text.len().min(s + Builtin::Email.len_range().1);
+    let mut e = at + 1;
+    while e < limit && (text[e].is_ascii_alphanumeric() || text[e] == b'-' || text[e] == b'.') {
+        e += 1;
+    }
+    let mut out = Vec::new();
+    confirm_longest(text, Builtin::Email, 0, s, e, &mut out);
+    out.first().map(|f| (f.start, f.end))
+}
+
 /// The JSON Web Token candidate from `s` (its `eyJ`), if any, within
 /// `limit`. Header, payload and signature are runs of token bytes
 /// separated by single dots, and the right boundary excludes a token byte
 /// after the end, so the only possible end is the end of the run after the
 /// second dot: one forward walk instead of trying every end.
-fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
+fn jwt_end(text: &[u8], s: usize, limit: usize, cpu: Cpu) -> Option<usize> {
     // The shape, checked part by part while walking: each part has at
     // least eight token bytes and the first two start with `eyJ`.
     let mut e = s;
     for part in 0..3 {
         let from = e;
-        e = token_run_end(text, e, limit);
+        e = token_run_end(text, e, limit, cpu);
         if e - from < 8 || (part < 2 && !text[from..].starts_with(b"eyJ")) {
             return None;
         }
@@ -669,17 +890,19 @@ fn jwt_end(text: &[u8], s: usize, limit: usize) -> Option<usize> {
 }
 
 /// The end of the run of token bytes (`[A-Za-z0-9_-]`) from `from`, at
-/// most `limit`: 32 bytes per step with AVX2 (JSON Web Tokens run to a few
-/// hundred bytes), one at a time otherwise and near the end of the text.
+/// most `limit`: 32 bytes per step with AVX2 (JSON Web Tokens run to a
+/// few hundred bytes), one at a time otherwise and near the end of the
+/// text.
 #[inline]
-fn token_run_end(text: &[u8], from: usize, limit: usize) -> usize {
+fn token_run_end(text: &[u8], from: usize, limit: usize, cpu: Cpu) -> usize {
     let mut e = from;
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2 only when it was detected.
         e = unsafe { token_run_end_avx2(text, from, limit) };
     }
-    while e < limit && TOKEN[usize::from(text[e])] {
+    let _ = cpu;
+    while e < limit && is(text[e], class::TOKEN) {
         e += 1;
     }
     e
@@ -732,59 +955,109 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
     e
 }
 
-/// Bytes of API tokens and JWT parts: `[A-Za-z0-9_-]`.
-const fn token_class() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-        b += 1;
-    }
-    t
-}
-static TOKEN: [bool; 256] = token_class();
-
-/// The IBAN candidate starting at `s` (country code), if any. The
-/// validator wants exactly the country's length without spaces, and the
-/// shape only allows a space before each group of four after the check
-/// digits, so one end is possible: `s` plus that length, plus one space per
-/// group when the byte after the check digits is a space.
+/// Pushes the IBAN candidate whose country code starts at `s`, if any.
 fn scan_iban(text: &[u8], s: usize, out: &mut Vec<Finding>) {
+    if let Some(e) = iban_end(text, s) {
+        out.push(Finding {
+            start: s,
+            end: e,
+            detector: Builtin::Iban as DetectorId,
+        });
+    }
+}
+
+/// The end of the IBAN candidate whose country code starts at `s`, if
+/// any, found in one walk that checks the shape and computes the mod-97
+/// remainder on the way.
+///
+/// The validator wants exactly the country's length without spaces, and
+/// the shape only allows a space before each group of four after the check
+/// digits, so one end is possible: `s` plus that length, plus one space per
+/// group when the byte after the check digits is a space. The walk reads
+/// each byte once: the bytes after the check digits go straight into the
+/// remainder (ISO 7064 moves the country code and check digits behind
+/// them), then the four leading bytes.
+pub fn iban_end(text: &[u8], s: usize) -> Option<usize> {
+    let n = text.len();
+    if s + 4 >= n || !Builtin::Iban.left_ok(text, s) {
+        return None;
+    }
+    // Also checks that the country code is two capitals.
+    let length = validate::iban_length(&text[s..s + 2])?;
+    let (check_high, check_low) = (text[s + 2], text[s + 3]);
+    if !check_high.is_ascii_digit() || !check_low.is_ascii_digit() {
+        return None;
+    }
+    let rest = length - 4;
+    let spaced = text[s + 4] == b' ';
+    let e = if spaced {
+        // `(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?`
+        if !(2..=7).contains(&(rest / 4)) {
+            return None;
+        }
+        s + length + rest.div_ceil(4)
+    } else {
+        // `[A-Z0-9]{11,30}`
+        if !(11..=30).contains(&rest) {
+            return None;
+        }
+        s + length
+    };
+    if e > n || (e < n && is(text[e], class::WORD)) {
+        return None;
+    }
+    let mut acc = 0u64;
+    let mut p = s + 4;
+    for k in 0..rest {
+        if spaced && k % 4 == 0 {
+            if text[p] != b' ' {
+                return None;
+            }
+            p += 1;
+        }
+        acc = mod97_step(acc, text[p])?;
+        p += 1;
+    }
+    for &b in &text[s..s + 4] {
+        acc = mod97_step(acc, b)?;
+    }
+    (acc % 97 == 1).then_some(e)
+}
+
+/// One byte of the ISO 7064 mod 97-10 remainder of [`validate::mod97`]:
+/// digits count as one digit, capitals as two (A = 10 ... Z = 35); any
+/// other byte is refused. The remainder is taken only when the next step
+/// could overflow (below 2^56, times 100 plus 35 stays below 2^63):
+/// reducing modulo 97 commutes with the multiply-adds.
+#[inline(always)]
+fn mod97_step(acc: u64, b: u8) -> Option<u64> {
+    let acc = if acc >= 1 << 56 { acc % 97 } else { acc };
+    let digit = b.wrapping_sub(b'0');
+    if digit < 10 {
+        return Some(acc * 10 + u64::from(digit));
+    }
+    let letter = b.wrapping_sub(b'A');
+    (letter < 26).then(|| acc * 100 + u64::from(letter) + 10)
+}
+
+/// [`iban_end`] by the definition: the one possible end, then the shape,
+/// the boundary and the validator on the candidate. The reference of the
+/// property test.
+pub fn iban_end_naive(text: &[u8], s: usize) -> Option<usize> {
     let b = Builtin::Iban;
     if s + 4 >= text.len() || !b.left_ok(text, s) {
-        return;
+        return None;
     }
-    let Some(length) = validate::iban_length(&text[s..s + 2]) else {
-        return;
-    };
+    let length = validate::iban_length(&text[s..s + 2])?;
     let after_check = length - 4;
     let e = if text[s + 4] == b' ' {
         s + length + after_check.div_ceil(4)
     } else {
         s + length
     };
-    if e <= text.len() && b.shape(&text[s..e]) && b.right_ok(text, e) && b.validate(text, s, e) {
-        out.push(Finding {
-            start: s,
-            end: e,
-            detector: b as DetectorId,
-        });
-    }
+    (e <= text.len() && b.shape(&text[s..e]) && b.right_ok(text, e) && b.validate(text, s, e))
+        .then_some(e)
 }
-
-/// Bytes of IPv6 candidates: hex digits, `:` and `.`.
-const fn ipv6_class() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_hexdigit() || c == b':' || c == b'.';
-        b += 1;
-    }
-    t
-}
-static IPV6: [bool; 256] = ipv6_class();
 
 /// Positions of `:` in a text, left to right, found 64 bytes at a time
 /// (a colon per time of day makes a general-purpose `memchr` call per
@@ -794,14 +1067,22 @@ pub struct Colons<'a> {
     text: &'a [u8],
     at: usize,
     left: u64,
+    cpu: Cpu,
 }
 
 impl<'a> Colons<'a> {
     pub fn new(text: &'a [u8]) -> Self {
+        Self::with_cpu(text, Cpu::detect())
+    }
+
+    /// The colons of `text`, found with AVX2 when `cpu` has it (so that
+    /// the property tests can run both ways).
+    pub fn with_cpu(text: &'a [u8], cpu: Cpu) -> Self {
         Colons {
             text,
             at: 0,
-            left: colon_mask(text, 0),
+            left: colon_mask_using(text, 0, cpu),
+            cpu,
         }
     }
 }
@@ -815,7 +1096,7 @@ impl Iterator for Colons<'_> {
             if self.at >= self.text.len() {
                 return None;
             }
-            self.left = colon_mask(self.text, self.at);
+            self.left = colon_mask_using(self.text, self.at, self.cpu);
         }
         let bit = self.left.trailing_zeros();
         self.left &= self.left - 1;
@@ -823,29 +1104,81 @@ impl Iterator for Colons<'_> {
     }
 }
 
-/// One bit per `:` in the block of `text` at `at` (zero past the end).
-#[inline]
-fn colon_mask(text: &[u8], at: usize) -> u64 {
+/// [`colon_mask`] with AVX2 when `cpu` has it.
+fn colon_mask_using(text: &[u8], at: usize, cpu: Cpu) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2 only when it was detected.
+        return unsafe { colon_mask_avx2(text, at) };
+    }
+    let _ = cpu;
+    colon_mask(text, at, colon_bits)
+}
+
+/// [`colon_mask`] compiled with AVX2.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn colon_mask_avx2(text: &[u8], at: usize) -> u64 {
+    // SAFETY: AVX2 is enabled in this function (the caller detected it).
+    colon_mask(text, at, |b| unsafe { colon_bits_avx2(b) })
+}
+
+/// One bit per `:` in the block of `text` at `at` (zero past the end),
+/// from `bits`, which gives the colon bits of 64 bytes.
+#[inline(always)]
+fn colon_mask(text: &[u8], at: usize, bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64) -> u64 {
     let n = text.len();
     if at >= n {
         return 0;
     }
     if let Some(full) = text.get(at..at + BLOCK_BYTES) {
-        return colon_bits(full);
+        if let Ok(full) = <&[u8; BLOCK_BYTES]>::try_from(full) {
+            return bits(full);
+        }
     }
     if let Some(last) = n.checked_sub(BLOCK_BYTES) {
         // The last, partial block: the last 64 bytes, shifted (see
         // `classify_at`).
-        return colon_bits(&text[last..]) >> (at - last);
+        if let Ok(tail) = <&[u8; BLOCK_BYTES]>::try_from(&text[last..]) {
+            return bits(tail) >> (at - last);
+        }
     }
     let mut block = [0u8; BLOCK_BYTES];
-    block[..n - at].copy_from_slice(&text[at..]);
-    colon_bits(&block)
+    let tail = &text[at..];
+    block[..tail.len()].copy_from_slice(tail);
+    bits(&block)
+}
+
+/// The colon bits of 64 bytes with AVX2: two compares of 32 bytes.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn colon_bits_avx2(bytes: &[u8; BLOCK_BYTES]) -> u64 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    // SAFETY: both unaligned loads read 32 bytes inside the 64 of `bytes`.
+    unsafe {
+        let colon = _mm256_set1_epi8(b':' as i8);
+        let low = _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>());
+        let high = _mm256_loadu_si256(bytes.as_ptr().add(32).cast::<__m256i>());
+        let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(low, colon)) as u32;
+        let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(high, colon)) as u32;
+        u64::from(low) | (u64::from(high) << 32)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn colon_bits(bytes: &[u8]) -> u64 {
+fn colon_bits(bytes: &[u8; BLOCK_BYTES]) -> u64 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
@@ -864,73 +1197,239 @@ fn colon_bits(bytes: &[u8]) -> u64 {
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn colon_bits(bytes: &[u8]) -> u64 {
+fn colon_bits(bytes: &[u8; BLOCK_BYTES]) -> u64 {
     bytes
         .iter()
         .enumerate()
         .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i))
 }
 
-/// Whether `text` holds `::` or at least six colons: without either, no
-/// run of hex digits, `:` and `.` does, and [`scan_ipv6`] would skip every
-/// run. Most values (times of day, `host:port`) are refused here by a
-/// count over the colon bitmasks, without walking any run.
-fn may_hold_ipv6(text: &[u8]) -> bool {
+/// Bits of the colon window that [`scan_ipv6`] checks from the first
+/// colon of a run: an IPv6 candidate is at most 45 bytes long and starts
+/// at or before that colon, so all of its colons lie in the 45 bytes from
+/// it.
+const IPV6_WINDOW: u64 = (1 << 45) - 1;
+
+/// Most 64-byte blocks whose colon masks [`scan_ipv6`] keeps on the
+/// stack (rows are usually one to three blocks): for those texts the
+/// colons of the whole text are counted first, and a text without `::` or
+/// six colons is refused at once.
+const IPV6_CACHED_BLOCKS: usize = 8;
+
+/// Whether colon masks (one per 64-byte block, in order) hold `::` or at
+/// least six colons: without either, no IPv6 candidate can validate.
+#[inline(always)]
+fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
     let mut colons = 0u32;
-    let mut at = 0usize;
     let mut carry = 0u64;
-    while at < text.len() {
-        let mask = colon_mask(text, at);
+    for &mask in masks {
         // `::` within the block, or across its first byte.
         if mask & ((mask << 1) | carry) != 0 {
             return true;
         }
         carry = mask >> 63;
         colons += mask.count_ones();
-        at += BLOCK_BYTES;
     }
     colons >= 6
 }
 
-/// IPv6 candidates: every run of hex digits, `:` and `.` that holds at
-/// least two colons is tried from its start (a candidate cannot start
-/// inside such a run: its left boundary excludes all of those bytes).
-fn scan_ipv6(text: &[u8], out: &mut Vec<Finding>) {
-    let b = Builtin::Ipv6;
-    let is_v6 = |c: u8| IPV6[usize::from(c)];
-    let max_len = b.len_range().1;
-    if !may_hold_ipv6(text) {
+/// IPv6 candidates: every run of hex digits, `:` and `.` around a colon
+/// is tried from its start (a candidate cannot start inside such a run:
+/// its left boundary excludes all of those bytes).
+///
+/// The validator wants `::` or at least six colons (six groups and an
+/// embedded IPv4 address). Row-sized texts without either are refused by
+/// a count over their colon masks. Then, for each run, every colon of a
+/// candidate lies in the 45 bytes from the first colon of the run, so the
+/// colon bitmask of those bytes decides, with a few shifts and a bit count,
+/// whether the run is worth walking at all, and the same test on the
+/// colons of the run decides whether its ends are worth reading: times of
+/// day and `host:port` are refused without reading their bytes.
+fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu.avx2() {
+        // SAFETY: a `Cpu` reports AVX2, `bmi1` and `popcnt` only when they
+        // were detected.
+        unsafe { scan_ipv6_avx2(text, out) };
         return;
     }
-    let mut done = 0usize;
-    for p in Colons::new(text) {
-        if p < done {
-            continue;
+    let _ = cpu;
+    scan_ipv6_with(text, out, colon_bits);
+}
+
+/// [`scan_ipv6`] compiled with AVX2 (colon masks 32 bytes per compare),
+/// `bmi1` and `popcnt` (the colon counts in one instruction each).
+///
+/// # Safety
+///
+/// The CPU must support AVX2, `bmi1` and `popcnt`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn scan_ipv6_avx2(text: &[u8], out: &mut Vec<Finding>) {
+    // SAFETY: AVX2 is enabled in this function (the caller detected it).
+    scan_ipv6_with(text, out, |b| unsafe { colon_bits_avx2(b) });
+}
+
+#[inline(always)]
+fn scan_ipv6_with(
+    text: &[u8],
+    out: &mut Vec<Finding>,
+    bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64 + Copy,
+) {
+    let blocks = text.len().div_ceil(BLOCK_BYTES);
+    if blocks <= IPV6_CACHED_BLOCKS {
+        // One more, zero, mask: the block after the last one.
+        let mut masks = [0u64; IPV6_CACHED_BLOCKS + 1];
+        for (k, m) in masks[..blocks].iter_mut().enumerate() {
+            *m = colon_mask(text, k * BLOCK_BYTES, bits);
         }
-        let mut s = p;
-        while s > 0 && is_v6(text[s - 1]) {
-            s -= 1;
+        if colons_may_hold_ipv6(&masks[..blocks]) {
+            ipv6_runs(text, blocks, |k| masks[k], out);
         }
-        let mut e = p + 1;
-        let mut colons = 1;
-        let mut double_colon = false;
-        while e < text.len() && is_v6(text[e]) {
-            let colon = text[e] == b':';
-            colons += usize::from(colon);
-            double_colon |= colon && text[e - 1] == b':';
-            e += 1;
-        }
-        done = e;
-        // The validator wants `::` or at least six colons; a run with
-        // neither (times of day, `host:port`) holds no address. The run
-        // before `p` holds no colon: `p` is the first one after `done`.
-        if (colons >= 6 || double_colon) && b.left_ok(text, s) {
-            confirm_longest(text, b, b as DetectorId, s, e.min(s + max_len), out);
-        }
-        if out.len() >= CANDIDATES_MAX {
-            return;
-        }
+    } else {
+        ipv6_runs(
+            text,
+            blocks,
+            |k| colon_mask(text, k * BLOCK_BYTES, bits),
+            out,
+        );
     }
+}
+
+/// Whether a colon bitmask (bit 0 at the first colon of a run) holds six
+/// colons or `::`.
+#[inline(always)]
+fn six_colons_or_double(colons: u64) -> bool {
+    colons.count_ones() >= 6 || colons & (colons >> 1) != 0
+}
+
+/// The run walks of [`scan_ipv6`] over `blocks` blocks whose colon masks
+/// `mask_of` gives (zero past the last block).
+#[inline(always)]
+fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &mut Vec<Finding>) {
+    let b = Builtin::Ipv6;
+    let mut current = mask_of(0);
+    // End of the last run walked: its later colons are skipped.
+    let mut done = 0usize;
+    for k in 0..blocks {
+        let following = mask_of(k + 1);
+        let mut mask = current;
+        while mask != 0 {
+            let bit = mask.trailing_zeros();
+            mask &= mask - 1;
+            let p = k * BLOCK_BYTES + bit as usize;
+            if p < done {
+                continue;
+            }
+            let window = if bit == 0 {
+                current
+            } else {
+                (current >> bit) | (following << (64 - bit))
+            } & IPV6_WINDOW;
+            if !six_colons_or_double(window) {
+                // If `p` is the first colon of its run, no candidate of the
+                // run can validate; if not, the run's first colon was
+                // refused the same way already.
+                continue;
+            }
+            let run = ipv6_run(text, p);
+            done = run.end;
+            // The same test on the colons of the run only (those after it
+            // belong to no candidate of this run).
+            let reach = run.end - p;
+            let in_run = if reach < 64 {
+                window & ((1u64 << reach) - 1)
+            } else {
+                window
+            };
+            if !six_colons_or_double(in_run) || !b.left_ok(text, run.start) {
+                continue;
+            }
+            if let Some(e) = ipv6_end(text, run.start, run.end, run.dotted) {
+                out.push(Finding {
+                    start: run.start,
+                    end: e,
+                    detector: b as DetectorId,
+                });
+                if out.len() >= CANDIDATES_MAX {
+                    return;
+                }
+            }
+        }
+        current = following;
+    }
+}
+
+/// A maximal run of hex digits, `:` and `.` holding a colon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ipv6Run {
+    start: usize,
+    end: usize,
+    /// The run holds a `.`.
+    dotted: bool,
+}
+
+/// The run around the colon at `p`.
+#[inline]
+fn ipv6_run(text: &[u8], p: usize) -> Ipv6Run {
+    let mut start = p;
+    let mut dotted = false;
+    while start > 0 && is(text[start - 1], class::IPV6) {
+        start -= 1;
+        dotted |= text[start] == b'.';
+    }
+    let mut end = p + 1;
+    while end < text.len() && is(text[end], class::IPV6) {
+        dotted |= text[end] == b'.';
+        end += 1;
+    }
+    Ipv6Run { start, end, dotted }
+}
+
+/// The longest IPv6 candidate from `s`, the start of a run of hex digits,
+/// `:` and `.` that ends at `run_end` (`dotted` when it holds a `.`).
+///
+/// Inside the run the right boundary excludes every byte but a `.` that
+/// is not followed by a letter or digit, so the possible ends are the end
+/// of the run and those dots, and without a dot only the end of the run:
+/// the grammar is read once per possible end, longest first, instead of
+/// every end being tried. The shape holds by construction (every byte is
+/// in the run, and the length is bounded here).
+pub fn ipv6_end(text: &[u8], s: usize, run_end: usize, dotted: bool) -> Option<usize> {
+    let (min_len, max_len) = Builtin::Ipv6.len_range();
+    let accept = |e: usize| {
+        // An address ends in a hex digit or a colon, never in a dot.
+        text[e - 1] != b'.'
+            && Builtin::Ipv6.right_ok(text, e)
+            && validate::ipv6_with_dots(&text[s..e], dotted)
+    };
+    let hi = run_end.min(s + max_len);
+    if hi == run_end && hi >= s + min_len && accept(hi) {
+        return Some(hi);
+    }
+    if !dotted {
+        return None;
+    }
+    // The dots inside the run, from the last one within reach down (the
+    // end of the run was tried above).
+    let mut e = if hi == run_end { hi - 1 } else { hi };
+    while e >= s + min_len {
+        if text[e] == b'.' && accept(e) {
+            return Some(e);
+        }
+        e -= 1;
+    }
+    None
+}
+
+/// [`ipv6_end`] by the definition: every end from the longest down that
+/// sits on the boundary, has the shape and validates. The reference of
+/// the property test.
+pub fn ipv6_end_naive(text: &[u8], s: usize, run_end: usize) -> Option<usize> {
+    let mut out = Vec::new();
+    let max_e = run_end.min(s + Builtin::Ipv6.len_range().1);
+    confirm_longest(text, Builtin::Ipv6, 0, s, max_e, &mut out);
+    out.first().map(|f| f.end)
 }
 
 /// The end of the PEM private key block whose `-----BEGIN ` starts at `s`,

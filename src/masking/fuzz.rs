@@ -299,6 +299,94 @@ pub fn engine_matches_reference(data: &[u8]) {
     });
 }
 
+/// Longest input [`anchored_walks`] checks: the definitions it compares
+/// with read every end of every candidate, so longer inputs only slow the
+/// fuzzer down.
+const ANCHORED_WALK_BYTES_MAX: usize = 4096;
+
+/// Checks the one-walk recognisers of the anchored detectors against
+/// their definitions on arbitrary bytes (panics on a difference): e-mail
+/// around every `@`, IBAN from every pair of capitals, IPv6 from the start
+/// of every run of hex digits, `:` and `.`, and each token detector from
+/// every occurrence of its literals, with and without AVX2.
+pub fn anchored_walks(data: &[u8]) {
+    use super::anchors::Cpu;
+    use super::engine::{
+        email_around, email_around_naive, iban_end, iban_end_naive, ipv6_end, ipv6_end_naive,
+        token_end, token_end_naive,
+    };
+    use super::Builtin;
+    let t = &data[..data.len().min(ANCHORED_WALK_BYTES_MAX)];
+    for at in (0..t.len()).filter(|&i| t[i] == b'@') {
+        assert_eq!(
+            email_around(t, at),
+            email_around_naive(t, at),
+            "e-mail at {at}"
+        );
+    }
+    for s in 0..t.len().saturating_sub(1) {
+        if t[s].is_ascii_uppercase() && t[s + 1].is_ascii_uppercase() {
+            assert_eq!(iban_end(t, s), iban_end_naive(t, s), "IBAN at {s}");
+        }
+    }
+    let in_run = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    let mut s = 0;
+    while s < t.len() {
+        if !in_run(t[s]) {
+            s += 1;
+            continue;
+        }
+        let end = s + t[s..].iter().take_while(|&&b| in_run(b)).count();
+        let dotted = t[s..end].contains(&b'.');
+        assert_eq!(
+            ipv6_end(t, s, end, dotted),
+            ipv6_end_naive(t, s, end),
+            "IPv6 run {s}..{end}"
+        );
+        s = end;
+    }
+    let literals: [(&[u8], Builtin); 8] = [
+        (b"AKIA", Builtin::AwsAccessKeyId),
+        (b"ASIA", Builtin::AwsAccessKeyId),
+        (b"gh", Builtin::GithubToken),
+        (b"github_pat_", Builtin::GithubToken),
+        (b"xox", Builtin::SlackToken),
+        (b"sk_live_", Builtin::StripeKey),
+        (b"rk_live_", Builtin::StripeKey),
+        (b"AIza", Builtin::GoogleApiKey),
+    ];
+    for (literal, kind) in literals {
+        // `gh?_` and `xox?-` are completed below.
+        let length = match literal {
+            b"gh" => 4,
+            b"xox" => 5,
+            _ => literal.len(),
+        };
+        for s in (0..t.len()).filter(|&s| t[s..].starts_with(literal)) {
+            let full = match length {
+                4 if literal == b"gh" => t.get(s + 2..s + 4).is_some_and(|r| {
+                    matches!(r[0], b'o' | b'p' | b's' | b'u' | b'r') && r[1] == b'_'
+                }),
+                5 => t.get(s + 3..s + 5).is_some_and(|r| {
+                    matches!(r[0], b'b' | b'a' | b'p' | b'r' | b's') && r[1] == b'-'
+                }),
+                _ => true,
+            };
+            if !full {
+                continue;
+            }
+            let expected = token_end_naive(t, s, kind);
+            for cpu in [Cpu::detect(), Cpu::portable()] {
+                assert_eq!(
+                    token_end(t, s, s + length, kind, cpu),
+                    expected,
+                    "{kind:?} at {s}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -321,5 +409,14 @@ mod tests {
             );
             super::engine_matches_reference(&d);
         }
+    }
+
+    #[test]
+    fn anchored_walks_smoke() {
+        super::anchored_walks(
+            b"a.b@example.co.uk. DE89 3704 0044 0532 0130 00 fe80::1:2. ::ffff:1.2.3.4 \
+              AKIAABCDEFGHIJKLMNOP ghp_0123456789abcdefghijABCDEFGHIJ012345 xoxb-12-ab \
+              sk_live_0123456789abcdef AIza0123456789012345678901234567890123x@y",
+        );
     }
 }

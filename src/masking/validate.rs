@@ -276,9 +276,19 @@ pub fn mod97(iban: &[u8]) -> u32 {
 /// The grammar is checked directly on the bytes ([`ipv6_address`]) rather
 /// than through `str::parse`, which cost about 1,400 instructions per
 /// address; [`ipv6_std`] is the same check through the standard library,
-/// and a property test holds the two equal.
+/// and a property test holds the two equal. Every group the grammar reads
+/// holds a digit, so the only address without a hex digit is `::` itself,
+/// which is refused by comparison instead of a second pass over the bytes.
 pub fn ipv6(candidate: &[u8]) -> bool {
-    candidate.iter().any(u8::is_ascii_hexdigit) && ipv6_address(candidate)
+    ipv6_with_dots(candidate, candidate.contains(&b'.'))
+}
+
+/// [`ipv6`] for a caller that already knows whether `candidate` may hold
+/// a `.` (the engine learns it while walking the run around a colon).
+/// `dotted` must be true when `candidate` holds a `.`; when it is false
+/// the embedded IPv4 forms, which need dots, are not tried.
+pub fn ipv6_with_dots(candidate: &[u8], dotted: bool) -> bool {
+    candidate != b"::" && ipv6_address_with_dots(candidate, dotted)
 }
 
 /// [`ipv6`] through `std::net::Ipv6Addr`: the definition that [`ipv6`] is
@@ -290,6 +300,24 @@ pub fn ipv6_std(candidate: &[u8]) -> bool {
             .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
             .is_some()
 }
+
+/// The value of each hex digit, and 255 for every other byte.
+const fn hex_values() -> [u8; 256] {
+    let mut t = [u8::MAX; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => u8::MAX,
+        };
+        b += 1;
+    }
+    t
+}
+static HEX_VALUE: [u8; 256] = hex_values();
 
 /// Reads one number at `at`: the longest run of digits of `radix` (10 or
 /// 16). Fails, like the standard library's parser, on no digit, on more
@@ -308,12 +336,12 @@ fn ip_number(
     let mut i = at;
     let mut value = 0u32;
     while let Some(&b) = c.get(i) {
-        let digit = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' if radix == 16 => b - b'a' + 10,
-            b'A'..=b'F' if radix == 16 => b - b'A' + 10,
-            _ => break,
-        };
+        // Hex digits above 9 are not below 10, so one comparison with the
+        // radix serves both radixes.
+        let digit = HEX_VALUE[usize::from(b)];
+        if digit >= radix {
+            break;
+        }
         value = value * u32::from(radix) + u32::from(digit);
         i += 1;
         if i - at > max_digits || value > max {
@@ -349,8 +377,11 @@ fn ip_v4_at(c: &[u8], at: usize) -> Option<usize> {
 /// embedded IPv4 address (two groups' worth) when at least two groups are
 /// left, which ends the list. Returns the offset after the last group
 /// read, the number of groups, and whether an IPv4 address ended the list.
+///
+/// An embedded IPv4 address holds dots, so when `dotted` is false (`c`
+/// holds no `.`) the attempt to read one at every group is skipped.
 #[inline]
-fn ip_groups(c: &[u8], at: usize, limit: usize) -> (usize, usize, bool) {
+fn ip_groups(c: &[u8], at: usize, limit: usize, dotted: bool) -> (usize, usize, bool) {
     let mut i = at;
     for g in 0..limit {
         let start = if g > 0 {
@@ -361,7 +392,7 @@ fn ip_groups(c: &[u8], at: usize, limit: usize) -> (usize, usize, bool) {
         } else {
             i
         };
-        if g + 1 < limit {
+        if dotted && g + 1 < limit {
             if let Some(e) = ip_v4_at(c, start) {
                 return (e, g + 2, true);
             }
@@ -379,14 +410,20 @@ fn ip_groups(c: &[u8], at: usize, limit: usize) -> (usize, usize, bool) {
 /// most seven groups together around `::`; an embedded IPv4 address may
 /// only end the address.
 pub fn ipv6_address(c: &[u8]) -> bool {
-    let (i, head, head_v4) = ip_groups(c, 0, 8);
+    ipv6_address_with_dots(c, c.contains(&b'.'))
+}
+
+/// [`ipv6_address`], told whether `c` may hold a `.` (see
+/// [`ipv6_with_dots`]).
+fn ipv6_address_with_dots(c: &[u8], dotted: bool) -> bool {
+    let (i, head, head_v4) = ip_groups(c, 0, 8, dotted);
     if head == 8 {
         return i == c.len();
     }
     if head_v4 || c.get(i..i + 2) != Some(b"::") {
         return false;
     }
-    let (e, _, _) = ip_groups(c, i + 2, 8 - (head + 1));
+    let (e, _, _) = ip_groups(c, i + 2, 8 - (head + 1), dotted);
     e == c.len()
 }
 

@@ -39,42 +39,46 @@
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.275 GB/s | 0.025 GB/s     | 10.9x |
-//! | PII-dense, 1 MiB      | 0.282 GB/s | 0.029 GB/s     | 9.7x  |
-//! | PII-free, rows        | 0.586 GB/s | 0.028 GB/s     | 20.9x |
-//! | PII-free, 1 MiB       | 0.614 GB/s | 0.034 GB/s     | 18.1x |
+//! | PII-dense, rows       | 0.475 GB/s | 0.025 GB/s     | 19.3x |
+//! | PII-dense, 1 MiB      | 0.452 GB/s | 0.030 GB/s     | 14.9x |
+//! | PII-free, rows        | 0.836 GB/s | 0.028 GB/s     | 29.5x |
+//! | PII-free, 1 MiB       | 0.909 GB/s | 0.034 GB/s     | 26.4x |
 //!
-//! (An earlier run at load 1.3 to 2.5: 0.272, 0.279, 0.563 and 0.617 GB/s.)
-//! Before this pass: 0.211 GB/s (dense rows) and 0.444 GB/s (free rows).
-//! Instructions per byte, counted by callgrind (repeatable, unlike the
-//! clock on this shared machine) over 2 MiB of rows:
+//! Masking in place (scan plus rewrite, one summary for all values as in
+//! the data path) ran at 0.364 GB/s on dense rows against 0.446 GB/s for
+//! the scan alone in a later run. The previous engine measured 0.273 and
+//! 0.606 GB/s (rows). Instructions per byte, counted by callgrind
+//! (repeatable, unlike the clock on this shared machine) over 2 MiB of
+//! rows:
 //!
 //! ```text
 //! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! give 34.1 for the engine on dense rows (43.0 before this pass) and 22.3
-//! on PII-free rows (29.8 before). Of the 34.1 on dense rows: finding the
-//! numeric runs and IBAN sites 8.3, confirming numbers (cards, SSNs, phone
-//! numbers, IPv4, IBANs) from each start 14.9, finding the built-in anchors
-//! 1.9 (Hyperscan took 5.7 for this, mostly the fixed cost of a call per
-//! row), confirming them (e-mail, tokens, JWTs) 4.5, and IPv6, the per-scan
-//! setup and overlap resolution the remaining 4.5.
+//! give 21.2 on dense rows (34.0 before) and 15.3 on PII-free rows (22.3
+//! before). What changed: the numeric pass ([`numeric`]) classifies each
+//! value once into 64-byte blocks of bitmasks and reads starts, group
+//! lengths, SSN and IPv4 layouts, card chains and `+` phone ends from a
+//! run's bits; e-mail, token, IBAN and IPv6 candidates are confirmed in one
+//! forward walk each with a shared byte-class table instead of trying ends
+//! longest first.
 //!
-//! The issue's target of 1 GB/s per core on PII-dense rows is not reached.
-//! This core retires about 9.4 G instructions per second on this code
-//! (0.275 GB/s at 34.1 instructions per byte), so 1 GB/s allows at most
-//! about 9.4 instructions per byte in total, while finding the numeric runs
-//! alone (8.3) plus the anchors (1.9) already exceed it before a single
-//! candidate is confirmed. Dense rows carry two sensitive values among
-//! timestamps, ids and prices in 158 bytes, and confirmations cost hundreds
-//! of instructions each (per call: about 560 for a card walk, 620 for an
-//! IBAN, 1,000 for an IPv6 address with its grammar). Reaching the target
-//! would take one classification pass shared by the numeric, anchor and
-//! colon searches (today three passes over each value), and confirmation
-//! of each numeric run in a single forward pass for all numeric detectors
-//! at once instead of per start and per detector.
+//! The issue's target of 1 GB/s per core on PII-dense rows is not reached
+//! (0.475 GB/s); the 5x ratio to the regex baseline is. This core retires
+//! about 10 G instructions per second on this code (0.475 GB/s at 21.2
+//! instructions per byte), so 1 GB/s allows about 10 instructions per byte
+//! in all, against 21.2 today, of which the numeric pass (IBAN sites
+//! included) is 14.0 (classification and the walk over about
+//! four numeric runs per 158-byte row, where timestamps, ids and prices sit
+//! beside the two sensitive values, plus confirmations of a few hundred
+//! instructions each) and the anchor, e-mail, token and IPv6 work, the
+//! per-scan setup and overlap resolution the other 7.2. The profile is now flat: no single step holds more than a few
+//! percent, and much of the remaining time goes to data-dependent branches
+//! (which detectors a run can hold, where a chain of digit groups ends).
+//! The next step would be one classification shared by the numeric, anchor
+//! and colon searches (two passes over each value today) and a branch-free
+//! decision of the detectors a run can hold.
 //!
 //! # Findings
 //!

@@ -1141,8 +1141,8 @@ fn colon_mask(text: &[u8], at: usize, bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64) 
         }
     }
     if let Some(last) = n.checked_sub(BLOCK_BYTES) {
-        // The last, partial block: the last 64 bytes, shifted (see
-        // `classify_at`).
+        // The last, partial block: the last 64 bytes, shifted (as
+        // `numeric::classify_text` does).
         if let Ok(tail) = <&[u8; BLOCK_BYTES]>::try_from(&text[last..]) {
             return bits(tail) >> (at - last);
         }

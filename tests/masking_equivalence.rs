@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use regex::bytes::Regex;
 use sluice::masking::corpus::{benign, sensitive, Rng};
 use sluice::masking::engine::{
-    builtin_detectors, Colons, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
+    builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
 };
 use sluice::masking::numeric::{numeric_sites, numeric_sites_naive};
 use sluice::masking::reference::Reference;
@@ -170,15 +170,6 @@ proptest! {
             let fast = numeric_sites(&t, avx2);
             prop_assert_eq!(&fast, &naive, "avx2 {} text {:?}", avx2, String::from_utf8_lossy(&t));
         }
-    }
-
-    /// The block-wise colon finder returns every `:` position, in order.
-    #[test]
-    fn colons_match_naive_walk(t in proptest::collection::vec(
-        proptest::sample::select(b":a1.: \xff".to_vec()), 0..300)) {
-        let fast: Vec<usize> = Colons::new(&t).collect();
-        let naive: Vec<usize> = (0..t.len()).filter(|&i| t[i] == b':').collect();
-        prop_assert_eq!(fast, naive);
     }
 
     #[test]

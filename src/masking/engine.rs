@@ -1059,9 +1059,11 @@ pub fn iban_end_naive(text: &[u8], s: usize) -> Option<usize> {
         .then_some(e)
 }
 
-/// Positions of `:` in a text, left to right, found 64 bytes at a time
-/// (a colon per time of day makes a general-purpose `memchr` call per
-/// match cost more than the search itself).
+/// Positions of `:` in a text, left to right, from the same 64-byte colon
+/// masks the IPv6 search reads (a colon per time of day makes a
+/// general-purpose `memchr` call per match cost more than the search
+/// itself). The scan reads the masks directly; this iterator is how the
+/// property tests check them against a byte-by-byte walk.
 #[derive(Debug, Clone)]
 pub struct Colons<'a> {
     text: &'a [u8],
@@ -1071,10 +1073,6 @@ pub struct Colons<'a> {
 }
 
 impl<'a> Colons<'a> {
-    pub fn new(text: &'a [u8]) -> Self {
-        Self::with_cpu(text, Cpu::detect())
-    }
-
     /// The colons of `text`, found with AVX2 when `cpu` has it (so that
     /// the property tests can run both ways).
     pub fn with_cpu(text: &'a [u8], cpu: Cpu) -> Self {

@@ -9,7 +9,7 @@ use sluice::masking::corpus::{benign, sensitive, Rng};
 use sluice::masking::engine::{
     builtin_detectors, CustomDetector, CustomValidator, DetectorDef, DetectorKind,
 };
-use sluice::masking::numeric::{numeric_sites, numeric_sites_naive};
+use sluice::masking::numeric::{numeric_sites, numeric_sites_naive, Level};
 use sluice::masking::reference::Reference;
 use sluice::masking::{anchors, validate};
 use sluice::masking::{Builtin, DetectorSet, Engine, Style};
@@ -164,11 +164,11 @@ proptest! {
             t.extend_from_slice(rng.chars(alphabet.as_bytes(), n).as_bytes());
         }
         let naive = numeric_sites_naive(&t);
-        // Both classifiers: AVX2 table lookups (where the CPU has AVX2) and
-        // the SSE2 compares.
-        for avx2 in [true, false] {
-            let fast = numeric_sites(&t, avx2);
-            prop_assert_eq!(&fast, &naive, "avx2 {} text {:?}", avx2, String::from_utf8_lossy(&t));
+        // Every classifier the CPU supports: SSE2 compares, AVX2 table
+        // lookups, AVX-512 mask tests.
+        for level in Level::supported() {
+            let fast = numeric_sites(&t, level);
+            prop_assert_eq!(&fast, &naive, "level {:?} text {:?}", level, String::from_utf8_lossy(&t));
         }
     }
 

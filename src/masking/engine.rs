@@ -362,7 +362,7 @@ impl Engine {
             cpu: Cpu::detect(),
             candidates: Vec::with_capacity(256),
             findings: Vec::with_capacity(64),
-            blocks: Vec::with_capacity(64),
+            blocks: numeric::Classes::with_capacity(64),
         })
     }
 }
@@ -388,7 +388,7 @@ pub struct Scanner {
     candidates: Vec<Finding>,
     findings: Vec<Finding>,
     /// Scratch space of the numeric pass's classification.
-    blocks: Vec<numeric::BlockClasses>,
+    blocks: numeric::Classes,
 }
 
 impl std::fmt::Debug for Scanner {

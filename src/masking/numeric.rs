@@ -69,38 +69,19 @@ pub struct NumericRun {
     /// Bit `i`: byte `start + i` is `+` or `(`, where only phone numbers
     /// start (same length limit).
     pub open_bits: u64,
-}
-
-impl NumericRun {
-    /// A run with the bits of its first bytes (`bits`: digits, dots and
-    /// opening bytes from `start` on, possibly with bits past the end),
-    /// kept only when the whole run fits ([`RUN_BITS_BYTES_MAX`]).
-    #[inline(always)]
-    fn new(start: usize, end: usize, digits: usize, dots: usize, bits: (u64, u64, u64)) -> Self {
-        let len = end - start;
-        let keep = if len > RUN_BITS_BYTES_MAX {
-            0
-        } else if len == 64 {
-            u64::MAX
-        } else {
-            (1u64 << len) - 1
-        };
-        NumericRun {
-            start,
-            end,
-            digits,
-            dots,
-            digit_bits: bits.0 & keep,
-            dot_bits: bits.1 & keep,
-            open_bits: bits.2 & keep,
-        }
-    }
+    /// Bit `i`: byte `start + i` is `0` or `1`, which no area code or
+    /// exchange of a North American number starts with (same length
+    /// limit).
+    pub low_bits: u64,
+    /// Bit `i`: byte `start + i` is `2` to `6`, what every card brand's
+    /// number starts with (same length limit).
+    pub card_first_bits: u64,
 }
 
 /// Longest run whose bytes are described by [`NumericRun::digit_bits`]
 /// and friends; longer runs (rare: a long list of numbers) are walked a
 /// byte at a time.
-pub const RUN_BITS_BYTES_MAX: usize = 64;
+pub const RUN_BITS_BYTES_MAX: usize = WINDOW_BITS - 1;
 
 /// Where the numeric pass has work to do, left to right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +115,23 @@ struct Here {
     ssn: bool,
     phone: bool,
     ipv4: bool,
+}
+
+impl Here {
+    /// What a run with `digits` digits and `dots` dots can hold of the
+    /// `wanted` detectors (none: `None`): cards have 13 to 19 digits, SSNs
+    /// nine, phone numbers 8 to 15, IPv4 addresses three dots and four
+    /// digits.
+    #[inline(always)]
+    fn of(wanted: Here, digits: usize, dots: usize) -> Option<Here> {
+        let here = Here {
+            card: wanted.card && digits >= 13,
+            ssn: wanted.ssn && digits >= 9,
+            phone: wanted.phone && digits >= 8,
+            ipv4: wanted.ipv4 && dots >= 3 && digits >= 4,
+        };
+        (here.card || here.ssn || here.phone || here.ipv4).then_some(here)
+    }
 }
 
 /// Digit bits of an SSN from its start: `ddd?dd?dddd`, then a non-digit.
@@ -172,6 +170,10 @@ pub struct BlockClasses {
     upper: u64,
     /// `+` and `(`.
     open: u64,
+    /// `0` and `1`.
+    low: u64,
+    /// `2` to `6`.
+    card_first: u64,
 }
 
 /// Classifies 64 bytes with SSE2 (part of the x86-64 baseline, so no
@@ -188,7 +190,7 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     for lane in 0..BLOCK_BYTES / 16 {
         // SAFETY: SSE2 is always present on x86-64, and the unaligned load
         // reads 16 bytes inside `block` (lane < 4).
-        let (numeric, digit, dot, upper, open) = unsafe {
+        let (numeric, digit, dot, upper, open, low, card_first) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
             let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
             // Signed compares: bytes of 0x80 and above are negative, so they
@@ -211,12 +213,16 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
             );
             let numeric = _mm_or_si128(digit, punct);
             let open = _mm_or_si128(eq(b'+'), eq(b'('));
+            let low = within(b'0', b'1');
+            let card_first = within(b'2', b'6');
             (
                 _mm_movemask_epi8(numeric) as u16,
                 _mm_movemask_epi8(digit) as u16,
                 _mm_movemask_epi8(dot) as u16,
                 _mm_movemask_epi8(upper) as u16,
                 _mm_movemask_epi8(open) as u16,
+                _mm_movemask_epi8(low) as u16,
+                _mm_movemask_epi8(card_first) as u16,
             )
         };
         let shift = lane * 16;
@@ -225,6 +231,8 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.dot |= u64::from(dot) << shift;
         out.upper |= u64::from(upper) << shift;
         out.open |= u64::from(open) << shift;
+        out.low |= u64::from(low) << shift;
+        out.card_first |= u64::from(card_first) << shift;
     }
     out
 }
@@ -232,7 +240,8 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
 /// Nibble tables of the block classes (see [`classify_block_avx2`]): bit 0
 /// digits, bit 1 `[ ().+-]`, bit 2 `.`, bits 3 and 4 the capitals `A`-`O`
 /// and `P`-`Z` (which differ in their high nibble), bit 5 `+` and `(`
-/// (both in the same high nibble). Each class is a product
+/// (both in the same high nibble), bit 6 `0` and `1`, bit 7 `2` to `6`.
+/// Each class is a product
 /// of a set of high nibbles and a set of low nibbles, so the lookups are
 /// exact.
 const fn class_tables() -> ([u8; 16], [u8; 16]) {
@@ -246,7 +255,9 @@ const fn class_tables() -> ([u8; 16], [u8; 16]) {
             | (((c == b'.') as u8) << 2)
             | (((c >= b'A' && c <= b'O') as u8) << 3)
             | (((c >= b'P' && c <= b'Z') as u8) << 4)
-            | ((matches!(c, b'+' | b'(') as u8) << 5);
+            | ((matches!(c, b'+' | b'(') as u8) << 5)
+            | ((matches!(c, b'0' | b'1') as u8) << 6)
+            | ((matches!(c, b'2'..=b'6') as u8) << 7);
         low[b & 15] |= bits;
         high[b >> 4] |= bits;
         b += 1;
@@ -301,6 +312,8 @@ unsafe fn classify_block_avx2(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
             out.dot |= bit(2) << shift;
             out.upper |= (bit(3) | bit(4)) << shift;
             out.open |= bit(5) << shift;
+            out.low |= bit(6) << shift;
+            out.card_first |= bit(7) << shift;
         }
     }
     out
@@ -326,7 +339,9 @@ unsafe fn class_bit_to_top(
         2 => _mm256_slli_epi16::<5>(class),
         3 => _mm256_slli_epi16::<4>(class),
         4 => _mm256_slli_epi16::<3>(class),
-        _ => _mm256_slli_epi16::<2>(class),
+        5 => _mm256_slli_epi16::<2>(class),
+        6 => _mm256_slli_epi16::<1>(class),
+        _ => class,
     }
 }
 
@@ -340,38 +355,205 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.dot |= u64::from(b == b'.') << i;
         out.upper |= u64::from(b.is_ascii_uppercase()) << i;
         out.open |= u64::from(b == b'+' || b == b'(') << i;
+        out.low |= u64::from(b == b'0' || b == b'1') << i;
+        out.card_first |= u64::from((b'2'..=b'6').contains(&b)) << i;
     }
     out
 }
 
-/// [`classify_block`], with AVX2 when `avx2` (detected by the caller).
-#[inline(always)]
-fn classify(block: &[u8; BLOCK_BYTES], avx2: bool) -> BlockClasses {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: the caller detected AVX2.
-        return unsafe { classify_block_avx2(block) };
+/// The instruction set levels the numeric pass is built for, detected
+/// once per process ([`Level::detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// SSE2 on x86-64 (part of its baseline), bytes one at a time
+    /// elsewhere.
+    Baseline,
+    /// x86-64-v3: AVX2, BMI1, BMI2, LZCNT and POPCNT.
+    V3,
+}
+
+impl Level {
+    /// The highest level this CPU supports. The standard library caches
+    /// each feature, and [`level`] caches the outcome, so the data path
+    /// pays one relaxed load per value.
+    pub fn detect() -> Level {
+        // `SLUICE_SIMD_MAX=baseline` turns the vector build off (to compare
+        // the two side by side in one bench binary).
+        if std::env::var("SLUICE_SIMD_MAX").as_deref() == Ok("baseline") {
+            return Level::Baseline;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let v3 = std::is_x86_feature_detected!("popcnt")
+                && std::is_x86_feature_detected!("bmi1")
+                && std::is_x86_feature_detected!("bmi2")
+                && std::is_x86_feature_detected!("lzcnt")
+                && std::is_x86_feature_detected!("avx2");
+            if v3 {
+                return Level::V3;
+            }
+        }
+        Level::Baseline
     }
-    let _ = avx2;
+
+    /// This level and every lower one (for the property tests, which
+    /// compare each build with the byte-wise definitions).
+    pub fn supported() -> Vec<Level> {
+        let top = level();
+        [Level::Baseline, Level::V3]
+            .into_iter()
+            .filter(|&l| l <= top)
+            .collect()
+    }
+}
+
+/// [`Level::detect`], cached.
+#[inline(always)]
+fn level() -> Level {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 0: not detected yet; otherwise the level plus one.
+    static LEVEL: AtomicU8 = AtomicU8::new(0);
+    match LEVEL.load(Ordering::Relaxed) {
+        1 => Level::Baseline,
+        2 => Level::V3,
+        _ => {
+            let detected = Level::detect();
+            LEVEL.store(detected as u8 + 1, Ordering::Relaxed);
+            detected
+        }
+    }
+}
+
+/// [`classify_block`] with the widest vectors `level` allows (detected
+/// by the caller).
+#[inline(always)]
+fn classify(block: &[u8; BLOCK_BYTES], level: Level) -> BlockClasses {
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: the caller detected the level's features.
+        Level::V3 => return unsafe { classify_block_avx2(block) },
+        Level::Baseline => {}
+    }
+    let _ = level;
     classify_block(block)
 }
 
-/// Classifies `text` into `out`: one entry per [`BLOCK_BYTES`] bytes
-/// (bit `i` of an entry is byte `i` of its block), then one empty entry,
-/// so that every block has a successor to look ahead into. Bytes past the
-/// end of the text belong to no class. Inlined so that the AVX2
-/// classifier is inlined in turn into [`scan`]'s AVX2 build.
+/// The byte classes of a whole text, one bit array per class (bit `p` of
+/// a class is byte `p` of the text), made by [`classify_text`] and kept by
+/// the scanner between values so that its memory is reused.
+///
+/// Storing each class as one array (rather than the classes of a block
+/// side by side) lets the bits of a run be read at any byte offset with
+/// one unaligned eight-byte load and one shift ([`Classes::window`]),
+/// instead of joining two blocks in 128 bits.
+#[derive(Debug, Default, Clone)]
+pub struct Classes {
+    /// Class `c` occupies `words[c * stride..(c + 1) * stride]`, one word
+    /// per block, each stored little-endian so that the bytes of the
+    /// array are the bits in text order on any target.
+    words: Vec<u64>,
+    /// Words per class: the text's blocks, then two empty words (one for
+    /// the successor every block looks ahead into, one so that an
+    /// eight-byte load at any byte of the text stays inside the class).
+    stride: usize,
+}
+
+/// Class indices into [`Classes`].
+mod class {
+    pub const NUMERIC: usize = 0;
+    pub const DIGIT: usize = 1;
+    pub const DOT: usize = 2;
+    pub const UPPER: usize = 3;
+    pub const OPEN: usize = 4;
+    pub const LOW: usize = 5;
+    pub const CARD_FIRST: usize = 6;
+    pub const COUNT: usize = 7;
+}
+
+impl Classes {
+    /// Room for texts of up to `blocks` blocks without reallocating.
+    pub fn with_capacity(blocks: usize) -> Self {
+        Classes {
+            words: Vec::with_capacity(class::COUNT * (blocks + 2)),
+            stride: 0,
+        }
+    }
+
+    /// Blocks of text classified (the two empty words excluded).
+    #[inline(always)]
+    fn blocks(&self) -> usize {
+        self.stride.saturating_sub(2)
+    }
+
+    /// Word `block` of class `c` (zero past the text).
+    #[inline(always)]
+    fn word(&self, c: usize, block: usize) -> u64 {
+        u64::from_le(self.words[c * self.stride + block])
+    }
+
+    /// The bits of class `c` from byte `at` of the text on: bit 0 is byte
+    /// `at`. At least [`WINDOW_BITS`] bits are valid; the ones above may
+    /// be anything but what the class holds there.
+    ///
+    /// # Safety
+    ///
+    /// `at` must be a byte of the classified text (`at < 64 * blocks`)
+    /// and `c < class::COUNT`: the eight bytes read then end within the
+    /// class's padding word.
+    #[inline(always)]
+    unsafe fn window(&self, c: usize, at: usize) -> u64 {
+        let from = c * self.stride * 8 + at / 8;
+        debug_assert!(at < self.blocks() * BLOCK_BYTES && c < class::COUNT);
+        // SAFETY: by the caller's promise, `from + 8 <= (c + 1) * stride *
+        // 8`, at most the byte length of `words` (`COUNT * stride` words);
+        // an unaligned read of a `u64` from initialised memory.
+        let word = unsafe {
+            self.words
+                .as_ptr()
+                .cast::<u8>()
+                .add(from)
+                .cast::<u64>()
+                .read_unaligned()
+        };
+        u64::from_le(word) >> (at % 8)
+    }
+
+    /// Bits of class `c` set in bytes `start..end` of the text.
+    fn count(&self, c: usize, start: usize, end: usize) -> usize {
+        let mut total = 0;
+        let mut at = start;
+        while at < end {
+            let block = at / BLOCK_BYTES;
+            let from = (at % BLOCK_BYTES) as u32;
+            let to = (end - block * BLOCK_BYTES).min(BLOCK_BYTES) as u32;
+            total += (self.word(c, block) & bits_from(from) & bits_below(to)).count_ones() as usize;
+            at = (block + 1) * BLOCK_BYTES;
+        }
+        total
+    }
+}
+
+/// Valid bits of a [`Classes::window`]: an eight-byte load shifted by up
+/// to seven bits.
+const WINDOW_BITS: usize = 57;
+
+/// Classifies `text` into `out` (bytes past the end of the text belong to
+/// no class). Inlined so that the AVX2 classifier is inlined in turn into
+/// [`scan`]'s AVX2 build.
 #[inline(always)]
-pub fn classify_text(text: &[u8], avx2: bool, out: &mut Vec<BlockClasses>) {
-    // Every entry is written below; sizing the vector first keeps the
-    // capacity check out of the loop.
+pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
     let full = text.len() / BLOCK_BYTES;
     let tail = text.len() % BLOCK_BYTES;
-    out.clear();
-    out.resize(full + usize::from(tail > 0) + 1, BlockClasses::default());
-    for (slot, block) in out.iter_mut().zip(text.chunks_exact(BLOCK_BYTES)) {
+    let stride = full + usize::from(tail > 0) + 2;
+    out.stride = stride;
+    // Every word of the text's blocks is written below; the two padding
+    // words of each class must be zero.
+    out.words.clear();
+    out.words.resize(class::COUNT * stride, 0);
+    for (i, block) in text.chunks_exact(BLOCK_BYTES).enumerate() {
         if let Ok(block) = <&[u8; BLOCK_BYTES]>::try_from(block) {
-            *slot = classify(block, avx2);
+            // SAFETY: `i < full < stride - 2`.
+            unsafe { out.put(i, classify(block, level)) };
         }
     }
     if tail > 0 {
@@ -380,14 +562,43 @@ pub fn classify_text(text: &[u8], avx2: bool, out: &mut Vec<BlockClasses>) {
             // first byte of the partial block: no copy, and the bits the
             // shift brings in are zero.
             let block = <&[u8; BLOCK_BYTES]>::try_from(&text[from..]).ok();
-            let classes = block.map(|b| classify(b, avx2)).unwrap_or_default();
+            let classes = block.map(|b| classify(b, level)).unwrap_or_default();
             classes.shifted_right((BLOCK_BYTES - tail) as u32)
         } else {
             let mut block = [0u8; BLOCK_BYTES];
             block[..tail].copy_from_slice(text);
-            classify(&block, avx2)
+            classify(&block, level)
         };
-        out[full] = last;
+        // SAFETY: `full < stride - 2` when there is a tail.
+        unsafe { out.put(full, last) };
+    }
+}
+
+impl Classes {
+    /// Stores the classes of block `block`.
+    ///
+    /// # Safety
+    ///
+    /// `block < stride` and `words` holds `COUNT * stride` words (as
+    /// [`classify_text`] sizes it). Unchecked because the seven checked
+    /// stores per block were a fifth of the classification's cost.
+    #[inline(always)]
+    unsafe fn put(&mut self, block: usize, classes: BlockClasses) {
+        debug_assert!(block < self.stride && self.words.len() == class::COUNT * self.stride);
+        let base = self.words.as_mut_ptr();
+        for (c, bits) in [
+            (class::NUMERIC, classes.numeric),
+            (class::DIGIT, classes.digit),
+            (class::DOT, classes.dot),
+            (class::UPPER, classes.upper),
+            (class::OPEN, classes.open),
+            (class::LOW, classes.low),
+            (class::CARD_FIRST, classes.card_first),
+        ] {
+            // SAFETY: `c * stride + block < COUNT * stride` by the caller's
+            // promise.
+            unsafe { base.add(c * self.stride + block).write(bits.to_le()) };
+        }
     }
 }
 
@@ -400,6 +611,8 @@ impl BlockClasses {
             dot: self.dot >> by,
             upper: self.upper >> by,
             open: self.open >> by,
+            low: self.low >> by,
+            card_first: self.card_first >> by,
         }
     }
 }
@@ -422,124 +635,143 @@ fn bits_below(to: u32) -> u64 {
 
 /// Calls `visit` with the [`NumericSite`]s of a classified text, left to
 /// right (an IBAN site before a run that starts at the same byte), until
-/// `visit` returns false; returns false then. `blocks` comes from
+/// `visit` returns false; returns false then. `classes` comes from
 /// [`classify_text`].
 #[inline(always)]
-pub fn for_each_site(blocks: &[BlockClasses], mut visit: impl FnMut(NumericSite) -> bool) -> bool {
-    let empty = BlockClasses::default();
-    let mut previous = &empty;
-    for (i, pair) in blocks.windows(2).enumerate() {
-        let (current, following) = (&pair[0], &pair[1]);
+pub fn for_each_site(classes: &Classes, mut visit: impl FnMut(NumericSite) -> bool) -> bool {
+    for_each_site_start(classes, |site| match site {
+        SiteStart::IbanDigits(d) => visit(NumericSite::IbanDigits(d)),
+        SiteStart::Run(start) => {
+            let run = run_at(classes, start);
+            run.digits == 0 || visit(NumericSite::Run(run))
+        }
+    })
+}
+
+/// Where a [`NumericSite`] starts, before its run is read: the scan reads
+/// a run's bits one class at a time and stops at the first count that
+/// rules every detector out.
+#[derive(Clone, Copy)]
+enum SiteStart {
+    IbanDigits(usize),
+    /// A run of at least [`RUN_BYTES_MIN`] numeric bytes starts here (it
+    /// may hold no digit).
+    Run(usize),
+}
+
+/// [`for_each_site`] without reading the runs.
+#[inline(always)]
+fn for_each_site_start(classes: &Classes, mut visit: impl FnMut(SiteStart) -> bool) -> bool {
+    let (mut previous_numeric, mut previous_upper) = (0u64, 0u64);
+    for i in 0..classes.blocks() {
         let at = i * BLOCK_BYTES;
-        let n = current.numeric;
+        let n = classes.word(class::NUMERIC, i);
         // A run starts at a numeric byte after a byte that is not.
-        let starts = n & !((n << 1) | (previous.numeric >> 63));
+        let starts = n & !((n << 1) | (previous_numeric >> 63));
         // Bit p: bytes p..p+7 are all numeric (the following block supplies
         // the bytes past the end of this one), so the run starting at p is
         // long enough.
-        let c = u128::from(n) | (u128::from(following.numeric) << 64);
+        let c = u128::from(n) | (u128::from(classes.word(class::NUMERIC, i + 1)) << 64);
         let two = c & (c >> 1);
         let four = two & (two >> 2);
         let seven = (four & (four >> 3)) as u64;
         let mut runs = starts & seven;
-        let upper = current.upper;
-        let upper_before = (upper << 1) | (previous.upper >> 63);
-        let upper_two_before = (upper << 2) | (previous.upper >> 62);
-        let mut ibans = current.digit & upper_before & upper_two_before;
+        let upper = classes.word(class::UPPER, i);
+        let upper_before = (upper << 1) | (previous_upper >> 63);
+        let upper_two_before = (upper << 2) | (previous_upper >> 62);
+        let mut ibans = classes.word(class::DIGIT, i) & upper_before & upper_two_before;
         while runs | ibans != 0 {
             let r = runs.trailing_zeros();
             let k = ibans.trailing_zeros();
             let site = if k <= r {
                 ibans &= ibans - 1;
-                NumericSite::IbanDigits(at + k as usize)
+                SiteStart::IbanDigits(at + k as usize)
             } else {
                 runs &= runs - 1;
-                let run = run_at(blocks, i, r);
-                if run.digits == 0 {
-                    continue;
-                }
-                NumericSite::Run(run)
+                SiteStart::Run(at + r as usize)
             };
             if !visit(site) {
                 return false;
             }
         }
-        previous = current;
+        previous_numeric = n;
+        previous_upper = upper;
     }
     true
 }
 
-/// The run that starts at bit `bit` of block `i`.
+/// The run that starts at byte `start`. Almost every run is shorter than
+/// [`WINDOW_BITS`] bytes, so its bits come from one [`Classes::window`]
+/// per class: the length is the count of numeric bits from the start, and
+/// the digit and dot counts are bit counts of the windows.
 #[inline(always)]
-fn run_at(blocks: &[BlockClasses], i: usize, bit: u32) -> NumericRun {
-    let current = &blocks[i];
-    let following = &blocks[i + 1];
-    let start = i * BLOCK_BYTES + bit as usize;
-    // The end: the first byte that is not numeric (the empty block after
-    // the last one guarantees there is one).
-    let mut j = i;
-    let mut outside = !current.numeric & bits_from(bit);
-    while outside == 0 {
-        j += 1;
-        outside = !blocks[j].numeric;
+fn run_at(classes: &Classes, start: usize) -> NumericRun {
+    // Checked once here for the six windows below.
+    assert!(start < classes.blocks() * BLOCK_BYTES);
+    // SAFETY: `start` is a byte of the text (just asserted), and every
+    // class index below is a constant of `class`.
+    let window = |c: usize| unsafe { classes.window(c, start) };
+    let len = window(class::NUMERIC).trailing_ones() as usize;
+    if len > RUN_BITS_BYTES_MAX {
+        return run_at_long(classes, start);
     }
-    let end_bit = outside.trailing_zeros();
-    let end = j * BLOCK_BYTES + end_bit as usize;
-    let (digits, dots) = if j == i {
-        let part = bits_from(bit) & bits_below(end_bit);
-        (
-            (current.digit & part).count_ones(),
-            (current.dot & part).count_ones(),
-        )
-    } else {
-        let first = bits_from(bit);
-        let mut digits = (current.digit & first).count_ones();
-        let mut dots = (current.dot & first).count_ones();
-        for block in &blocks[i + 1..j] {
-            digits += block.digit.count_ones();
-            dots += block.dot.count_ones();
-        }
-        let last = bits_below(end_bit);
-        digits += (blocks[j].digit & last).count_ones();
-        dots += (blocks[j].dot & last).count_ones();
-        (digits, dots)
-    };
-    let window = |low: u64, high: u64| ((u128::from(low) | (u128::from(high) << 64)) >> bit) as u64;
-    NumericRun::new(
+    let keep = (1u64 << len) - 1;
+    let digit_bits = window(class::DIGIT) & keep;
+    let dot_bits = window(class::DOT) & keep;
+    NumericRun {
         start,
-        end,
-        digits as usize,
-        dots as usize,
-        (
-            window(current.digit, following.digit),
-            window(current.dot, following.dot),
-            window(current.open, following.open),
-        ),
-    )
+        end: start + len,
+        digits: digit_bits.count_ones() as usize,
+        dots: dot_bits.count_ones() as usize,
+        digit_bits,
+        dot_bits,
+        open_bits: window(class::OPEN) & keep,
+        low_bits: window(class::LOW) & keep,
+        card_first_bits: window(class::CARD_FIRST) & keep,
+    }
 }
 
-/// The sites of `text`, classified with AVX2 only when `avx2` is true and
-/// the CPU supports it (so that the property tests can run both
-/// classifiers against [`numeric_sites_naive`]).
-pub fn numeric_sites(text: &[u8], avx2: bool) -> Vec<NumericSite> {
-    let mut blocks = Vec::new();
-    classify_text(text, avx2 && has_avx2(), &mut blocks);
+/// [`run_at`] for runs longer than [`RUN_BITS_BYTES_MAX`] bytes (a long
+/// list of numbers), which may span any number of blocks; their bytes are
+/// walked one at a time, so they carry no bits.
+#[cold]
+#[inline(never)]
+fn run_at_long(classes: &Classes, start: usize) -> NumericRun {
+    // The end: the first byte that is not numeric (the empty word after
+    // the last block guarantees there is one).
+    let mut block = start / BLOCK_BYTES;
+    let mut outside =
+        !classes.word(class::NUMERIC, block) & bits_from((start % BLOCK_BYTES) as u32);
+    while outside == 0 {
+        block += 1;
+        outside = !classes.word(class::NUMERIC, block);
+    }
+    let end = block * BLOCK_BYTES + outside.trailing_zeros() as usize;
+    NumericRun {
+        start,
+        end,
+        digits: classes.count(class::DIGIT, start, end),
+        dots: classes.count(class::DOT, start, end),
+        digit_bits: 0,
+        dot_bits: 0,
+        open_bits: 0,
+        low_bits: 0,
+        card_first_bits: 0,
+    }
+}
+
+/// The sites of `text`, classified at `level` (at most what the CPU
+/// supports, so that the property tests can run every classifier against
+/// [`numeric_sites_naive`]).
+pub fn numeric_sites(text: &[u8], level: Level) -> Vec<NumericSite> {
+    let mut classes = Classes::default();
+    classify_text(text, level.min(self::level()), &mut classes);
     let mut out = Vec::new();
-    for_each_site(&blocks, |site| {
+    for_each_site(&classes, |site| {
         out.push(site);
         true
     });
     out
-}
-
-/// Whether this CPU has AVX2 (detected once by the standard library and
-/// cached there).
-#[inline(always)]
-pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
 }
 
 /// The same sites found one byte at a time: the definition that
@@ -582,6 +814,8 @@ pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
                 digit_bits: bits(|b| b.is_ascii_digit()),
                 dot_bits: bits(|b| b == b'.'),
                 open_bits: bits(|b| b == b'+' || b == b'('),
+                low_bits: bits(|b| b == b'0' || b == b'1'),
+                card_first_bits: bits(|b| (b'2'..=b'6').contains(&b)),
             }));
         }
     }
@@ -595,7 +829,7 @@ pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
 pub fn scan(
     text: &[u8],
     set: DetectorSet,
-    blocks: &mut Vec<BlockClasses>,
+    classes: &mut Classes,
     out: &mut Vec<Finding>,
     iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
 ) -> bool {
@@ -606,16 +840,13 @@ pub fn scan(
         return true;
     }
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("popcnt")
-        && std::is_x86_feature_detected!("bmi1")
-        && std::is_x86_feature_detected!("lzcnt")
-        && std::is_x86_feature_detected!("avx2")
-    {
-        // SAFETY: the features the function is compiled for were just
-        // detected on this CPU.
-        return unsafe { scan_x86_64_v3(text, set, blocks, out, iban) };
+    match level() {
+        // SAFETY: the features each function is compiled for were detected
+        // on this CPU.
+        Level::V3 => return unsafe { scan_x86_64_v3(text, set, classes, out, iban) },
+        Level::Baseline => {}
     }
-    scan_portable(text, set, blocks, out, iban, false)
+    scan_portable(text, set, classes, out, iban, Level::Baseline)
 }
 
 /// [`scan`] compiled for CPUs with `popcnt`, `tzcnt`, `lzcnt` and AVX2
@@ -626,68 +857,93 @@ pub fn scan(
 ///
 /// The CPU must support those features.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt,bmi1,lzcnt,avx2")]
+#[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt,avx2")]
 unsafe fn scan_x86_64_v3(
     text: &[u8],
     set: DetectorSet,
-    blocks: &mut Vec<BlockClasses>,
+    classes: &mut Classes,
     out: &mut Vec<Finding>,
     iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
 ) -> bool {
-    scan_portable(text, set, blocks, out, iban, true)
+    scan_portable(text, set, classes, out, iban, Level::V3)
 }
 
 #[inline(always)]
 fn scan_portable(
     text: &[u8],
     set: DetectorSet,
-    blocks: &mut Vec<BlockClasses>,
+    classes: &mut Classes,
     out: &mut Vec<Finding>,
     mut iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
-    avx2: bool,
+    level: Level,
 ) -> bool {
-    let card = set.contains(Builtin::Card as DetectorId);
-    let ssn = set.contains(Builtin::Ssn as DetectorId);
-    let phone = set.contains(Builtin::Phone as DetectorId);
-    let ipv4 = set.contains(Builtin::Ipv4 as DetectorId);
-    let any_numeric = card || ssn || phone || ipv4;
+    let wanted = Here {
+        card: set.contains(Builtin::Card as DetectorId),
+        ssn: set.contains(Builtin::Ssn as DetectorId),
+        phone: set.contains(Builtin::Phone as DetectorId),
+        ipv4: set.contains(Builtin::Ipv4 as DetectorId),
+    };
+    let any_numeric = wanted.card || wanted.ssn || wanted.phone || wanted.ipv4;
     let iban_wanted = set.contains(Builtin::Iban as DetectorId);
-    classify_text(text, avx2, blocks);
+    classify_text(text, level, classes);
     // Inlined, so that the walk is compiled with the caller's CPU features
     // (a closure does not take them over by itself).
-    for_each_site(
-        blocks,
+    let classes = &*classes;
+    for_each_site_start(
+        classes,
         #[inline(always)]
         |site| {
-            let run = match site {
-                NumericSite::IbanDigits(d) => {
+            let start = match site {
+                SiteStart::IbanDigits(d) => {
                     if iban_wanted && validate::iban_length(&text[d - 2..d]).is_some() {
                         iban(text, d - 2, out);
                     }
                     return out.len() < CANDIDATES_MAX;
                 }
-                NumericSite::Run(run) => run,
+                SiteStart::Run(start) => start,
             };
             if !any_numeric {
                 return true;
             }
-            // What the run can hold at all, by its counts: cards have 13 to 19
-            // digits, SSNs nine, phone numbers 8 to 15, IPv4 addresses three
-            // dots and four digits.
-            let here = Here {
-                card: card && run.digits >= 13,
-                ssn: ssn && run.digits >= 9,
-                phone: phone && run.digits >= 8,
-                ipv4: ipv4 && run.dots >= 3 && run.digits >= 4,
-            };
-            if !(here.card || here.ssn || here.phone || here.ipv4) {
+            // Checked once here for the windows below.
+            assert!(start < classes.blocks() * BLOCK_BYTES);
+            // SAFETY: `start` is a byte of the text (just asserted), and every
+            // class index below is a constant of `class`.
+            let window = |c: usize| unsafe { classes.window(c, start) };
+            let len = window(class::NUMERIC).trailing_ones() as usize;
+            if len > RUN_BITS_BYTES_MAX {
+                let run = run_at_long(classes, start);
+                return match Here::of(wanted, run.digits, run.dots) {
+                    Some(here) => scan_run_bytes(text, &run, here, out),
+                    None => true,
+                };
+            }
+            // The classes are read one at a time, and the run is dropped as
+            // soon as its counts rule every detector out (every one needs
+            // four digits or more).
+            let keep = (1u64 << len) - 1;
+            let digit_bits = window(class::DIGIT) & keep;
+            let digits = digit_bits.count_ones() as usize;
+            if digits < 4 {
                 return true;
             }
-            if run.digit_bits != 0 {
-                scan_run_bits(text, &run, here, out)
-            } else {
-                scan_run_bytes(text, &run, here, out)
-            }
+            let dot_bits = window(class::DOT) & keep;
+            let dots = dot_bits.count_ones() as usize;
+            let Some(here) = Here::of(wanted, digits, dots) else {
+                return true;
+            };
+            let run = NumericRun {
+                start,
+                end: start + len,
+                digits,
+                dots,
+                digit_bits,
+                dot_bits,
+                open_bits: window(class::OPEN) & keep,
+                low_bits: window(class::LOW) & keep,
+                card_first_bits: window(class::CARD_FIRST) & keep,
+            };
+            scan_run_bits(text, &run, here, out, level >= Level::V3)
         },
     )
 }
@@ -757,7 +1013,13 @@ fn phone_from_digit(text: &[u8], s: usize, ce: usize) -> Option<usize> {
 /// do the group lengths, the digits left after each start and the exact
 /// layout an SSN or an IPv4 address needs.
 #[inline(always)]
-fn scan_run_bits(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Finding>) -> bool {
+fn scan_run_bits(
+    text: &[u8],
+    run: &NumericRun,
+    here: Here,
+    out: &mut Vec<Finding>,
+    bmi2: bool,
+) -> bool {
     let (cs, ce) = (run.start, run.end);
     let d = run.digit_bits;
     if here.phone {
@@ -780,35 +1042,50 @@ fn scan_run_bits(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Findin
         }
     }
     // The first digit of each group: a byte after a digit never starts a
-    // candidate (the left boundary excludes it).
-    let mut starts = d & !(d << 1);
-    while starts != 0 {
-        let g = starts.trailing_zeros();
-        starts &= starts - 1;
-        // Digits from this start on, bit 0 first.
-        let w = d >> g;
-        let left = w.count_ones() as usize;
-        if left < 4 {
-            // Later starts have fewer still, and every detector here needs
-            // at least four.
-            break;
-        }
+    // candidate (the left boundary excludes it). Each detector's own
+    // necessary conditions are then applied to all the starts at once, so
+    // that the walk below visits only the few starts that survive (in
+    // PII-dense rows about one in ten).
+    let starts = d & !(d << 1);
+    let card_starts = if here.card {
+        starts & run.card_first_bits & digits_at_least(d, 13, bmi2)
+    } else {
+        0
+    };
+    let ssn_starts = if here.ssn { starts & ssn_layout(d) } else { 0 };
+    let ipv4_starts = if here.ipv4 {
+        starts & ipv4_layout(d, run.dot_bits)
+    } else {
+        0
+    };
+    let nanp_starts = if here.phone {
+        starts & nanp_leads(d, run.low_bits) & digits_at_least(d, NANP_DIGITS_MIN as u32, bmi2)
+    } else {
+        0
+    };
+    let mut todo = card_starts | ssn_starts | ipv4_starts | nanp_starts;
+    while todo != 0 {
+        let g = todo.trailing_zeros();
+        todo &= todo - 1;
         let s = cs + g as usize;
         if !Builtin::Card.left_ok(text, s) {
             continue;
         }
-        let leading = (!w).trailing_zeros() as usize;
+        let at = 1u64 << g;
+        // Digits from this start on, bit 0 first.
+        let w = d >> g;
         let first = text[s];
-        // Card brands all start with 2 to 6 (see `validate::card_brand_ok`).
-        if here.card && left >= 13 && (b'2'..=b'6').contains(&first) {
+        // Card brands all start with 2 to 6 (see `validate::card_brand_ok`),
+        // which `card_starts` took from the class bits.
+        if card_starts & at != 0 {
             if let Some(e) = card_end_bits(text, s, ce, w) {
                 push(out, s, e, Builtin::Card);
             }
         }
-        // An SSN is three digits, a separator, two digits, the same
-        // separator and four digits, then no digit: twelve bits of `w` say
-        // all of that but which separator.
-        if here.ssn && w & 0xFFF == SSN_DIGIT_BITS {
+        // The digit layout is right (`ssn_layout`); the separators must be
+        // the same `-` or space.
+        if ssn_starts & at != 0 {
+            debug_assert_eq!(w & 0xFFF, SSN_DIGIT_BITS);
             let e = s + 11;
             let separator = text[s + 3];
             if (separator == b'-' || separator == b' ')
@@ -819,13 +1096,12 @@ fn scan_run_bits(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Findin
                 push(out, s, e, Builtin::Ssn);
             }
         }
-        // An IPv4 address starts with one to three digits and a dot.
-        if here.ipv4 && leading <= 3 {
+        if ipv4_starts & at != 0 {
             if let Some(e) = ipv4_end_bits(text, s, w, run.dot_bits >> g) {
                 push(out, s, e, Builtin::Ipv4);
             }
         }
-        if here.phone && left >= NANP_DIGITS_MIN && nanp_may_start(first, leading) {
+        if nanp_starts & at != 0 && nanp_may_start(first, (!w).trailing_zeros() as usize) {
             if let Some(e) = phone_from_digit(text, s, ce) {
                 push(out, s, e, Builtin::Phone);
             }
@@ -835,6 +1111,134 @@ fn scan_run_bits(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Findin
         }
     }
     true
+}
+
+/// Bits `p` of `d` (digit bits, zero past the run) from which at least
+/// `n` digits (`n >= 1`) are left: every position up to the `n`-th digit
+/// counted from the end.
+#[inline(always)]
+fn digits_at_least(d: u64, n: u32, bmi2: bool) -> u64 {
+    let total = d.count_ones();
+    if total < n {
+        return 0;
+    }
+    let last = select_bit(d, total - n, bmi2);
+    u64::MAX >> (63 - last)
+}
+
+/// The position of the set bit of `d` with `k` set bits below it
+/// (`k < d.count_ones()`). One `pdep` when `bmi2` (the x86-64-v3 build of
+/// [`scan`], which detected it), else `k` steps clearing the lowest bit.
+#[inline(always)]
+fn select_bit(d: u64, k: u32, bmi2: bool) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if bmi2 {
+        // SAFETY: the caller passes `bmi2` only from the build of `scan`
+        // that runs after BMI2 was detected.
+        return unsafe { std::arch::x86_64::_pdep_u64(1u64 << k, d) }.trailing_zeros();
+    }
+    let _ = bmi2;
+    select_bit_portable(d, k)
+}
+
+/// [`select_bit`] by clearing the lowest set bit `k` times; the reference
+/// of the property test.
+#[inline(always)]
+pub fn select_bit_portable(mut d: u64, k: u32) -> u32 {
+    for _ in 0..k {
+        d &= d.wrapping_sub(1);
+    }
+    d.trailing_zeros()
+}
+
+/// Bits `p` of `d` where the digit layout of an SSN starts: three digits,
+/// a non-digit, two digits, a non-digit, four digits and a non-digit
+/// ([`SSN_DIGIT_BITS`] in the twelve bits from `p`). Bits past the run are
+/// zero, so a layout cut short by the run's end is never reported.
+#[inline(always)]
+fn ssn_layout(d: u64) -> u64 {
+    let g = Groups::new(d);
+    g.exactly(3) & (g.exactly(2) >> 4) & (g.exactly(4) >> 7)
+}
+
+/// Bits `p` of `d` where a group of exactly `n` digits starts, for each
+/// `n` a caller asks for: bit `p` of `exactly(n)` is set when bytes `p` to
+/// `p + n - 1` are digits and byte `p + n` is not (`!(d >> n)` brings in
+/// ones past bit 63, which are non-digits too, as is every byte past the
+/// run).
+#[derive(Clone, Copy)]
+struct Groups {
+    d: u64,
+    two: u64,
+    three: u64,
+    four: u64,
+}
+
+impl Groups {
+    #[inline(always)]
+    fn new(d: u64) -> Self {
+        let two = d & (d >> 1);
+        Groups {
+            d,
+            two,
+            three: two & (d >> 2),
+            four: two & (two >> 2),
+        }
+    }
+
+    /// Bits `p` where at least `n` digits start (`n` in 1 to 11). Longer
+    /// runs are shorter ones back to back; no recursion, so that every
+    /// call inlines to a few shifts and ANDs.
+    #[inline(always)]
+    fn at_least(self, n: u32) -> u64 {
+        let eight = self.four & (self.four >> 4);
+        match n {
+            0 | 1 => self.d,
+            2 => self.two,
+            3 => self.three,
+            4 => self.four,
+            5 => self.four & (self.d >> 4),
+            6 => self.four & (self.two >> 4),
+            7 => self.four & (self.three >> 4),
+            8 => eight,
+            9 => eight & (self.d >> 8),
+            10 => eight & (self.two >> 8),
+            _ => eight & (self.three >> 8),
+        }
+    }
+
+    #[inline(always)]
+    fn exactly(self, n: u32) -> u64 {
+        self.at_least(n) & !(self.d >> n)
+    }
+}
+
+/// Bits `p` of `d` (a group start) where a North American number may start
+/// by its first group (see [`nanp_may_start`]): a `1` alone or running on
+/// for 4, 7 or 11 digits, or a `2` to `9` running for 3, 6 or 10 (`low`:
+/// the run's `0`/`1` bits; a `0` passes here and is turned away by
+/// [`nanp_may_start`]).
+#[inline(always)]
+fn nanp_leads(d: u64, low: u64) -> u64 {
+    let g = Groups::new(d);
+    (low & (g.exactly(1) | g.exactly(4) | g.exactly(7) | g.exactly(11)))
+        | (!low & (g.exactly(3) | g.exactly(6) | g.exactly(10)))
+}
+
+/// Bits `p` of `d` where the digit and dot layout of an IPv4 address
+/// starts: four groups of one to three digits joined by single dots, the
+/// last followed by a non-digit (`dots`: the run's dot bits). What
+/// [`ipv4_end_bits`] then reads, but the octet values.
+#[inline(always)]
+fn ipv4_layout(d: u64, dots: u64) -> u64 {
+    let g = Groups::new(d);
+    // An octet and its dot, from the octet's first digit.
+    let (one, two, three) = (d & (dots >> 1), g.two & (dots >> 2), g.three & (dots >> 3));
+    // Where such an octet is followed by `next` (which starts right after
+    // the dot).
+    let then = |next: u64| (one & (next >> 2)) | (two & (next >> 3)) | (three & (next >> 4));
+    let last = g.exactly(1) | g.exactly(2) | g.exactly(3);
+    then(then(then(last)))
 }
 
 /// The same walk a byte at a time, for runs longer than
@@ -1211,4 +1615,108 @@ fn phone_end_plus(text: &[u8], s: usize, ce: usize) -> Option<usize> {
             && b.shape(&text[s..e])
             && b.validate(text, s, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Digit bits of a run drawn from a few layouts that hit the masks
+    /// (groups of one to eleven digits between single separators) as well
+    /// as any 64 bits.
+    fn digit_bits() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            proptest::collection::vec(1u32..12, 1..8).prop_map(|groups| {
+                let (mut bits, mut at) = (0u64, 0u32);
+                for g in groups {
+                    if at + g > 64 {
+                        break;
+                    }
+                    bits |= (u64::MAX >> (64 - g)) << at;
+                    at += g + 1;
+                }
+                bits
+            }),
+        ]
+    }
+
+    /// Digits from bit `p` on, as the walk over a run reads them.
+    fn leading(d: u64, p: u32) -> u32 {
+        (!(d >> p)).trailing_zeros()
+    }
+
+    proptest! {
+        #[test]
+        fn select_bit_matches_portable(d in any::<u64>(), k in 0u32..64) {
+            prop_assume!(k < d.count_ones());
+            let want = select_bit_portable(d, k);
+            prop_assert_eq!((d >> want) & 1, 1);
+            prop_assert_eq!((d & ((1u64 << want) - 1)).count_ones(), k);
+            if Level::supported().contains(&Level::V3) {
+                prop_assert_eq!(select_bit(d, k, true), want);
+            }
+        }
+
+        #[test]
+        fn digits_at_least_matches_counts(d in digit_bits(), n in 1u32..20) {
+            let mask = digits_at_least(d, n, false);
+            for p in 0..64 {
+                prop_assert_eq!((mask >> p) & 1 == 1, (d >> p).count_ones() >= n, "p {}", p);
+            }
+        }
+
+        #[test]
+        fn ssn_layout_matches_twelve_bits(d in digit_bits()) {
+            let mask = ssn_layout(d);
+            for p in 0..64 {
+                prop_assert_eq!((mask >> p) & 1 == 1, (d >> p) & 0xFFF == SSN_DIGIT_BITS, "p {}", p);
+            }
+        }
+
+        #[test]
+        fn nanp_leads_match_group_lengths(d in digit_bits(), low in any::<u64>()) {
+            let mask = nanp_leads(d, low);
+            for p in 0..64 {
+                let n = leading(d, p) as usize;
+                // What `nanp_may_start` accepts for a `1` (a low byte) or a
+                // `2` to `9`, given the group's length.
+                let want = n > 0 && if (low >> p) & 1 == 1 {
+                    nanp_may_start(b'1', n)
+                } else {
+                    nanp_may_start(b'2', n)
+                };
+                prop_assert_eq!((mask >> p) & 1 == 1, want, "p {}", p);
+            }
+        }
+
+        #[test]
+        fn ipv4_layout_matches_group_walk(d in digit_bits(), dots_seed in any::<u64>()) {
+            // Dots only where there is no digit, as in a real run; every
+            // separator a dot half of the time.
+            let dots = !d & (dots_seed | (dots_seed >> 1));
+            let mask = ipv4_layout(d, dots);
+            for p in 0..64u32 {
+                let mut at = p;
+                let mut ok = true;
+                for octet in 0..4 {
+                    let n = if at < 64 { leading(d, at) } else { 0 };
+                    if !(1..=3).contains(&n) {
+                        ok = false;
+                        break;
+                    }
+                    at += n;
+                    if octet < 3 {
+                        if at >= 64 || (dots >> at) & 1 == 0 {
+                            ok = false;
+                            break;
+                        }
+                        at += 1;
+                    }
+                }
+                prop_assert_eq!((mask >> p) & 1 == 1, ok, "p {}", p);
+            }
+        }
+    }
 }

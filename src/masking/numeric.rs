@@ -1078,7 +1078,7 @@ fn scan_run_bits(
         // Card brands all start with 2 to 6 (see `validate::card_brand_ok`),
         // which `card_starts` took from the class bits.
         if card_starts & at != 0 {
-            if let Some(e) = card_end_bits(text, s, ce, w) {
+            if let Some(e) = card_end_fast(text, s, ce, w, bmi2) {
                 push(out, s, e, Builtin::Card);
             }
         }
@@ -1316,18 +1316,14 @@ fn scan_run_bytes(text: &[u8], run: &NumericRun, here: Here, out: &mut Vec<Findi
     true
 }
 
-/// Luhn's doubled digit, digit sum taken: 2d, minus 9 above 9.
-const LUHN_DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
-
-/// [`card_end`] from the run's digit bits (`w`: bit 0 is the byte at `s`,
-/// bits past the run's end are zero). The chain of digit groups a card can
-/// span ends at the first non-digit that is not followed by a digit (two
-/// separators in a row, or the run's end), or at the first separator that
-/// is not `' '`/`'-'` or differs from the first one; candidate ends are the
-/// group ends inside the chain that hold 13 to 19 digits, and each one's
-/// Luhn sum comes from one walk over the digits.
-#[inline]
-fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
+/// The digits a card from `s` (a digit) can span, as bits of `w` (the
+/// run's digit bits from `s`, zero past the run's end at `ce`), if there
+/// are at least 13. The chain of digit groups ends at the first non-digit
+/// that is not followed by a digit (two separators in a row, or the run's
+/// end), or at the first separator that is not `' '`/`'-'` or differs
+/// from the first one.
+#[inline(always)]
+fn card_chain(text: &[u8], s: usize, ce: usize, w: u64) -> Option<u64> {
     let len = (ce - s) as u32;
     // Non-digits, with every bit past the run set.
     let other = !w | !bits_below(len);
@@ -1352,9 +1348,22 @@ fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
         }
     }
     let digits = w & bits_below(stop);
-    if digits.count_ones() < 13 {
-        return None;
-    }
+    (digits.count_ones() >= 13).then_some(digits)
+}
+
+/// Luhn's doubled digit, digit sum taken: 2d, minus 9 above 9.
+const LUHN_DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
+
+/// [`card_end`] from the run's digit bits (`w`: bit 0 is the byte at `s`,
+/// bits past the run's end are zero). The chain of digit groups a card can
+/// span ends at the first non-digit that is not followed by a digit (two
+/// separators in a row, or the run's end), or at the first separator that
+/// is not `' '`/`'-'` or differs from the first one; candidate ends are the
+/// group ends inside the chain that hold 13 to 19 digits, and each one's
+/// Luhn sum comes from one walk over the digits.
+#[inline]
+fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
+    let digits = card_chain(text, s, ce, w)?;
     // Group ends: the last digit of each group of the chain.
     let group_ends = digits & !(digits >> 1);
     // One walk over the first 19 digits gives the Luhn sum of every prefix.
@@ -1392,6 +1401,143 @@ fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
         (sum % 10 == 0 && Builtin::Card.right_ok(text, e) && validate::card_brand_ok(&first4, n))
             .then_some(e)
     })
+}
+
+/// [`card_end_bits`] with AVX2 and BMI2: the candidate ends (group ends
+/// holding 13 to 19 digits) come from two `pdep`s, and the Luhn sum of
+/// each is one masked byte sum over the chain's 64 bytes instead of a walk
+/// with a branch per digit. Which digits a candidate doubles is a parity:
+/// with `n` digits, those whose count of digits before them has the
+/// parity of `n`, and that count's parity for every byte at once is a
+/// prefix XOR of the digit bits.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, BMI1, BMI2 and POPCNT.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+unsafe fn card_end_avx2(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_extracti128_si256, _mm256_loadu_si256,
+        _mm256_or_si256, _mm256_sad_epu8, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_epi8,
+        _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_sub_epi8,
+        _mm_add_epi64, _mm_cvtsi128_si64, _mm_unpackhi_epi64, _pdep_u64,
+    };
+    let digits = card_chain(text, s, ce, w)?;
+    let group_ends = digits & !(digits >> 1);
+    // The 13th digit and the 19th (or the chain's last) bound the ends.
+    let total = digits.count_ones();
+    let thirteenth = _pdep_u64(1 << 12, digits).trailing_zeros();
+    let last = if total > 19 {
+        _pdep_u64(1 << 18, digits).trailing_zeros()
+    } else {
+        63 - digits.leading_zeros()
+    };
+    let mut ends = group_ends & bits_from(thirteenth) & bits_below(last + 1);
+    if ends == 0 {
+        return None;
+    }
+    // The chain's bytes (its last digit is within 37 bytes of `s`), padded
+    // with zeros when the text ends sooner.
+    let mut padded = [0u8; 64];
+    let bytes: &[u8] = match text.get(s..s + 64) {
+        Some(b) => b,
+        None => {
+            let rest = &text[s..];
+            padded[..rest.len()].copy_from_slice(rest);
+            &padded
+        }
+    };
+    // SAFETY: `bytes` holds 64 bytes, so both loads stay inside it.
+    let (plain, doubled) = unsafe {
+        let load = |at: usize| _mm256_loadu_si256(bytes.as_ptr().add(at).cast::<__m256i>());
+        // Digit values; other bytes get junk that the masks below drop.
+        let nibble = _mm256_set1_epi8(0x0f);
+        let value =
+            |v: __m256i| _mm256_and_si256(_mm256_sub_epi8(v, _mm256_set1_epi8(b'0' as i8)), nibble);
+        let table = _mm256_setr_epi8(
+            0, 2, 4, 6, 8, 1, 3, 5, 7, 9, 0, 0, 0, 0, 0, 0, 0, 2, 4, 6, 8, 1, 3, 5, 7, 9, 0, 0, 0,
+            0, 0, 0,
+        );
+        let (low, high) = (value(load(0)), value(load(32)));
+        (
+            [low, high],
+            [
+                _mm256_shuffle_epi8(table, low),
+                _mm256_shuffle_epi8(table, high),
+            ],
+        )
+    };
+    // Bit `i`: the count of chain digits before byte `i` is odd.
+    let mut parity = digits;
+    for shift in [1, 2, 4, 8, 16, 32] {
+        parity ^= parity << shift;
+    }
+    let odd_before = parity ^ digits;
+    // 32 mask bits as 32 bytes of all ones or zeros.
+    let expand = |m: u32| {
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(m as i32),
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            ),
+        );
+        let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+    };
+    while ends != 0 {
+        // Longest first.
+        let p = 63 - ends.leading_zeros();
+        ends &= !(1u64 << p);
+        let chain = digits & bits_below(p + 1);
+        let n = chain.count_ones();
+        let twice = chain & if n % 2 == 0 { !odd_before } else { odd_before };
+        let once = chain & !twice;
+        let mut sums = _mm256_setzero_si256();
+        for half in 0..2 {
+            let shift = 32 * half as u32;
+            let picked = _mm256_or_si256(
+                _mm256_and_si256(plain[half], expand((once >> shift) as u32)),
+                _mm256_and_si256(doubled[half], expand((twice >> shift) as u32)),
+            );
+            sums = std::arch::x86_64::_mm256_add_epi64(
+                sums,
+                _mm256_sad_epu8(picked, _mm256_setzero_si256()),
+            );
+        }
+        let folded = _mm_add_epi64(
+            _mm256_extracti128_si256::<0>(sums),
+            _mm256_extracti128_si256::<1>(sums),
+        );
+        let sum = _mm_cvtsi128_si64(_mm_add_epi64(folded, _mm_unpackhi_epi64(folded, folded)));
+        let e = s + p as usize + 1;
+        if sum % 10 == 0 && Builtin::Card.right_ok(text, e) {
+            let mut first4 = [0u8; 4];
+            let mut rest = digits;
+            for b in &mut first4 {
+                *b = text[s + rest.trailing_zeros() as usize];
+                rest &= rest - 1;
+            }
+            if validate::card_brand_ok(&first4, n as usize) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// [`card_end_bits`] with AVX2 when `v3` (detected by the caller); the
+/// property tests compare the two.
+#[inline(always)]
+pub fn card_end_fast(text: &[u8], s: usize, ce: usize, w: u64, v3: bool) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if v3 {
+        // SAFETY: the caller detected the x86-64-v3 features.
+        return unsafe { card_end_avx2(text, s, ce, w) };
+    }
+    let _ = v3;
+    card_end_bits(text, s, ce, w)
 }
 
 /// [`ipv4_end`] from the run's digit and dot bits (bit 0 is the byte at
@@ -1647,7 +1793,55 @@ mod tests {
         (!(d >> p)).trailing_zeros()
     }
 
+    /// Texts of digit groups and card separators, with Luhn-valid cards
+    /// mixed in so that the sums matter.
+    fn card_texts() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[0-9]{1,6}",
+                "[ -]",
+                "[ -]{2}",
+                "[.+()a]",
+                Just("4111 1111 1111 1111".to_string()),
+                Just("5500-0000-0000-0004".to_string()),
+                Just("378282246310005".to_string()),
+                Just("6011000990139424".to_string()),
+            ],
+            1..12,
+        )
+        .prop_map(|parts| parts.concat().into_bytes())
+    }
+
     proptest! {
+        #[test]
+        fn card_end_bits_match_byte_walk(text in card_texts(), tail in 0usize..70) {
+            // Text after the run, so that the padded and the direct loads
+            // of the vector build both happen.
+            let mut text = text;
+            text.extend(std::iter::repeat_n(b'x', tail));
+            for s in 0..text.len() {
+                if !text[s].is_ascii_digit() || (s > 0 && text[s - 1].is_ascii_digit()) {
+                    continue;
+                }
+                let mut ce = s;
+                while ce < text.len() && NUMERIC[usize::from(text[ce])] {
+                    ce += 1;
+                }
+                if ce - s > RUN_BITS_BYTES_MAX {
+                    continue;
+                }
+                let w = text[s..ce]
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |m, (k, b)| m | (u64::from(b.is_ascii_digit()) << k));
+                let want = card_end(&text, s, ce);
+                prop_assert_eq!(card_end_bits(&text, s, ce, w), want, "bits, s {}", s);
+                if Level::supported().contains(&Level::V3) {
+                    prop_assert_eq!(card_end_fast(&text, s, ce, w, true), want, "avx2, s {}", s);
+                }
+            }
+        }
+
         #[test]
         fn select_bit_matches_portable(d in any::<u64>(), k in 0u32..64) {
             prop_assume!(k < d.count_ones());

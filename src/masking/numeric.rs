@@ -1492,7 +1492,7 @@ unsafe fn card_end_avx2(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usiz
         ends &= !(1u64 << p);
         let chain = digits & bits_below(p + 1);
         let n = chain.count_ones();
-        let twice = chain & if n % 2 == 0 { !odd_before } else { odd_before };
+        let twice = chain & if n.is_multiple_of(2) { !odd_before } else { odd_before };
         let once = chain & !twice;
         let mut sums = _mm256_setzero_si256();
         for half in 0..2 {

@@ -546,10 +546,11 @@ pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
     let tail = text.len() % BLOCK_BYTES;
     let stride = full + usize::from(tail > 0) + 2;
     out.stride = stride;
-    // Every word of the text's blocks is written below; the two padding
-    // words of each class must be zero.
+    // Every word is written exactly once below (the text's blocks, then the
+    // two zero padding words of each class) into reserved memory, and the
+    // length set after: no zeroing pass first.
     out.words.clear();
-    out.words.resize(class::COUNT * stride, 0);
+    out.words.reserve(class::COUNT * stride);
     for (i, block) in text.chunks_exact(BLOCK_BYTES).enumerate() {
         if let Ok(block) = <&[u8; BLOCK_BYTES]>::try_from(block) {
             // SAFETY: `i < full < stride - 2`.
@@ -572,6 +573,14 @@ pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
         // SAFETY: `full < stride - 2` when there is a tail.
         unsafe { out.put(full, last) };
     }
+    // SAFETY: both are below `stride`; with them every word of every class
+    // is written (blocks `0..stride - 2` above), so the length may cover
+    // them all.
+    unsafe {
+        out.put(stride - 2, BlockClasses::default());
+        out.put(stride - 1, BlockClasses::default());
+        out.words.set_len(class::COUNT * stride);
+    }
 }
 
 impl Classes {
@@ -579,12 +588,12 @@ impl Classes {
     ///
     /// # Safety
     ///
-    /// `block < stride` and `words` holds `COUNT * stride` words (as
-    /// [`classify_text`] sizes it). Unchecked because the seven checked
+    /// `block < stride` and `words` has room for `COUNT * stride` words
+    /// (as [`classify_text`] reserves). Unchecked because the seven checked
     /// stores per block were a fifth of the classification's cost.
     #[inline(always)]
     unsafe fn put(&mut self, block: usize, classes: BlockClasses) {
-        debug_assert!(block < self.stride && self.words.len() == class::COUNT * self.stride);
+        debug_assert!(block < self.stride && self.words.capacity() >= class::COUNT * self.stride);
         let base = self.words.as_mut_ptr();
         for (c, bits) in [
             (class::NUMERIC, classes.numeric),
@@ -595,8 +604,8 @@ impl Classes {
             (class::LOW, classes.low),
             (class::CARD_FIRST, classes.card_first),
         ] {
-            // SAFETY: `c * stride + block < COUNT * stride` by the caller's
-            // promise.
+            // SAFETY: `c * stride + block < COUNT * stride`, within the
+            // capacity, by the caller's promise.
             unsafe { base.add(c * self.stride + block).write(bits.to_le()) };
         }
     }
@@ -662,24 +671,33 @@ enum SiteStart {
 /// [`for_each_site`] without reading the runs.
 #[inline(always)]
 fn for_each_site_start(classes: &Classes, mut visit: impl FnMut(SiteStart) -> bool) -> bool {
+    let blocks = classes.blocks();
+    // The three classes read here, each sliced to its blocks and the empty
+    // word after them, so that the indexing below needs no checks.
+    let class_words = |c: usize| &classes.words[c * classes.stride..][..blocks + 1];
+    let (numeric, digit, upper) = (
+        class_words(class::NUMERIC),
+        class_words(class::DIGIT),
+        class_words(class::UPPER),
+    );
     let (mut previous_numeric, mut previous_upper) = (0u64, 0u64);
-    for i in 0..classes.blocks() {
+    for i in 0..blocks {
         let at = i * BLOCK_BYTES;
-        let n = classes.word(class::NUMERIC, i);
+        let n = u64::from_le(numeric[i]);
         // A run starts at a numeric byte after a byte that is not.
         let starts = n & !((n << 1) | (previous_numeric >> 63));
         // Bit p: bytes p..p+7 are all numeric (the following block supplies
         // the bytes past the end of this one), so the run starting at p is
         // long enough.
-        let c = u128::from(n) | (u128::from(classes.word(class::NUMERIC, i + 1)) << 64);
+        let c = u128::from(n) | (u128::from(u64::from_le(numeric[i + 1])) << 64);
         let two = c & (c >> 1);
         let four = two & (two >> 2);
         let seven = (four & (four >> 3)) as u64;
         let mut runs = starts & seven;
-        let upper = classes.word(class::UPPER, i);
+        let upper = u64::from_le(upper[i]);
         let upper_before = (upper << 1) | (previous_upper >> 63);
         let upper_two_before = (upper << 2) | (previous_upper >> 62);
-        let mut ibans = classes.word(class::DIGIT, i) & upper_before & upper_two_before;
+        let mut ibans = u64::from_le(digit[i]) & upper_before & upper_two_before;
         while runs | ibans != 0 {
             let r = runs.trailing_zeros();
             let k = ibans.trailing_zeros();
@@ -1492,7 +1510,12 @@ unsafe fn card_end_avx2(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usiz
         ends &= !(1u64 << p);
         let chain = digits & bits_below(p + 1);
         let n = chain.count_ones();
-        let twice = chain & if n.is_multiple_of(2) { !odd_before } else { odd_before };
+        let twice = chain
+            & if n.is_multiple_of(2) {
+                !odd_before
+            } else {
+                odd_before
+            };
         let once = chain & !twice;
         let mut sums = _mm256_setzero_si256();
         for half in 0..2 {

@@ -3,30 +3,39 @@
 //!
 //! # How
 //!
-//! [`classify_text`] turns the text into one [`BlockClasses`] per 64
-//! bytes: a bit per byte for digits, `[ ().+-]` (the bytes of numeric
-//! runs), dots, capitals and the bytes only phone numbers start with (`+`
-//! and `(`). From those, [`for_each_site`] gets with a few shifts and ANDs
-//! per block the two kinds of place that need work: runs of at least
-//! [`RUN_BYTES_MIN`] numeric bytes holding a digit (every card, SSN, phone
-//! number and IPv4 address lies inside one) and digits after two capitals
-//! (IBAN check digits). Text outside those (most of it, including the
-//! short runs of digits in hex strings, tokens and words) costs a fraction
-//! of an instruction per byte.
+//! [`classify_text`] turns the text into [`Classes`]: one bit array per
+//! class of byte (digits, `[ ().+-]` (the bytes of numeric runs), dots,
+//! capitals, `+` and `(` (where only phone numbers start), `0`/`1` and
+//! `2`-`6`), 64 bytes per step with two nibble-table lookups. From those,
+//! the site loop gets with a few shifts and ANDs per block the two kinds
+//! of place that need work: runs of at least [`RUN_BYTES_MIN`] numeric
+//! bytes (every card, SSN, phone number and IPv4 address lies inside one)
+//! and digits after two capitals (IBAN check digits). Text outside those
+//! (most of it, including the short runs of digits in hex strings, tokens
+//! and words) costs a fraction of an instruction per byte.
 //!
-//! A run comes with its digits, dots and opening bytes as bits
-//! ([`NumericRun::digit_bits`]), so the walk over it takes its starts (the
-//! first digit of each group, each `+` and `(`), the group lengths, the
-//! digits left after a start and the exact layout of an SSN or an IPv4
-//! address from shifts and bit counts. The detectors' shapes are nearly
-//! deterministic from a start: one end for SSNs, IPv4 addresses and North
-//! American numbers, and for cards the group ends holding 13 to 19 digits,
-//! whose Luhn sums come from one forward walk over the digits. Only `+`
-//! starts (E.164 and international numbers, whose groups can end anywhere)
-//! try every end. Every shortcut is a necessary condition of the
-//! definition in [`super::detectors`], never a heuristic, and the property
-//! tests in `tests/masking_equivalence.rs` check the outcome against the
-//! reference scanner and each bitmask primitive against a byte-wise walk.
+//! A run's bits are read at its first byte with one unaligned load and a
+//! shift per class, one class at a time, and the run is dropped at the
+//! first count that rules every detector out. For a run that stays, each
+//! detector's necessary conditions are bit masks over all of its group
+//! starts at once: the SSN and IPv4 digit layouts, the lengths a North
+//! American number's first group may have, the first digits of card
+//! brands, and the digits left after a start (one `pdep`). Only the
+//! starts that pass every mask are read byte by byte (in PII-dense rows,
+//! about one start in ten). The detectors' shapes are nearly deterministic
+//! from a start: one end for SSNs, IPv4 addresses and North American
+//! numbers, and for cards the group ends holding 13 to 19 digits, whose
+//! Luhn sums are masked byte sums ([`card_end_fast`]). Only `+` starts
+//! (E.164 and international numbers, whose groups can end anywhere) try
+//! every end. Every shortcut is a necessary condition of the definition in
+//! [`super::detectors`], never a heuristic; the property tests in
+//! `tests/masking_equivalence.rs` check the outcome against the reference
+//! scanner, and the unit tests below each bit mask against a walk over its
+//! bits.
+//!
+//! The vector build ([`Level::V3`]: AVX2 and BMI2) is chosen once per
+//! process; `SLUICE_SIMD_MAX=baseline` forces the portable build, which
+//! `make test` runs the equivalence suite on as well.
 
 use super::detectors::Builtin;
 use super::validate;

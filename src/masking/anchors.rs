@@ -343,52 +343,148 @@ pub fn find(text: &[u8], hit: impl FnMut(AnchorHit)) {
 
 /// [`find`] with the features in `cpu`.
 #[inline]
-pub fn find_using(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) {
+pub fn find_using(text: &[u8], cpu: Cpu, hit: impl FnMut(AnchorHit)) {
+    find_and_count_colons(text, cpu, hit);
+}
+
+/// [`find_using`], also telling whether `text` holds `::` or at least six
+/// colons ([`colons_may_hold_ipv6_naive`]), which every valid IPv6 address
+/// does. Most rows hold a colon or two (times of day, `host:port`) but no
+/// address: counting the colons here costs a compare per 32 bytes that are
+/// loaded for the triggers anyway, and spares those rows the IPv6 search's
+/// own pass over the text.
+#[inline]
+pub fn find_and_count_colons(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) -> bool {
     #[cfg(target_arch = "x86_64")]
     if cpu.avx2 {
-        // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only.
-        unsafe { find_avx2(text, &mut hit) };
-        return;
+        // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only,
+        // which also detected `bmi1` and `popcnt`.
+        return unsafe { find_avx2(text, &mut hit) };
     }
     let _ = cpu;
-    find_with(text, &mut hit, trigger_bits_portable);
+    find_with(text, &mut hit, block_bits_portable)
+}
+
+/// Whether `text` holds `::` or at least six colons, byte by byte: the
+/// definition that [`find_and_count_colons`] is property-tested against.
+pub fn colons_may_hold_ipv6_naive(text: &[u8]) -> bool {
+    text.windows(2).any(|w| w == b"::") || text.iter().filter(|&&b| b == b':').count() >= 6
+}
+
+/// The trigger bits ([`trigger_bits_portable`]) and the colon bits of one
+/// 64-byte block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockBits {
+    pub trigger: u64,
+    pub colon: u64,
+}
+
+/// [`BlockBits`] byte by byte (`bytes` holds at least 65 bytes): the
+/// portable path and the reference of the property test.
+pub fn block_bits_portable(bytes: &[u8]) -> BlockBits {
+    let colon = bytes
+        .iter()
+        .take(BLOCK_BYTES)
+        .enumerate()
+        .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i));
+    BlockBits {
+        trigger: trigger_bits_portable(bytes),
+        colon,
+    }
+}
+
+/// [`BlockBits`] with AVX2: [`trigger_bits_avx2`] plus one compare per 32
+/// bytes for the colons. The triggers are a superset of the portable ones
+/// (checked exactly afterwards); the colons are exact.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least 65 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn block_bits_avx2(bytes: &[u8]) -> BlockBits {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    debug_assert!(bytes.len() > BLOCK_BYTES);
+    // SAFETY: `bytes` holds at least 65 bytes, so both 32-byte loads stay
+    // inside it; the caller guarantees AVX2. The loads repeat those of
+    // `trigger_bits_avx2`, which the compiler merges once both are inlined.
+    unsafe {
+        let colon = _mm256_set1_epi8(b':' as i8);
+        let low = _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>());
+        let high = _mm256_loadu_si256(bytes.as_ptr().add(32).cast::<__m256i>());
+        let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(low, colon)) as u32;
+        let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(high, colon)) as u32;
+        BlockBits {
+            trigger: trigger_bits_avx2(bytes),
+            colon: u64::from(low) | (u64::from(high) << 32),
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1")]
-unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) {
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) -> bool {
     // SAFETY: `find_with` passes at least 65 bytes, and AVX2 is enabled in
     // this function (detected by the caller).
-    find_with(text, hit, |b| unsafe { trigger_bits_avx2(b) });
+    find_with(text, hit, |b| unsafe { block_bits_avx2(b) })
 }
 
+/// The anchor search over 64-byte blocks; returns whether the text holds
+/// `::` or at least six colons.
 #[inline(always)]
-fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) -> u64) {
+fn find_with(
+    text: &[u8],
+    hit: &mut impl FnMut(AnchorHit),
+    bits: impl Fn(&[u8]) -> BlockBits,
+) -> bool {
     let n = text.len();
     let mut at = 0usize;
+    let mut colons = 0u32;
+    // `::` seen so far, and the colon bit of the previous block's last byte
+    // (a `::` may straddle two blocks).
+    let mut double = 0u64;
+    let mut carry = 0u64;
     while at < n {
-        let mut mask = match text.get(at..at + BLOCK_BYTES + 1) {
+        let block = match text.get(at..at + BLOCK_BYTES + 1) {
             Some(window) => bits(window),
             None if n > BLOCK_BYTES => {
                 // The last block of a text longer than a block: the window
                 // of the last 65 bytes gives the bits of every position
                 // but the last (which has no next byte) and repeats some
-                // positions of the previous block, which are dropped.
+                // positions of the previous block, which the shift drops.
+                // `at` is past `n - 65` here, so the shift is 1 to 64.
                 let from = n - BLOCK_BYTES - 1;
-                // `at - from` is 64 when only the last byte is left.
-                let window = bits(&text[from..])
-                    .checked_shr((at - from) as u32)
-                    .unwrap_or(0);
-                window | (u64::from(text[n - 1] == b'@') << (n - 1 - at))
+                let shift = (at - from) as u32;
+                let window = bits(&text[from..]);
+                let last = text[n - 1];
+                let last_bit = (n - 1 - at) as u32;
+                BlockBits {
+                    trigger: window.trigger.checked_shr(shift).unwrap_or(0)
+                        | (u64::from(last == b'@') << last_bit),
+                    colon: window.colon.checked_shr(shift).unwrap_or(0)
+                        | (u64::from(last == b':') << last_bit),
+                }
             }
             None => {
                 // A text shorter than a block: padded with zero bytes, which
-                // start no trigger and complete only `@`'s.
+                // start no trigger, complete only `@`'s and are no colon.
                 let mut padded = [0u8; BLOCK_BYTES + 1];
                 padded[..n].copy_from_slice(text);
-                bits(&padded) & (u64::MAX >> (BLOCK_BYTES - n))
+                let inside = u64::MAX >> (BLOCK_BYTES - n);
+                let b = bits(&padded);
+                BlockBits {
+                    trigger: b.trigger & inside,
+                    colon: b.colon,
+                }
             }
         };
+        colons += block.colon.count_ones();
+        double |= block.colon & ((block.colon << 1) | carry);
+        carry = block.colon >> 63;
+        let mut mask = block.trigger;
         while mask != 0 {
             let p = at + mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -396,6 +492,7 @@ fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) 
         }
         at += BLOCK_BYTES;
     }
+    double != 0 || colons >= 6
 }
 
 /// Every occurrence of every built-in anchor literal, found by comparing

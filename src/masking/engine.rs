@@ -52,7 +52,7 @@ use super::detectors::{is_email_local, Builtin};
 use super::numeric::{self, BLOCK_BYTES, NUMERIC_SITE_DETECTORS};
 use super::style::Style;
 use super::{
-    resolve, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
+    resolve_in_place, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
     DETECTORS_MAX, VALUE_SCAN_BYTES_MAX,
 };
 use crate::masking::validate;
@@ -478,9 +478,13 @@ impl Scanner {
                 complete = false;
             }
         }
+        // Whether the text holds `::` or six colons, as every IPv6 address
+        // does: told by the anchor search when it runs (most rows hold a
+        // time of day but no address), found by the IPv6 search otherwise.
+        let mut ipv6_possible = true;
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
             let candidates = &mut self.candidates;
-            anchors::find_using(text, cpu, |hit| {
+            ipv6_possible = anchors::find_and_count_colons(text, cpu, |hit| {
                 if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
                     if set.contains(id) && candidates.len() < CANDIDATES_MAX {
                         anchored(engine, text, id, anchor, hit.end, cpu, candidates);
@@ -495,13 +499,19 @@ impl Scanner {
                 complete =
                     numeric::scan(text, set, &mut self.blocks, &mut self.candidates, scan_iban);
             }
-            if complete && set.contains(Builtin::Ipv6 as DetectorId) {
+            if complete && ipv6_possible && set.contains(Builtin::Ipv6 as DetectorId) {
                 scan_ipv6(text, cpu, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
         if complete {
-            complete = resolve(&mut self.candidates, &mut self.findings);
+            // The candidates become the findings where they are; the
+            // vectors are swapped rather than copied (the candidates are
+            // cleared at the next scan, the findings were cleared above).
+            complete = resolve_in_place(&mut self.candidates);
+            if !self.candidates.is_empty() {
+                std::mem::swap(&mut self.candidates, &mut self.findings);
+            }
         }
         if !complete {
             self.findings.clear();

@@ -1,0 +1,108 @@
+//! The per-value shortcuts of the scanner against their definitions: the
+//! in-place overlap resolution against [`resolve`], and the colon count
+//! that the anchor search reports against a byte-by-byte count, with AVX2
+//! and without.
+
+use proptest::prelude::*;
+use sluice::masking::anchors::{self, Cpu};
+use sluice::masking::{resolve, resolve_in_place, Finding, FINDINGS_MAX};
+
+/// Candidates as the scan passes produce them: some in order and
+/// disjoint, some overlapping, some repeated, some empty.
+fn candidates() -> impl Strategy<Value = Vec<Finding>> {
+    let one = (0usize..200, 0usize..40, 0u16..4).prop_map(|(start, len, detector)| Finding {
+        start,
+        end: start + len,
+        detector,
+    });
+    prop_oneof![
+        // Arbitrary lists.
+        proptest::collection::vec(one, 0..12),
+        // Lists in order without overlap (the common case of the fast
+        // path), sometimes touching.
+        proptest::collection::vec((0usize..6, 1usize..20, 0u16..4), 0..12).prop_map(|gaps| {
+            let mut at = 0;
+            gaps.into_iter()
+                .map(|(gap, len, detector)| {
+                    let f = Finding {
+                        start: at + gap,
+                        end: at + gap + len,
+                        detector,
+                    };
+                    at = f.end;
+                    f
+                })
+                .collect()
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// Resolving in place keeps exactly the findings of [`resolve`].
+    #[test]
+    fn resolve_in_place_matches_resolve(c in candidates()) {
+        let mut sorted = c.clone();
+        let mut expected = Vec::new();
+        let expected_complete = resolve(&mut sorted, &mut expected);
+        let mut in_place = c;
+        let complete = resolve_in_place(&mut in_place);
+        prop_assert_eq!(complete, expected_complete);
+        prop_assert_eq!(in_place, expected);
+    }
+
+    /// The anchor search reports the same anchors with AVX2 and without,
+    /// and whether the text holds `::` or six colons exactly as the
+    /// byte-by-byte count does, on texts of any length (shorter than a
+    /// block, partial last blocks, colons at block edges).
+    #[test]
+    fn anchor_search_counts_colons_both_ways(t in proptest::collection::vec(
+        proptest::sample::select(b"::::a1. @eyJ-Bk_\xff".to_vec()), 0..300)) {
+        let expected = anchors::colons_may_hold_ipv6_naive(&t);
+        let naive = anchors::find_naive(&t);
+        for cpu in [Cpu::detect(), Cpu::portable()] {
+            let mut hits = Vec::new();
+            let may_hold = anchors::find_and_count_colons(&t, cpu, |h| hits.push(h));
+            hits.sort();
+            prop_assert_eq!(may_hold, expected, "{:?} {:?}", cpu, String::from_utf8_lossy(&t));
+            prop_assert_eq!(&hits, &naive, "{:?}", cpu);
+        }
+    }
+
+    /// The AVX2 block bits hold exactly the colons of the byte-by-byte
+    /// definition, and every trigger of it.
+    #[test]
+    fn avx2_block_bits_match_portable(bytes in proptest::collection::vec(
+        proptest::sample::select(b":@yJIAzghixo_keEK-B\x00\xc9a".to_vec()), 65..80)) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let portable = anchors::block_bits_portable(&bytes);
+            // SAFETY: AVX2 was just detected and `bytes` holds at least 65
+            // bytes.
+            let fast = unsafe { anchors::block_bits_avx2(&bytes) };
+            prop_assert_eq!(fast.colon, portable.colon);
+            prop_assert_eq!(fast.trigger & portable.trigger, portable.trigger);
+        }
+    }
+}
+
+/// A text of exactly `FINDINGS_MAX + 1` disjoint candidates in order is
+/// refused by the fast path as by [`resolve`]; one fewer is accepted.
+#[test]
+fn resolve_in_place_keeps_the_findings_bound() {
+    for count in [FINDINGS_MAX, FINDINGS_MAX + 1] {
+        let c: Vec<Finding> = (0..count)
+            .map(|i| Finding {
+                start: 2 * i,
+                end: 2 * i + 1,
+                detector: 0,
+            })
+            .collect();
+        let mut expected = Vec::new();
+        let expected_complete = resolve(&mut c.clone(), &mut expected);
+        let mut in_place = c;
+        assert_eq!(resolve_in_place(&mut in_place), expected_complete);
+        assert_eq!(expected_complete, count == FINDINGS_MAX);
+    }
+}

@@ -5,6 +5,7 @@
 
 use proptest::prelude::*;
 use sluice::masking::anchors::{self, Cpu};
+use sluice::masking::engine::{token_bytes_present, token_bytes_present_naive};
 use sluice::masking::{resolve, resolve_in_place, Finding, FINDINGS_MAX};
 
 /// Candidates as the scan passes produce them: some in order and
@@ -84,6 +85,34 @@ proptest! {
             prop_assert_eq!(fast.colon, portable.colon);
             prop_assert_eq!(fast.trigger & portable.trigger, portable.trigger);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The word-at-a-time scan of a token body finds `_`, `-` and
+    /// lowercase letters exactly where the byte-by-byte definition does,
+    /// at every length (shorter than a word, multiples of eight and not).
+    #[test]
+    fn token_bytes_present_matches_naive(body in proptest::collection::vec(
+        proptest::sample::select(b"AZaz09_-MNmn".to_vec()), 0..120)) {
+        prop_assert_eq!(token_bytes_present(&body), token_bytes_present_naive(&body));
+    }
+
+    /// Bodies of one repeated byte with a single different byte anywhere
+    /// (the different byte alone must be found, wherever the overlapping
+    /// last word falls).
+    #[test]
+    fn token_bytes_present_finds_a_single_byte(
+        len in 1usize..100, at in any::<proptest::sample::Index>(),
+        fill in proptest::sample::select(b"AZ09".to_vec()),
+        odd in proptest::sample::select(b"_-az".to_vec()),
+    ) {
+        let mut body = vec![fill; len];
+        body[at.index(len)] = odd;
+        prop_assert_eq!(token_bytes_present(&body), token_bytes_present_naive(&body));
+        prop_assert_ne!(token_bytes_present(&body), 0);
     }
 }
 

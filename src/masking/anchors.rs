@@ -57,7 +57,9 @@ const BLOCK_BYTES: usize = 64;
 /// - `@`;
 /// - `y` before `J` (the `yJ` of `eyJ`);
 /// - `I` before `A` (`AKIA`, `ASIA`) or `z` (`AIza`);
-/// - `g` before `h` (`gh?_`) or `i` (`github_pat_`);
+/// - `g` before `h` (`gh?_`);
+/// - `b` before `_` (the `b_` of `github_pat_`: `gi` would fire on every
+///   `login`);
 /// - `x` before `o` (`xox?-`);
 /// - `k` before `_` (`sk_live_`), and `k` or `K` before `e` or `E` (the
 ///   `key` that ends every AWS secret keyword);
@@ -74,7 +76,8 @@ pub fn trigger_bits_portable(bytes: &[u8]) -> u64 {
             b'@' => true,
             b'y' => n == b'J',
             b'I' => n == b'A' || n == b'z',
-            b'g' => n == b'h' || n == b'i',
+            b'g' => n == b'h',
+            b'b' => n == b'_',
             b'x' => n == b'o',
             b'k' => n == b'_' || n == b'e' || n == b'E',
             b'K' => n == b'e' || n == b'E',
@@ -107,9 +110,11 @@ const PAIRS: [(&[u8], &[u8]); 8] = [
     (b"@", b""),
     (b"y", b"J"),
     (b"I", b"Az"),
-    (b"g", b"hi"),
+    (b"g", b"h"),
     (b"x", b"o"),
-    (b"k", b"_"),
+    // `sk_live_` and `github_pat_` share a class: `b` and `k` are exactly
+    // the bytes of low nibble 2 or 11 and high nibble 6.
+    (b"bk", b"_"),
     (b"kK", b"eE"),
     (b"-", b"B"),
 ];
@@ -254,6 +259,7 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
             }
         }
         b'g' => {
+            // `gh[opsur]_`.
             if has(text, p, b"gh")
                 && text
                     .get(p + 2)
@@ -262,9 +268,10 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
             {
                 report(p + 4, Literal::GithubShort);
             }
-            if has(text, p, b"github_pat_") {
-                report(p + 11, Literal::GithubPat);
-            }
+        }
+        // `github_pat_`: the `b` is the sixth byte.
+        b'b' if p >= 5 && has(text, p - 5, b"github_pat_") => {
+            report(p + 6, Literal::GithubPat);
         }
         b'x' if has(text, p, b"xox")
             && text

@@ -5,7 +5,9 @@
 
 use proptest::prelude::*;
 use sluice::masking::anchors::{self, Cpu};
-use sluice::masking::engine::{token_bytes_present, token_bytes_present_naive};
+use sluice::masking::engine::{
+    ipv6_run_end, ipv6_run_end_naive, token_bytes_present, token_bytes_present_naive,
+};
 use sluice::masking::{resolve, resolve_in_place, Finding, FINDINGS_MAX};
 
 /// Candidates as the scan passes produce them: some in order and
@@ -113,6 +115,23 @@ proptest! {
         body[at.index(len)] = odd;
         prop_assert_eq!(token_bytes_present(&body), token_bytes_present_naive(&body));
         prop_assert_ne!(token_bytes_present(&body), 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The 16-byte walk over a run of hex digits, `:` and `.` ends where
+    /// the byte-by-byte walk does and sees the same dots, from every
+    /// start (runs shorter and longer than 16 bytes, ends at the end of
+    /// the text, bytes just outside the class: `/`, `;`, `@`, `G`, `g`,
+    /// `` ` ``, 0xff).
+    #[test]
+    fn ipv6_run_end_matches_naive(t in proptest::collection::vec(
+        proptest::sample::select(b"09:.afAF/;@Gg`\xff ".to_vec()), 0..80)) {
+        for from in 0..=t.len() {
+            prop_assert_eq!(ipv6_run_end(&t, from), ipv6_run_end_naive(&t, from), "from {}", from);
+        }
     }
 }
 

@@ -1003,9 +1003,16 @@ fn token_run_end(text: &[u8], from: usize, limit: usize, cpu: Cpu) -> usize {
     e
 }
 
-/// Whole 32-byte steps of [`token_run_end`]; returns where the byte-wise
-/// walk takes over (a non-token byte, or fewer than 32 bytes before
-/// `limit`).
+/// The 32-byte steps of [`token_run_end`]; returns where the byte-wise
+/// walk takes over (a non-token byte, `limit`, or `from` itself in a text
+/// shorter than 32 bytes).
+///
+/// A step near the end of the text loads the last 32 bytes instead and
+/// shifts the positions before `e` out, so that a short run (most token
+/// bodies and JSON Web Token parts end within 32 bytes of the end of a
+/// row) is not finished byte by byte: past the end of the text the bits
+/// are zero, which ends the run there, and a run reaching past `limit` is
+/// cut at `limit`.
 ///
 /// # Safety
 ///
@@ -1017,13 +1024,17 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
         __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
         _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
     };
-    let limit = limit.min(text.len());
-    let mut e = from;
-    while e + 32 <= limit {
-        // SAFETY: `e + 32 <= limit <= text.len()`, so the load stays inside
-        // `text`.
-        let bits = unsafe {
-            let v = _mm256_loadu_si256(text.as_ptr().add(e).cast::<__m256i>());
+    let n = text.len();
+    let limit = limit.min(n);
+    if n < 32 {
+        return from;
+    }
+    // Bit `i` set when `text[at + i]` is a token byte (`at + 32 <= n`).
+    let token_bits = |at: usize| {
+        // SAFETY: `at + 32 <= n`, so the load stays inside `text`; AVX2 is
+        // enabled in this function.
+        unsafe {
+            let v = _mm256_loadu_si256(text.as_ptr().add(at).cast::<__m256i>());
             // Signed compares: bytes of 0x80 and above are negative and fall
             // in no range.
             let within = |x: __m256i, lo: u8, hi: u8| {
@@ -1041,13 +1052,24 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
                 ),
             );
             _mm256_movemask_epi8(token) as u32
+        }
+    };
+    let mut e = from;
+    while e < limit {
+        let bits = if e + 32 <= n {
+            token_bits(e)
+        } else {
+            // The last 32 bytes, shifted so that bit 0 is `e` (the shift is
+            // 1 to 31: `e` is past `n - 32` and before `n`).
+            let last = n - 32;
+            token_bits(last) >> (e - last)
         };
         if bits != u32::MAX {
-            return e + (!bits).trailing_zeros() as usize;
+            return (e + (!bits).trailing_zeros() as usize).min(limit);
         }
         e += 32;
     }
-    e
+    limit
 }
 
 /// Pushes the IBAN candidate whose country code starts at `s`, if any.

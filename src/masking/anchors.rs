@@ -49,6 +49,9 @@ pub enum Literal {
 
 /// Bytes classified at once.
 const BLOCK_BYTES: usize = 64;
+/// Half a block: the classification of the last block of a text when at
+/// most this many bytes are left.
+const HALF_BYTES: usize = 32;
 
 /// Trigger bits of one 64-byte block, computed from `bytes` (at least 65
 /// bytes: the pairs of the last byte look at the next one). Bit `i` is set
@@ -168,16 +171,31 @@ static TABLES: NibbleTables = nibble_tables();
 #[target_feature(enable = "avx2")]
 #[inline]
 pub unsafe fn trigger_bits_avx2(bytes: &[u8]) -> u64 {
+    // SAFETY: the caller's guarantees are those of the two halves.
+    unsafe { trigger_halves_avx2::<2>(bytes) }
+}
+
+/// [`trigger_bits_avx2`] of the first `HALVES` times 32 positions (one or
+/// two).
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least `32 HALVES +
+/// 1` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn trigger_halves_avx2<const HALVES: usize>(bytes: &[u8]) -> u64 {
     use std::arch::x86_64::{
         __m128i, __m256i, _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_cmpeq_epi8,
         _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256,
         _mm256_shuffle_epi8, _mm256_srli_epi16, _mm_loadu_si128,
     };
-    debug_assert!(bytes.len() > BLOCK_BYTES);
+    debug_assert!(bytes.len() > HALVES * 32);
     let mut mask = 0u64;
-    // SAFETY: the tables are 16 bytes each; `bytes` holds at least 65
-    // bytes, so both loads of each half (32 bytes from offset 0 or 32,
-    // and from one byte further) stay inside it.
+    // SAFETY: the tables are 16 bytes each; `bytes` holds at least
+    // `32 HALVES + 1` bytes, so both loads of each half (32 bytes from
+    // offset 0 or 32, and from one byte further) stay inside it.
     unsafe {
         let table = |t: &[u8; 16]| {
             _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast::<__m128i>()))
@@ -192,7 +210,7 @@ pub unsafe fn trigger_bits_avx2(bytes: &[u8]) -> u64 {
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
             _mm256_and_si256(_mm256_shuffle_epi8(low, lo), _mm256_shuffle_epi8(high, hi))
         };
-        for half in 0..2 {
+        for half in 0..HALVES {
             let at = bytes.as_ptr().add(half * 32);
             let v = _mm256_loadu_si256(at.cast::<__m256i>());
             let next = _mm256_loadu_si256(at.add(1).cast::<__m256i>());
@@ -369,7 +387,14 @@ pub fn find_and_count_colons(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHi
         return unsafe { find_avx2(text, &mut hit) };
     }
     let _ = cpu;
-    find_with(text, &mut hit, block_bits_portable)
+    find_with(text, &mut hit, block_bits_portable, |b| {
+        // The positions of the first half only (the window is 33 bytes).
+        let bits = block_bits_portable(b);
+        BlockBits {
+            trigger: bits.trigger & u64::from(u32::MAX),
+            colon: bits.colon & u64::from(u32::MAX),
+        }
+    })
 }
 
 /// Whether `text` holds `::` or at least six colons, byte by byte: the
@@ -411,22 +436,41 @@ pub fn block_bits_portable(bytes: &[u8]) -> BlockBits {
 #[target_feature(enable = "avx2")]
 #[inline]
 pub unsafe fn block_bits_avx2(bytes: &[u8]) -> BlockBits {
+    // SAFETY: the caller's guarantees are those of the two halves.
+    unsafe { block_halves_avx2::<2>(bytes) }
+}
+
+/// [`block_bits_avx2`] of the first `HALVES` times 32 positions (one or
+/// two): the partial last block of a text needs one half when at most 32
+/// bytes are left.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least `32 HALVES +
+/// 1` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_halves_avx2<const HALVES: usize>(bytes: &[u8]) -> BlockBits {
     use std::arch::x86_64::{
         __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
     };
-    debug_assert!(bytes.len() > BLOCK_BYTES);
-    // SAFETY: `bytes` holds at least 65 bytes, so both 32-byte loads stay
-    // inside it; the caller guarantees AVX2. The loads repeat those of
-    // `trigger_bits_avx2`, which the compiler merges once both are inlined.
+    debug_assert!(bytes.len() > HALVES * 32);
+    // SAFETY: `bytes` holds at least `32 HALVES + 1` bytes, so the 32-byte
+    // load of each half stays inside it; the caller guarantees AVX2. The
+    // loads repeat those of `trigger_halves_avx2`, which the compiler
+    // merges once both are inlined.
     unsafe {
         let colon = _mm256_set1_epi8(b':' as i8);
-        let low = _mm256_loadu_si256(bytes.as_ptr().cast::<__m256i>());
-        let high = _mm256_loadu_si256(bytes.as_ptr().add(32).cast::<__m256i>());
-        let low = _mm256_movemask_epi8(_mm256_cmpeq_epi8(low, colon)) as u32;
-        let high = _mm256_movemask_epi8(_mm256_cmpeq_epi8(high, colon)) as u32;
+        let mut colons = 0u64;
+        for half in 0..HALVES {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(half * 32).cast::<__m256i>());
+            let bits = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, colon)) as u32;
+            colons |= u64::from(bits) << (half * 32);
+        }
         BlockBits {
-            trigger: trigger_bits_avx2(bytes),
-            colon: u64::from(low) | (u64::from(high) << 32),
+            trigger: trigger_halves_avx2::<HALVES>(bytes),
+            colon: colons,
         }
     }
 }
@@ -436,7 +480,12 @@ pub unsafe fn block_bits_avx2(bytes: &[u8]) -> BlockBits {
 unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) -> bool {
     // SAFETY: `find_with` passes at least 65 bytes, and AVX2 is enabled in
     // this function (detected by the caller).
-    find_with(text, hit, |b| unsafe { block_bits_avx2(b) })
+    find_with(
+        text,
+        hit,
+        |b| unsafe { block_halves_avx2::<2>(b) },
+        |b| unsafe { block_halves_avx2::<1>(b) },
+    )
 }
 
 /// The anchor search over 64-byte blocks; returns whether the text holds
@@ -446,6 +495,7 @@ fn find_with(
     text: &[u8],
     hit: &mut impl FnMut(AnchorHit),
     bits: impl Fn(&[u8]) -> BlockBits,
+    half_bits: impl Fn(&[u8]) -> BlockBits,
 ) -> bool {
     let n = text.len();
     let mut at = 0usize;
@@ -457,6 +507,20 @@ fn find_with(
     while at < n {
         let block = match text.get(at..at + BLOCK_BYTES + 1) {
             Some(window) => bits(window),
+            None if n > BLOCK_BYTES && n - at <= HALF_BYTES => {
+                // At most 32 bytes left: as below, with the window of the
+                // last 33 bytes, which costs half a block's classification.
+                // `at` is past `n - 33`, so the shift is 1 to 32.
+                let from = n - HALF_BYTES - 1;
+                let shift = (at - from) as u32;
+                let window = half_bits(&text[from..]);
+                let last = text[n - 1];
+                let last_bit = (n - 1 - at) as u32;
+                BlockBits {
+                    trigger: (window.trigger >> shift) | (u64::from(last == b'@') << last_bit),
+                    colon: (window.colon >> shift) | (u64::from(last == b':') << last_bit),
+                }
+            }
             None if n > BLOCK_BYTES => {
                 // The last block of a text longer than a block: the window
                 // of the last 65 bytes gives the bits of every position

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use sluice::masking::anchors::{self, Cpu};
 use sluice::masking::engine::{
     ipv6_run_end, ipv6_run_end_naive, token_bytes_present, token_bytes_present_naive,
+    token_bytes_present_words,
 };
 use sluice::masking::{resolve, resolve_in_place, Finding, FINDINGS_MAX};
 
@@ -100,6 +101,7 @@ proptest! {
     fn token_bytes_present_matches_naive(body in proptest::collection::vec(
         proptest::sample::select(b"AZaz09_-MNmn".to_vec()), 0..120)) {
         prop_assert_eq!(token_bytes_present(&body), token_bytes_present_naive(&body));
+        prop_assert_eq!(token_bytes_present_words(&body), token_bytes_present_naive(&body));
     }
 
     /// Bodies of one repeated byte with a single different byte anywhere
@@ -114,6 +116,7 @@ proptest! {
         let mut body = vec![fill; len];
         body[at.index(len)] = odd;
         prop_assert_eq!(token_bytes_present(&body), token_bytes_present_naive(&body));
+        prop_assert_eq!(token_bytes_present_words(&body), token_bytes_present_naive(&body));
         prop_assert_ne!(token_bytes_present(&body), 0);
     }
 }

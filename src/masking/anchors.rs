@@ -276,16 +276,14 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
                 report(p + 3, Literal::Google);
             }
         }
-        b'g' => {
-            // `gh[opsur]_`.
-            if has(text, p, b"gh")
-                && text
-                    .get(p + 2)
-                    .is_some_and(|b| matches!(b, b'o' | b'p' | b's' | b'u' | b'r'))
-                && has(text, p + 3, b"_")
-            {
-                report(p + 4, Literal::GithubShort);
-            }
+        // `gh[opsur]_`.
+        b'g' if has(text, p, b"gh")
+            && text
+                .get(p + 2)
+                .is_some_and(|b| matches!(b, b'o' | b'p' | b's' | b'u' | b'r'))
+            && has(text, p + 3, b"_") =>
+        {
+            report(p + 4, Literal::GithubShort);
         }
         // `github_pat_`: the `b` is the sixth byte.
         b'b' if p >= 5 && has(text, p - 5, b"github_pat_") => {

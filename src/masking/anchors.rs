@@ -49,6 +49,9 @@ pub enum Literal {
 
 /// Bytes classified at once.
 const BLOCK_BYTES: usize = 64;
+/// Half a block: the classification of the last block of a text when at
+/// most this many bytes are left.
+const HALF_BYTES: usize = 32;
 
 /// Trigger bits of one 64-byte block, computed from `bytes` (at least 65
 /// bytes: the pairs of the last byte look at the next one). Bit `i` is set
@@ -57,7 +60,9 @@ const BLOCK_BYTES: usize = 64;
 /// - `@`;
 /// - `y` before `J` (the `yJ` of `eyJ`);
 /// - `I` before `A` (`AKIA`, `ASIA`) or `z` (`AIza`);
-/// - `g` before `h` (`gh?_`) or `i` (`github_pat_`);
+/// - `g` before `h` (`gh?_`);
+/// - `b` before `_` (the `b_` of `github_pat_`: `gi` would fire on every
+///   `login`);
 /// - `x` before `o` (`xox?-`);
 /// - `k` before `_` (`sk_live_`), and `k` or `K` before `e` or `E` (the
 ///   `key` that ends every AWS secret keyword);
@@ -74,7 +79,8 @@ pub fn trigger_bits_portable(bytes: &[u8]) -> u64 {
             b'@' => true,
             b'y' => n == b'J',
             b'I' => n == b'A' || n == b'z',
-            b'g' => n == b'h' || n == b'i',
+            b'g' => n == b'h',
+            b'b' => n == b'_',
             b'x' => n == b'o',
             b'k' => n == b'_' || n == b'e' || n == b'E',
             b'K' => n == b'e' || n == b'E',
@@ -107,9 +113,11 @@ const PAIRS: [(&[u8], &[u8]); 8] = [
     (b"@", b""),
     (b"y", b"J"),
     (b"I", b"Az"),
-    (b"g", b"hi"),
+    (b"g", b"h"),
     (b"x", b"o"),
-    (b"k", b"_"),
+    // `sk_live_` and `github_pat_` share a class: `b` and `k` are exactly
+    // the bytes of low nibble 2 or 11 and high nibble 6.
+    (b"bk", b"_"),
     (b"kK", b"eE"),
     (b"-", b"B"),
 ];
@@ -163,16 +171,31 @@ static TABLES: NibbleTables = nibble_tables();
 #[target_feature(enable = "avx2")]
 #[inline]
 pub unsafe fn trigger_bits_avx2(bytes: &[u8]) -> u64 {
+    // SAFETY: the caller's guarantees are those of the two halves.
+    unsafe { trigger_halves_avx2::<2>(bytes) }
+}
+
+/// [`trigger_bits_avx2`] of the first `HALVES` times 32 positions (one or
+/// two).
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least `32 HALVES +
+/// 1` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn trigger_halves_avx2<const HALVES: usize>(bytes: &[u8]) -> u64 {
     use std::arch::x86_64::{
         __m128i, __m256i, _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_cmpeq_epi8,
         _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256,
         _mm256_shuffle_epi8, _mm256_srli_epi16, _mm_loadu_si128,
     };
-    debug_assert!(bytes.len() > BLOCK_BYTES);
+    debug_assert!(bytes.len() > HALVES * 32);
     let mut mask = 0u64;
-    // SAFETY: the tables are 16 bytes each; `bytes` holds at least 65
-    // bytes, so both loads of each half (32 bytes from offset 0 or 32,
-    // and from one byte further) stay inside it.
+    // SAFETY: the tables are 16 bytes each; `bytes` holds at least
+    // `32 HALVES + 1` bytes, so both loads of each half (32 bytes from
+    // offset 0 or 32, and from one byte further) stay inside it.
     unsafe {
         let table = |t: &[u8; 16]| {
             _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast::<__m128i>()))
@@ -187,7 +210,7 @@ pub unsafe fn trigger_bits_avx2(bytes: &[u8]) -> u64 {
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
             _mm256_and_si256(_mm256_shuffle_epi8(low, lo), _mm256_shuffle_epi8(high, hi))
         };
-        for half in 0..2 {
+        for half in 0..HALVES {
             let at = bytes.as_ptr().add(half * 32);
             let v = _mm256_loadu_si256(at.cast::<__m256i>());
             let next = _mm256_loadu_si256(at.add(1).cast::<__m256i>());
@@ -253,18 +276,18 @@ fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
                 report(p + 3, Literal::Google);
             }
         }
-        b'g' => {
-            if has(text, p, b"gh")
-                && text
-                    .get(p + 2)
-                    .is_some_and(|b| matches!(b, b'o' | b'p' | b's' | b'u' | b'r'))
-                && has(text, p + 3, b"_")
-            {
-                report(p + 4, Literal::GithubShort);
-            }
-            if has(text, p, b"github_pat_") {
-                report(p + 11, Literal::GithubPat);
-            }
+        // `gh[opsur]_`.
+        b'g' if has(text, p, b"gh")
+            && text
+                .get(p + 2)
+                .is_some_and(|b| matches!(b, b'o' | b'p' | b's' | b'u' | b'r'))
+            && has(text, p + 3, b"_") =>
+        {
+            report(p + 4, Literal::GithubShort);
+        }
+        // `github_pat_`: the `b` is the sixth byte.
+        b'b' if p >= 5 && has(text, p - 5, b"github_pat_") => {
+            report(p + 6, Literal::GithubPat);
         }
         b'x' if has(text, p, b"xox")
             && text
@@ -343,52 +366,194 @@ pub fn find(text: &[u8], hit: impl FnMut(AnchorHit)) {
 
 /// [`find`] with the features in `cpu`.
 #[inline]
-pub fn find_using(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) {
+pub fn find_using(text: &[u8], cpu: Cpu, hit: impl FnMut(AnchorHit)) {
+    find_and_count_colons(text, cpu, hit);
+}
+
+/// [`find_using`], also telling whether `text` holds `::` or at least six
+/// colons ([`colons_may_hold_ipv6_naive`]), which every valid IPv6 address
+/// does. Most rows hold a colon or two (times of day, `host:port`) but no
+/// address: counting the colons here costs a compare per 32 bytes that are
+/// loaded for the triggers anyway, and spares those rows the IPv6 search's
+/// own pass over the text.
+#[inline]
+pub fn find_and_count_colons(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) -> bool {
     #[cfg(target_arch = "x86_64")]
     if cpu.avx2 {
-        // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only.
-        unsafe { find_avx2(text, &mut hit) };
-        return;
+        // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only,
+        // which also detected `bmi1` and `popcnt`.
+        return unsafe { find_avx2(text, &mut hit) };
     }
     let _ = cpu;
-    find_with(text, &mut hit, trigger_bits_portable);
+    find_with(text, &mut hit, block_bits_portable, |b| {
+        // The positions of the first half only (the window is 33 bytes).
+        let bits = block_bits_portable(b);
+        BlockBits {
+            trigger: bits.trigger & u64::from(u32::MAX),
+            colon: bits.colon & u64::from(u32::MAX),
+        }
+    })
+}
+
+/// Whether `text` holds `::` or at least six colons, byte by byte: the
+/// definition that [`find_and_count_colons`] is property-tested against.
+pub fn colons_may_hold_ipv6_naive(text: &[u8]) -> bool {
+    text.windows(2).any(|w| w == b"::") || text.iter().filter(|&&b| b == b':').count() >= 6
+}
+
+/// The trigger bits ([`trigger_bits_portable`]) and the colon bits of one
+/// 64-byte block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockBits {
+    pub trigger: u64,
+    pub colon: u64,
+}
+
+/// [`BlockBits`] byte by byte (`bytes` holds at least 65 bytes): the
+/// portable path and the reference of the property test.
+pub fn block_bits_portable(bytes: &[u8]) -> BlockBits {
+    let colon = bytes
+        .iter()
+        .take(BLOCK_BYTES)
+        .enumerate()
+        .fold(0u64, |m, (i, &b)| m | (u64::from(b == b':') << i));
+    BlockBits {
+        trigger: trigger_bits_portable(bytes),
+        colon,
+    }
+}
+
+/// [`BlockBits`] with AVX2: [`trigger_bits_avx2`] plus one compare per 32
+/// bytes for the colons. The triggers are a superset of the portable ones
+/// (checked exactly afterwards); the colons are exact.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least 65 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn block_bits_avx2(bytes: &[u8]) -> BlockBits {
+    // SAFETY: the caller's guarantees are those of the two halves.
+    unsafe { block_halves_avx2::<2>(bytes) }
+}
+
+/// [`block_bits_avx2`] of the first `HALVES` times 32 positions (one or
+/// two): the partial last block of a text needs one half when at most 32
+/// bytes are left.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, and `bytes` must hold at least `32 HALVES +
+/// 1` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_halves_avx2<const HALVES: usize>(bytes: &[u8]) -> BlockBits {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    debug_assert!(bytes.len() > HALVES * 32);
+    // SAFETY: `bytes` holds at least `32 HALVES + 1` bytes, so the 32-byte
+    // load of each half stays inside it; the caller guarantees AVX2. The
+    // loads repeat those of `trigger_halves_avx2`, which the compiler
+    // merges once both are inlined.
+    unsafe {
+        let colon = _mm256_set1_epi8(b':' as i8);
+        let mut colons = 0u64;
+        for half in 0..HALVES {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(half * 32).cast::<__m256i>());
+            let bits = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, colon)) as u32;
+            colons |= u64::from(bits) << (half * 32);
+        }
+        BlockBits {
+            trigger: trigger_halves_avx2::<HALVES>(bytes),
+            colon: colons,
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1")]
-unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) {
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) -> bool {
     // SAFETY: `find_with` passes at least 65 bytes, and AVX2 is enabled in
     // this function (detected by the caller).
-    find_with(text, hit, |b| unsafe { trigger_bits_avx2(b) });
+    find_with(
+        text,
+        hit,
+        |b| unsafe { block_halves_avx2::<2>(b) },
+        |b| unsafe { block_halves_avx2::<1>(b) },
+    )
 }
 
+/// The anchor search over 64-byte blocks; returns whether the text holds
+/// `::` or at least six colons.
 #[inline(always)]
-fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) -> u64) {
+fn find_with(
+    text: &[u8],
+    hit: &mut impl FnMut(AnchorHit),
+    bits: impl Fn(&[u8]) -> BlockBits,
+    half_bits: impl Fn(&[u8]) -> BlockBits,
+) -> bool {
     let n = text.len();
     let mut at = 0usize;
+    let mut colons = 0u32;
+    // `::` seen so far, and the colon bit of the previous block's last byte
+    // (a `::` may straddle two blocks).
+    let mut double = 0u64;
+    let mut carry = 0u64;
     while at < n {
-        let mut mask = match text.get(at..at + BLOCK_BYTES + 1) {
+        let block = match text.get(at..at + BLOCK_BYTES + 1) {
             Some(window) => bits(window),
+            None if n > BLOCK_BYTES && n - at <= HALF_BYTES => {
+                // At most 32 bytes left: as below, with the window of the
+                // last 33 bytes, which costs half a block's classification.
+                // `at` is past `n - 33`, so the shift is 1 to 32.
+                let from = n - HALF_BYTES - 1;
+                let shift = (at - from) as u32;
+                let window = half_bits(&text[from..]);
+                let last = text[n - 1];
+                let last_bit = (n - 1 - at) as u32;
+                BlockBits {
+                    trigger: (window.trigger >> shift) | (u64::from(last == b'@') << last_bit),
+                    colon: (window.colon >> shift) | (u64::from(last == b':') << last_bit),
+                }
+            }
             None if n > BLOCK_BYTES => {
                 // The last block of a text longer than a block: the window
                 // of the last 65 bytes gives the bits of every position
                 // but the last (which has no next byte) and repeats some
-                // positions of the previous block, which are dropped.
+                // positions of the previous block, which the shift drops.
+                // `at` is past `n - 65` here, so the shift is 1 to 64.
                 let from = n - BLOCK_BYTES - 1;
-                // `at - from` is 64 when only the last byte is left.
-                let window = bits(&text[from..])
-                    .checked_shr((at - from) as u32)
-                    .unwrap_or(0);
-                window | (u64::from(text[n - 1] == b'@') << (n - 1 - at))
+                let shift = (at - from) as u32;
+                let window = bits(&text[from..]);
+                let last = text[n - 1];
+                let last_bit = (n - 1 - at) as u32;
+                BlockBits {
+                    trigger: window.trigger.checked_shr(shift).unwrap_or(0)
+                        | (u64::from(last == b'@') << last_bit),
+                    colon: window.colon.checked_shr(shift).unwrap_or(0)
+                        | (u64::from(last == b':') << last_bit),
+                }
             }
             None => {
                 // A text shorter than a block: padded with zero bytes, which
-                // start no trigger and complete only `@`'s.
+                // start no trigger, complete only `@`'s and are no colon.
                 let mut padded = [0u8; BLOCK_BYTES + 1];
                 padded[..n].copy_from_slice(text);
-                bits(&padded) & (u64::MAX >> (BLOCK_BYTES - n))
+                let inside = u64::MAX >> (BLOCK_BYTES - n);
+                let b = bits(&padded);
+                BlockBits {
+                    trigger: b.trigger & inside,
+                    colon: b.colon,
+                }
             }
         };
+        colons += block.colon.count_ones();
+        double |= block.colon & ((block.colon << 1) | carry);
+        carry = block.colon >> 63;
+        let mut mask = block.trigger;
         while mask != 0 {
             let p = at + mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -396,6 +561,7 @@ fn find_with(text: &[u8], hit: &mut impl FnMut(AnchorHit), bits: impl Fn(&[u8]) 
         }
         at += BLOCK_BYTES;
     }
+    double != 0 || colons >= 6
 }
 
 /// Every occurrence of every built-in anchor literal, found by comparing

@@ -52,7 +52,7 @@ use super::detectors::{is_email_local, Builtin};
 use super::numeric::{self, BLOCK_BYTES, NUMERIC_SITE_DETECTORS};
 use super::style::Style;
 use super::{
-    resolve, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
+    resolve_in_place, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
     DETECTORS_MAX, VALUE_SCAN_BYTES_MAX,
 };
 use crate::masking::validate;
@@ -478,9 +478,13 @@ impl Scanner {
                 complete = false;
             }
         }
+        // Whether the text holds `::` or six colons, as every IPv6 address
+        // does: told by the anchor search when it runs (most rows hold a
+        // time of day but no address), found by the IPv6 search otherwise.
+        let mut ipv6_possible = true;
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
             let candidates = &mut self.candidates;
-            anchors::find_using(text, cpu, |hit| {
+            ipv6_possible = anchors::find_and_count_colons(text, cpu, |hit| {
                 if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
                     if set.contains(id) && candidates.len() < CANDIDATES_MAX {
                         anchored(engine, text, id, anchor, hit.end, cpu, candidates);
@@ -495,13 +499,19 @@ impl Scanner {
                 complete =
                     numeric::scan(text, set, &mut self.blocks, &mut self.candidates, scan_iban);
             }
-            if complete && set.contains(Builtin::Ipv6 as DetectorId) {
+            if complete && ipv6_possible && set.contains(Builtin::Ipv6 as DetectorId) {
                 scan_ipv6(text, cpu, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
         if complete {
-            complete = resolve(&mut self.candidates, &mut self.findings);
+            // The candidates become the findings where they are; the
+            // vectors are swapped rather than copied (the candidates are
+            // cleared at the next scan, the findings were cleared above).
+            complete = resolve_in_place(&mut self.candidates);
+            if !self.candidates.is_empty() {
+                std::mem::swap(&mut self.candidates, &mut self.findings);
+            }
         }
         if !complete {
             self.findings.clear();
@@ -728,7 +738,10 @@ pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Opti
         return None;
     }
     let shaped = match token_body(b, to - s, len) {
-        Some(class) => text[to..e].iter().all(|&c| is(c, class)),
+        // Every byte of the body is a token byte (the run says so), so the
+        // body is in `class` exactly when it holds none of the token bytes
+        // that `class` leaves out.
+        Some(class) => token_bytes_present(&text[to..e]) & token_bytes_outside(class) == 0,
         None => b.shape(&text[s..e]),
     };
     (shaped && b.validate(text, s, e)).then_some(e)
@@ -758,6 +771,143 @@ fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u8> {
         (Builtin::GoogleApiKey, 4, 39) => Some(class::TOKEN),
         _ => None,
     }
+}
+
+/// The token bytes that some body class of [`token_body`] leaves out: a
+/// set of these flags.
+pub mod token_byte {
+    /// `_`.
+    pub const UNDERSCORE: u8 = 1;
+    /// `-`.
+    pub const DASH: u8 = 2;
+    /// `[a-z]`.
+    pub const LOWER: u8 = 4;
+}
+
+/// The [`token_byte`] flags of the token bytes (`[A-Za-z0-9_-]`) outside
+/// `class`, one of the body classes of [`token_body`].
+#[inline]
+fn token_bytes_outside(class: u8) -> u8 {
+    use token_byte::{DASH, LOWER, UNDERSCORE};
+    match class {
+        class::TOKEN => 0,
+        class::WORD => DASH,
+        class::LABEL => UNDERSCORE,
+        class::ALNUM => UNDERSCORE | DASH,
+        class::UPPER_DIGIT => UNDERSCORE | DASH | LOWER,
+        // Not a body class: every byte counts as outside, so the caller's
+        // check fails closed.
+        _ => UNDERSCORE | DASH | LOWER,
+    }
+}
+
+/// Which of `_`, `-` and `[a-z]` ([`token_byte`] flags) occur in `body`,
+/// a run of token bytes (`[A-Za-z0-9_-]`), eight bytes at a time: a token
+/// body is 10 to 100 bytes long, and a table lookup per byte was most of
+/// the cost of confirming one.
+///
+/// Each 8-byte word is tested whole: a byte equal to `_` is a zero byte
+/// of the word XOR eight `_`s, and "some byte is zero" is exactly
+/// `(x - 0x01..01) & !x & 0x80..80 != 0`; a token byte is a lowercase
+/// letter exactly when it is at least `a` (0x61), i.e. when adding 0x1f
+/// sets its top bit, and no token byte (at most `z`, 0x7a) carries into
+/// the next one. The last word overlaps the one before when the length is
+/// not a multiple of eight, which only reads some bytes twice.
+/// [`token_bytes_present_naive`] is the definition (property-tested).
+///
+/// Bodies of 16 bytes or more are read 16 bytes at a time with SSE2 (part
+/// of every x86-64 CPU) instead: three compares per step, the last step
+/// overlapping the one before in the same way; a token byte is lowercase
+/// exactly when it is above `` ` `` (0x60) in a signed compare.
+pub fn token_bytes_present(body: &[u8]) -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    if body.len() >= 16 {
+        return token_bytes_present_sse2(body);
+    }
+    token_bytes_present_words(body)
+}
+
+/// The 16-byte steps of [`token_bytes_present`] (`body` holds at least
+/// 16 bytes).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn token_bytes_present_sse2(body: &[u8]) -> u8 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_setzero_si128,
+    };
+    let n = body.len();
+    debug_assert!(n >= 16);
+    // SAFETY: SSE2 is part of the x86-64 baseline, and every load reads
+    // the 16 bytes from `step <= n - 16`, inside `body`.
+    unsafe {
+        let underscore = _mm_set1_epi8(b'_' as i8);
+        let dash = _mm_set1_epi8(b'-' as i8);
+        let before_a = _mm_set1_epi8(b'`' as i8);
+        let (mut found_underscore, mut found_dash, mut found_lower) = (
+            _mm_setzero_si128(),
+            _mm_setzero_si128(),
+            _mm_setzero_si128(),
+        );
+        let mut at = 0usize;
+        loop {
+            let step = at.min(n - 16);
+            let v = _mm_loadu_si128(body.as_ptr().add(step).cast::<__m128i>());
+            found_underscore = _mm_or_si128(found_underscore, _mm_cmpeq_epi8(v, underscore));
+            found_dash = _mm_or_si128(found_dash, _mm_cmpeq_epi8(v, dash));
+            found_lower = _mm_or_si128(found_lower, _mm_cmpgt_epi8(v, before_a));
+            if step + 16 >= n {
+                break;
+            }
+            at += 16;
+        }
+        (u8::from(_mm_movemask_epi8(found_underscore) != 0) * token_byte::UNDERSCORE)
+            | (u8::from(_mm_movemask_epi8(found_dash) != 0) * token_byte::DASH)
+            | (u8::from(_mm_movemask_epi8(found_lower) != 0) * token_byte::LOWER)
+    }
+}
+
+/// [`token_bytes_present`] eight bytes at a time (bodies shorter than 16
+/// bytes, and CPUs other than x86-64; public for the property test).
+pub fn token_bytes_present_words(body: &[u8]) -> u8 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = body.len();
+    if n < 8 {
+        return token_bytes_present_naive(body);
+    }
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let (mut underscore, mut dash, mut lower) = (0u64, 0u64, 0u64);
+    let mut at = 0usize;
+    loop {
+        let word = at.min(n - 8);
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&body[word..word + 8]);
+        let v = u64::from_le_bytes(bytes);
+        underscore |= has_zero(v ^ (ONES * u64::from(b'_')));
+        dash |= has_zero(v ^ (ONES * u64::from(b'-')));
+        lower |= v.wrapping_add(ONES * 0x1f) & HIGH;
+        if word + 8 >= n {
+            break;
+        }
+        at += 8;
+    }
+    (u8::from(underscore != 0) * token_byte::UNDERSCORE)
+        | (u8::from(dash != 0) * token_byte::DASH)
+        | (u8::from(lower != 0) * token_byte::LOWER)
+}
+
+/// [`token_bytes_present`] byte by byte: the definition.
+pub fn token_bytes_present_naive(body: &[u8]) -> u8 {
+    body.iter().fold(0u8, |flags, &c| {
+        flags
+            | match c {
+                b'_' => token_byte::UNDERSCORE,
+                b'-' => token_byte::DASH,
+                b'a'..=b'z' => token_byte::LOWER,
+                _ => 0,
+            }
+    })
 }
 
 /// [`token_end`] by the definition: the longest end from the literal on
@@ -908,9 +1058,16 @@ fn token_run_end(text: &[u8], from: usize, limit: usize, cpu: Cpu) -> usize {
     e
 }
 
-/// Whole 32-byte steps of [`token_run_end`]; returns where the byte-wise
-/// walk takes over (a non-token byte, or fewer than 32 bytes before
-/// `limit`).
+/// The 32-byte steps of [`token_run_end`]; returns where the byte-wise
+/// walk takes over (a non-token byte, `limit`, or `from` itself in a text
+/// shorter than 32 bytes).
+///
+/// A step near the end of the text loads the last 32 bytes instead and
+/// shifts the positions before `e` out, so that a short run (most token
+/// bodies and JSON Web Token parts end within 32 bytes of the end of a
+/// row) is not finished byte by byte: past the end of the text the bits
+/// are zero, which ends the run there, and a run reaching past `limit` is
+/// cut at `limit`.
 ///
 /// # Safety
 ///
@@ -922,13 +1079,17 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
         __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
         _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
     };
-    let limit = limit.min(text.len());
-    let mut e = from;
-    while e + 32 <= limit {
-        // SAFETY: `e + 32 <= limit <= text.len()`, so the load stays inside
-        // `text`.
-        let bits = unsafe {
-            let v = _mm256_loadu_si256(text.as_ptr().add(e).cast::<__m256i>());
+    let n = text.len();
+    let limit = limit.min(n);
+    if n < 32 {
+        return from;
+    }
+    // Bit `i` set when `text[at + i]` is a token byte (`at + 32 <= n`).
+    let token_bits = |at: usize| {
+        // SAFETY: `at + 32 <= n`, so the load stays inside `text`; AVX2 is
+        // enabled in this function.
+        unsafe {
+            let v = _mm256_loadu_si256(text.as_ptr().add(at).cast::<__m256i>());
             // Signed compares: bytes of 0x80 and above are negative and fall
             // in no range.
             let within = |x: __m256i, lo: u8, hi: u8| {
@@ -946,13 +1107,24 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
                 ),
             );
             _mm256_movemask_epi8(token) as u32
+        }
+    };
+    let mut e = from;
+    while e < limit {
+        let bits = if e + 32 <= n {
+            token_bits(e)
+        } else {
+            // The last 32 bytes, shifted so that bit 0 is `e` (the shift is
+            // 1 to 31: `e` is past `n - 32` and before `n`).
+            let last = n - 32;
+            token_bits(last) >> (e - last)
         };
         if bits != u32::MAX {
-            return e + (!bits).trailing_zeros() as usize;
+            return (e + (!bits).trailing_zeros() as usize).min(limit);
         }
         e += 32;
     }
-    e
+    limit
 }
 
 /// Pushes the IBAN candidate whose country code starts at `s`, if any.
@@ -1376,12 +1548,78 @@ fn ipv6_run(text: &[u8], p: usize) -> Ipv6Run {
         start -= 1;
         dotted |= text[start] == b'.';
     }
-    let mut end = p + 1;
+    let (end, dotted_after) = ipv6_run_end(text, p + 1);
+    Ipv6Run {
+        start,
+        end,
+        dotted: dotted || dotted_after,
+    }
+}
+
+/// The end of the run of hex digits, `:` and `.` from `from`, and whether
+/// it holds a `.`: 16 bytes per step (SSE2, part of every x86-64 CPU),
+/// since the walk over an address is most of the cost of finding it; one
+/// byte at a time near the end of the text and on other CPUs.
+/// [`ipv6_run_end_naive`] is the definition (property-tested).
+#[inline]
+pub fn ipv6_run_end(text: &[u8], from: usize) -> (usize, bool) {
+    let mut end = from;
+    let mut dotted = false;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128,
+            _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        while end + 16 <= text.len() {
+            // SAFETY: SSE2 is part of the x86-64 baseline, and the load
+            // reads the 16 bytes from `end`, inside `text`.
+            let (run, dots) = unsafe {
+                let v = _mm_loadu_si128(text.as_ptr().add(end).cast::<__m128i>());
+                // Signed compares: bytes of 0x80 and above are negative and
+                // fall in no range.
+                let within = |x: __m128i, lo: u8, hi: u8| {
+                    _mm_and_si128(
+                        _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
+                        _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), x),
+                    )
+                };
+                let dot = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'.' as i8));
+                // `0`-`9` and `:` are adjacent (0x30 to 0x3a); `| 0x20`
+                // folds `A`-`F` onto `a`-`f` and moves no other byte there.
+                let lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+                let class = _mm_or_si128(
+                    _mm_or_si128(within(v, b'0', b':'), within(lower, b'a', b'f')),
+                    dot,
+                );
+                (
+                    _mm_movemask_epi8(class) as u32,
+                    _mm_movemask_epi8(dot) as u32,
+                )
+            };
+            if run != 0xffff {
+                let len = (!run).trailing_zeros();
+                dotted |= dots & ((1u32 << len) - 1) != 0;
+                return (end + len as usize, dotted);
+            }
+            dotted |= dots != 0;
+            end += 16;
+        }
+    }
     while end < text.len() && is(text[end], class::IPV6) {
         dotted |= text[end] == b'.';
         end += 1;
     }
-    Ipv6Run { start, end, dotted }
+    (end, dotted)
+}
+
+/// [`ipv6_run_end`] byte by byte: the definition.
+pub fn ipv6_run_end_naive(text: &[u8], from: usize) -> (usize, bool) {
+    let mut end = from;
+    while end < text.len() && (text[end].is_ascii_hexdigit() || matches!(text[end], b':' | b'.')) {
+        end += 1;
+    }
+    (end, text[from.min(end)..end].contains(&b'.'))
 }
 
 /// The longest IPv6 candidate from `s`, the start of a run of hex digits,

@@ -207,18 +207,24 @@ impl Profile {
     }
 }
 
+/// The order in which overlapping candidates are resolved: leftmost, then
+/// longest, then lowest detector id.
+#[inline]
+fn resolution_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    a.start
+        .cmp(&b.start)
+        .then(b.end.cmp(&a.end))
+        .then(a.detector.cmp(&b.detector))
+}
+
 /// Resolves overlapping candidates into findings: leftmost, then longest,
-/// then lowest detector id. Shared by the engine and the reference so that
+/// then lowest detector id. Shared by the engine (through
+/// [`resolve_in_place`], property-tested equal) and the reference so that
 /// both apply exactly the same rule. Returns false when more than
 /// [`FINDINGS_MAX`] findings remain (the caller then masks the whole
 /// value).
 pub fn resolve(candidates: &mut [Finding], out: &mut Vec<Finding>) -> bool {
-    candidates.sort_unstable_by(|a, b| {
-        a.start
-            .cmp(&b.start)
-            .then(b.end.cmp(&a.end))
-            .then(a.detector.cmp(&b.detector))
-    });
+    candidates.sort_unstable_by(resolution_order);
     let mut cursor = 0usize;
     for c in candidates.iter() {
         if c.start < cursor {
@@ -231,4 +237,36 @@ pub fn resolve(candidates: &mut [Finding], out: &mut Vec<Finding>) -> bool {
         cursor = c.end;
     }
     true
+}
+
+/// [`resolve`] without a second vector: the candidates are turned into
+/// the findings where they are. Returns false when more than
+/// [`FINDINGS_MAX`] findings remain.
+///
+/// The scan passes report their candidates left to right, so a value with
+/// a few findings usually has them in order already and without overlap:
+/// then every candidate is a finding (each one starts at or after the end
+/// of the one before, which is where the cursor of [`resolve`] stands),
+/// and one comparison per pair replaces the sort and the copy.
+#[inline]
+pub fn resolve_in_place(candidates: &mut Vec<Finding>) -> bool {
+    let in_order = candidates
+        .windows(2)
+        .all(|w| w[0].start < w[1].start && w[0].end <= w[1].start);
+    if !in_order {
+        candidates.sort_unstable_by(resolution_order);
+        let mut kept = 0usize;
+        let mut cursor = 0usize;
+        for i in 0..candidates.len() {
+            let c = candidates[i];
+            if c.start < cursor {
+                continue;
+            }
+            candidates[kept] = c;
+            kept += 1;
+            cursor = c.end;
+        }
+        candidates.truncate(kept);
+    }
+    candidates.len() <= FINDINGS_MAX
 }

@@ -431,8 +431,6 @@ fn confirm_longest(
     }
 }
 
-/// A maximal run of digits and `[ ().+-]` at least [`RUN_BYTES_MIN`]
-/// bytes long that holds at least one digit: every card, SSN, phone number
 impl Scanner {
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine

@@ -35,51 +35,56 @@
 //! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
 //! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
 //! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
-//! side in one run; load average 1.2 to 1.5 on the two-core machine):
+//! side in one run; load average 1.7 to 2.2 on the two-core machine, whose
+//! clock was about a fifth slower than in the previous session's run: the
+//! regex baseline itself went from 0.025 to 0.020 GB/s):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.475 GB/s | 0.025 GB/s     | 19.3x |
-//! | PII-dense, 1 MiB      | 0.452 GB/s | 0.030 GB/s     | 14.9x |
-//! | PII-free, rows        | 0.836 GB/s | 0.028 GB/s     | 29.5x |
-//! | PII-free, 1 MiB       | 0.909 GB/s | 0.034 GB/s     | 26.4x |
+//! | PII-dense, rows       | 0.449 GB/s | 0.020 GB/s     | 22.0x |
+//! | PII-dense, 1 MiB      | 0.423 GB/s | 0.025 GB/s     | 16.7x |
+//! | PII-free, rows        | 0.678 GB/s | 0.023 GB/s     | 29.4x |
+//! | PII-free, 1 MiB       | 0.878 GB/s | 0.031 GB/s     | 28.1x |
 //!
 //! Masking in place (scan plus rewrite, one summary for all values as in
-//! the data path) ran at 0.364 GB/s on dense rows against 0.446 GB/s for
-//! the scan alone in a later run. The previous engine measured 0.273 and
-//! 0.606 GB/s (rows). Instructions per byte, counted by callgrind
-//! (repeatable, unlike the clock on this shared machine) over 2 MiB of
-//! rows:
+//! the data path) ran at 0.318 GB/s on dense rows in the same run. Wall
+//! clock on this shared machine moves by a fifth between runs, so the
+//! engine is tracked by instructions per byte, counted by callgrind
+//! (repeatable whatever the load) over 2 MiB of rows:
 //!
 //! ```text
 //! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! give 21.2 on dense rows (34.0 before) and 15.3 on PII-free rows (22.3
-//! before). What changed: the numeric pass ([`numeric`]) classifies each
-//! value once into 64-byte blocks of bitmasks and reads starts, group
-//! lengths, SSN and IPv4 layouts, card chains and `+` phone ends from a
-//! run's bits; e-mail, token, IBAN and IPv6 candidates are confirmed in one
-//! forward walk each with a shared byte-class table instead of trying ends
-//! longest first.
+//! 18.1 on dense rows and 13.0 on PII-free rows (21.2 and 15.3 in the
+//! previous version, 34.0 and 22.3 in the one before). What changed last:
+//! the numeric pass ([`numeric`]) keeps one bit array per byte class, reads
+//! a run's bits with one load per class, drops a run at the first count
+//! that rules every detector out, and tests each detector's conditions on
+//! all of a run's starts at once as bit masks (so that about one start in
+//! ten is read byte by byte); card Luhn sums are masked byte sums; the
+//! overlap resolution skips its sort when the candidates are already in
+//! order; rows without `::` or six colons skip the IPv6 search (the anchor
+//! search counts the colons on the way); token and IPv6 walks read 16 or
+//! 32 bytes per step.
 //!
-//! The issue's target of 1 GB/s per core on PII-dense rows is not reached
-//! (0.475 GB/s); the 5x ratio to the regex baseline is. This core retires
-//! about 10 G instructions per second on this code (0.475 GB/s at 21.2
-//! instructions per byte), so 1 GB/s allows about 10 instructions per byte
-//! in all, against 21.2 today, of which the numeric pass (IBAN sites
-//! included) is 14.0 (classification and the walk over about
-//! four numeric runs per 158-byte row, where timestamps, ids and prices sit
-//! beside the two sensitive values, plus confirmations of a few hundred
-//! instructions each) and the anchor, e-mail, token and IPv6 work, the
-//! per-scan setup and overlap resolution the other 7.2. The profile is now flat: no single step holds more than a few
-//! percent, and much of the remaining time goes to data-dependent branches
-//! (which detectors a run can hold, where a chain of digit groups ends).
-//! The next step would be one classification shared by the numeric, anchor
-//! and colon searches (two passes over each value today) and a branch-free
-//! decision of the detectors a run can hold.
-//!
+//! The issue's target of 1 GB/s per core on PII-dense rows is not reached;
+//! the 5x ratio to the regex baseline is. This core retires about 10 G
+//! instructions per second on this code, so 1 GB/s allows about 10
+//! instructions per byte, against 18.1 today: about 12 for the numeric
+//! pass with its confirmations (classification and setup about 3.5, the
+//! walk over about four numeric runs per 158-byte row, where timestamps,
+//! ids and prices sit beside the two sensitive values, about 4, and card,
+//! phone, IPv4 and IBAN confirmations the rest) and about 6 for the anchor
+//! search, e-mail and token confirmations, per-scan setup and overlap
+//! resolution. Tried and dropped, measured: an AVX-512 classifier (no gain
+//! in wall clock on this Zen 4 core, and callgrind cannot count it), and
+//! keeping colon masks per block for the IPv6 search (more instructions).
+//! The next step would be one pass that classifies each block for the
+//! numeric, anchor and colon searches together (each has its own loop and
+//! tail handling today, about 300 instructions per row between them).
+
 //! # Findings
 //!
 //! A finding is a detector and a byte range of one value. The findings of a

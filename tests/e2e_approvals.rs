@@ -104,8 +104,7 @@ fn start(workers: usize) -> Approvals {
     let env = env();
     let port = free_port();
     let admin_port = free_port();
-    let dir = env.dir.join(format!("approvals-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.unique_dir("approvals");
     let (webhook_port, webhook) = webhook_receiver();
     let alice = sluice::auth::token::generate_token();
     let bob = sluice::auth::token::generate_token();

@@ -150,8 +150,7 @@ fn hash_token_output_authenticates_through_the_gateway() {
     assert!(!verifier.contains(token));
 
     let port = free_port();
-    let dir = env.dir.join(format!("cli-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.unique_dir("cli");
     let mut config = config_toml(env, &GatewayOpts::default(), port);
     config.push_str(&format!(
         "[[agents]]\nname = \"operator-bot\"\ntoken_hash = \"{verifier}\"\ntargets = [\"app\"]\n"

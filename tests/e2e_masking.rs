@@ -66,8 +66,7 @@ fn prepare_people() {
 fn masking_config(styles: &str, rules: bool, ledger: Option<(&Path, &Path)>) -> (PathBuf, u16) {
     let env = env();
     let port = free_port();
-    let dir = env.dir.join(format!("mask-gw-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.unique_dir("mask-gw");
     let mut toml = config_toml(env, &GatewayOpts::default(), port).replace(
         "name = \"limited\"\n",
         "name = \"limited\"\nmasking_profile = \"none\"\n",

@@ -13,8 +13,7 @@ use common::*;
 fn gateway() -> Gateway {
     let env = env();
     let port = free_port();
-    let dir = env.dir.join(format!("policy-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.unique_dir("policy");
     let mut config = config_toml(env, &GatewayOpts::default(), port);
     let policy = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.demo.toml"),

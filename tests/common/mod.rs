@@ -113,6 +113,20 @@ extern "C" fn cleanup_at_exit() {
     }
 }
 
+impl Env {
+    /// A new scratch directory under this environment's, unique within
+    /// the process. Tests run in parallel threads, and a name derived from
+    /// a port alone is not unique: a released port can be handed out again
+    /// to the next test that asks.
+    pub fn unique_dir(&self, prefix: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.dir.join(format!("{prefix}-{n}"));
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        dir
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -473,8 +487,7 @@ impl Gateway {
     pub fn start(opts: GatewayOpts) -> Gateway {
         let env = env();
         let port = free_port();
-        let dir = env.dir.join(format!("gw-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = env.unique_dir("gw");
         let config = dir.join("sluice.toml");
         std::fs::write(&config, config_toml(env, &opts, port)).unwrap();
         Gateway::start_with_config(config, port)

@@ -727,34 +727,79 @@ fn for_each_site_start(classes: &Classes, mut visit: impl FnMut(SiteStart) -> bo
     true
 }
 
-/// The run that starts at byte `start`. Almost every run is shorter than
-/// [`WINDOW_BITS`] bytes, so its bits come from one [`Classes::window`]
-/// per class: the length is the count of numeric bits from the start, and
-/// the digit and dot counts are bit counts of the windows.
+/// The run that starts at byte `start`, with every class read.
 #[inline(always)]
 fn run_at(classes: &Classes, start: usize) -> NumericRun {
-    // Checked once here for the six windows below.
-    assert!(start < classes.blocks() * BLOCK_BYTES);
-    // SAFETY: `start` is a byte of the text (just asserted), and every
-    // class index below is a constant of `class`.
-    let window = |c: usize| unsafe { classes.window(c, start) };
-    let len = window(class::NUMERIC).trailing_ones() as usize;
-    if len > RUN_BITS_BYTES_MAX {
-        return run_at_long(classes, start);
+    match RunReader::open(classes, start) {
+        RunReader::Short(run) => {
+            let digit_bits = run.bits(class::DIGIT);
+            let dot_bits = run.bits(class::DOT);
+            run.finish(digit_bits, dot_bits)
+        }
+        RunReader::Long(run) => run,
     }
-    let keep = (1u64 << len) - 1;
-    let digit_bits = window(class::DIGIT) & keep;
-    let dot_bits = window(class::DOT) & keep;
-    NumericRun {
-        start,
-        end: start + len,
-        digits: digit_bits.count_ones() as usize,
-        dots: dot_bits.count_ones() as usize,
-        digit_bits,
-        dot_bits,
-        open_bits: window(class::OPEN) & keep,
-        low_bits: window(class::LOW) & keep,
-        card_first_bits: window(class::CARD_FIRST) & keep,
+}
+
+/// A run being read. Almost every run is at most [`RUN_BITS_BYTES_MAX`]
+/// bytes long, and its bits come from one [`Classes::window`] per class,
+/// read one class at a time so that the scan can drop the run at the first
+/// count that rules every detector out; longer runs are read whole.
+enum RunReader<'a> {
+    Short(ShortRun<'a>),
+    Long(NumericRun),
+}
+
+/// A run of at most [`RUN_BITS_BYTES_MAX`] bytes whose classes are read on
+/// demand.
+struct ShortRun<'a> {
+    classes: &'a Classes,
+    start: usize,
+    len: usize,
+}
+
+impl<'a> RunReader<'a> {
+    /// The run starting at byte `start` of the text (a numeric byte).
+    #[inline(always)]
+    fn open(classes: &'a Classes, start: usize) -> Self {
+        // Checked once here for every window read through `ShortRun::bits`.
+        assert!(start < classes.blocks() * BLOCK_BYTES);
+        // SAFETY: `start` is a byte of the text (just asserted).
+        let len = unsafe { classes.window(class::NUMERIC, start) }.trailing_ones() as usize;
+        if len > RUN_BITS_BYTES_MAX {
+            return RunReader::Long(run_at_long(classes, start));
+        }
+        RunReader::Short(ShortRun {
+            classes,
+            start,
+            len,
+        })
+    }
+}
+
+impl ShortRun<'_> {
+    /// The run's bits of class `c` (a constant of `class`).
+    #[inline(always)]
+    fn bits(&self, c: usize) -> u64 {
+        debug_assert!(c < class::COUNT);
+        // SAFETY: `RunReader::open` asserted that `start` is a byte of the
+        // text, and `c` is a class index.
+        unsafe { self.classes.window(c, self.start) & ((1u64 << self.len) - 1) }
+    }
+
+    /// The whole run, given the digit and dot bits already read.
+    #[inline(always)]
+    fn finish(self, digit_bits: u64, dot_bits: u64) -> NumericRun {
+        NumericRun {
+            start: self.start,
+            end: self.start + self.len,
+            digits: digit_bits.count_ones() as usize,
+            dots: dot_bits.count_ones() as usize,
+            digit_bits,
+            dot_bits,
+            open_bits: self.bits(class::OPEN),
+            low_bits: self.bits(class::LOW),
+            card_first_bits: self.bits(class::CARD_FIRST),
+        }
     }
 }
 
@@ -932,44 +977,27 @@ fn scan_portable(
             if !any_numeric {
                 return true;
             }
-            // Checked once here for the windows below.
-            assert!(start < classes.blocks() * BLOCK_BYTES);
-            // SAFETY: `start` is a byte of the text (just asserted), and every
-            // class index below is a constant of `class`.
-            let window = |c: usize| unsafe { classes.window(c, start) };
-            let len = window(class::NUMERIC).trailing_ones() as usize;
-            if len > RUN_BITS_BYTES_MAX {
-                let run = run_at_long(classes, start);
-                return match Here::of(wanted, run.digits, run.dots) {
-                    Some(here) => scan_run_bytes(text, &run, here, out),
-                    None => true,
-                };
-            }
-            // The classes are read one at a time, and the run is dropped as
-            // soon as its counts rule every detector out (every one needs
-            // four digits or more).
-            let keep = (1u64 << len) - 1;
-            let digit_bits = window(class::DIGIT) & keep;
+            let run = match RunReader::open(classes, start) {
+                RunReader::Short(run) => run,
+                RunReader::Long(run) => {
+                    return match Here::of(wanted, run.digits, run.dots) {
+                        Some(here) => scan_run_bytes(text, &run, here, out),
+                        None => true,
+                    };
+                }
+            };
+            // Every detector needs four digits or more.
+            let digit_bits = run.bits(class::DIGIT);
             let digits = digit_bits.count_ones() as usize;
             if digits < 4 {
                 return true;
             }
-            let dot_bits = window(class::DOT) & keep;
+            let dot_bits = run.bits(class::DOT);
             let dots = dot_bits.count_ones() as usize;
             let Some(here) = Here::of(wanted, digits, dots) else {
                 return true;
             };
-            let run = NumericRun {
-                start,
-                end: start + len,
-                digits,
-                dots,
-                digit_bits,
-                dot_bits,
-                open_bits: window(class::OPEN) & keep,
-                low_bits: window(class::LOW) & keep,
-                card_first_bits: window(class::CARD_FIRST) & keep,
-            };
+            let run = run.finish(digit_bits, dot_bits);
             scan_run_bits(text, &run, here, out, level >= Level::V3)
         },
     )

@@ -895,7 +895,7 @@ pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
 }
 
 /// Finds the numeric candidates of `text` for the detectors in `set`,
-/// pushing them onto `out`; `blocks` is scratch space for the
+/// pushing them onto `out`; `classes` is scratch space for the
 /// classification. IBAN sites are handed to `iban` (which owns that
 /// detector). Returns false when [`CANDIDATES_MAX`] stopped the scan.
 pub fn scan(
@@ -921,7 +921,7 @@ pub fn scan(
     scan_portable(text, set, classes, out, iban, Level::Baseline)
 }
 
-/// [`scan`] compiled for CPUs with `popcnt`, `tzcnt`, `lzcnt` and AVX2
+/// [`scan`] compiled for CPUs with `popcnt`, `tzcnt`, `lzcnt`, BMI2 and AVX2
 /// (x86-64-v3): the bit counts are then single instructions instead of
 /// bit-twiddling sequences.
 ///

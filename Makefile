@@ -29,7 +29,7 @@ demo: setup
 test: setup lint
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace --no-fail-fast
-	# The masking engine once more on the baseline (non-AVX2) numeric build,
+	# The masking engine once more on its portable (non-AVX2) paths,
 	# which the run above skips on a CPU with AVX2.
 	SLUICE_SIMD_MAX=baseline $(CARGO) test --test masking_equivalence
 

@@ -333,15 +333,14 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    /// The features of the running CPU.
+    /// The features of the running CPU: the x86-64-v3 level that the
+    /// numeric pass detects once per process (a superset of what the AVX2
+    /// walks here need), so that one detection, and one
+    /// `SLUICE_SIMD_MAX=baseline`, governs every vector path of the engine.
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("popcnt");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        Cpu { avx2 }
+        Cpu {
+            avx2: super::numeric::level() >= super::numeric::Level::V3,
+        }
     }
 
     /// No optional feature: the portable code paths (for property tests

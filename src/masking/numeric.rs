@@ -34,7 +34,9 @@
 //! bits.
 //!
 //! The vector build ([`Level::V3`]: AVX2 and BMI2) is chosen once per
-//! process; `SLUICE_SIMD_MAX=baseline` forces the portable build, which
+//! process (the anchor and IPv6 walks take it too, through
+//! [`super::anchors::Cpu::detect`]); `SLUICE_SIMD_MAX=baseline` forces the
+//! portable paths, which
 //! `make test` runs the equivalence suite on as well.
 
 use super::detectors::Builtin;
@@ -386,8 +388,9 @@ impl Level {
     /// each feature, and [`level`] caches the outcome, so the data path
     /// pays one relaxed load per value.
     pub fn detect() -> Level {
-        // `SLUICE_SIMD_MAX=baseline` turns the vector build off (to compare
-        // the two side by side in one bench binary).
+        // `SLUICE_SIMD_MAX=baseline` turns every vector path of the engine
+        // off (to compare the builds side by side in one bench binary, and
+        // to test the portable paths end to end).
         if std::env::var("SLUICE_SIMD_MAX").as_deref() == Ok("baseline") {
             return Level::Baseline;
         }
@@ -418,7 +421,7 @@ impl Level {
 
 /// [`Level::detect`], cached.
 #[inline(always)]
-fn level() -> Level {
+pub(crate) fn level() -> Level {
     use std::sync::atomic::{AtomicU8, Ordering};
     // 0: not detected yet; otherwise the level plus one.
     static LEVEL: AtomicU8 = AtomicU8::new(0);

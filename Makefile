@@ -29,9 +29,11 @@ demo: setup
 test: setup lint
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace --no-fail-fast
-	# The masking engine once more on its portable (non-AVX2) paths,
-	# which the run above skips on a CPU with AVX2.
+	# The masking engine once more on its portable (non-AVX2) paths and
+	# on its AVX2 paths, which the run above skips on a CPU with AVX2 or
+	# AVX-512.
 	SLUICE_SIMD_MAX=baseline $(CARGO) test --test masking_equivalence
+	SLUICE_SIMD_MAX=v3 $(CARGO) test --test masking_equivalence
 
 lint: setup fmt-check clippy
 

@@ -33,11 +33,12 @@
 //! scanner, and the unit tests below each bit mask against a walk over its
 //! bits.
 //!
-//! The vector build ([`Level::V3`]: AVX2 and BMI2) is chosen once per
-//! process (the anchor and IPv6 walks take it too, through
-//! [`super::anchors::Cpu::detect`]); `SLUICE_SIMD_MAX=baseline` forces the
-//! portable paths, which
-//! `make test` runs the equivalence suite on as well.
+//! The vector build ([`Level::V3`]: AVX2 and BMI2; [`Level::V4`] adds an
+//! AVX-512 classification) is chosen once per process (the anchor and IPv6
+//! walks take it too, through [`super::anchors::Cpu::detect`]).
+//! `SLUICE_SIMD_MAX=baseline` forces the portable paths and
+//! `SLUICE_SIMD_MAX=v3` stops at AVX2; `make test` runs the equivalence
+//! suite at each level this CPU has.
 
 use super::detectors::Builtin;
 use super::validate;
@@ -381,6 +382,11 @@ pub enum Level {
     Baseline,
     /// x86-64-v3: AVX2, BMI1, BMI2, LZCNT and POPCNT.
     V3,
+    /// x86-64-v3 with AVX-512F and AVX-512BW: the classification reads 64
+    /// bytes per vector, gets each class as a 64-bit mask in one
+    /// instruction, and reads a text's last partial block with a masked
+    /// load (no shifted window, no copy of short texts).
+    V4,
 }
 
 impl Level {
@@ -389,11 +395,15 @@ impl Level {
     /// pays one relaxed load per value.
     pub fn detect() -> Level {
         // `SLUICE_SIMD_MAX=baseline` turns every vector path of the engine
-        // off (to compare the builds side by side in one bench binary, and
-        // to test the portable paths end to end).
-        if std::env::var("SLUICE_SIMD_MAX").as_deref() == Ok("baseline") {
-            return Level::Baseline;
-        }
+        // off and `SLUICE_SIMD_MAX=v3` the AVX-512 one (to compare the
+        // builds side by side in one bench binary, and to test each build
+        // end to end on one machine).
+        let cap = match std::env::var("SLUICE_SIMD_MAX").as_deref() {
+            Ok("baseline") => Level::Baseline,
+            Ok("v3") => Level::V3,
+            _ => Level::V4,
+        };
+        let mut detected = Level::Baseline;
         #[cfg(target_arch = "x86_64")]
         {
             let v3 = std::is_x86_feature_detected!("popcnt")
@@ -401,18 +411,23 @@ impl Level {
                 && std::is_x86_feature_detected!("bmi2")
                 && std::is_x86_feature_detected!("lzcnt")
                 && std::is_x86_feature_detected!("avx2");
-            if v3 {
-                return Level::V3;
+            let v4 = v3
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw");
+            if v4 {
+                detected = Level::V4;
+            } else if v3 {
+                detected = Level::V3;
             }
         }
-        Level::Baseline
+        detected.min(cap)
     }
 
     /// This level and every lower one (for the property tests, which
     /// compare each build with the byte-wise definitions).
     pub fn supported() -> Vec<Level> {
         let top = level();
-        [Level::Baseline, Level::V3]
+        [Level::Baseline, Level::V3, Level::V4]
             .into_iter()
             .filter(|&l| l <= top)
             .collect()
@@ -428,6 +443,7 @@ pub(crate) fn level() -> Level {
     match LEVEL.load(Ordering::Relaxed) {
         1 => Level::Baseline,
         2 => Level::V3,
+        3 => Level::V4,
         _ => {
             let detected = Level::detect();
             LEVEL.store(detected as u8 + 1, Ordering::Relaxed);
@@ -442,8 +458,9 @@ pub(crate) fn level() -> Level {
 fn classify(block: &[u8; BLOCK_BYTES], level: Level) -> BlockClasses {
     #[cfg(target_arch = "x86_64")]
     match level {
-        // SAFETY: the caller detected the level's features.
-        Level::V3 => return unsafe { classify_block_avx2(block) },
+        // SAFETY: the caller detected the level's features (V4 includes
+        // AVX2).
+        Level::V3 | Level::V4 => return unsafe { classify_block_avx2(block) },
         Level::Baseline => {}
     }
     let _ = level;
@@ -554,6 +571,12 @@ const WINDOW_BITS: usize = 57;
 /// [`scan`]'s AVX2 build.
 #[inline(always)]
 pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::V4 {
+        // SAFETY: the caller detected the level's features.
+        unsafe { classify_text_avx512(text, out) };
+        return;
+    }
     let full = text.len() / BLOCK_BYTES;
     let tail = text.len() % BLOCK_BYTES;
     let stride = full + usize::from(tail > 0) + 2;
@@ -589,6 +612,71 @@ pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
     // is written (blocks `0..stride - 2` above), so the length may cover
     // them all.
     unsafe {
+        out.put(stride - 2, BlockClasses::default());
+        out.put(stride - 1, BlockClasses::default());
+        out.words.set_len(class::COUNT * stride);
+    }
+}
+
+/// [`classify_text`] with AVX-512: each block is one 64-byte load (the
+/// last one masked to the text, which reads nothing past it and fills the
+/// rest with zero bytes, which are in no class), two table lookups, and one
+/// bit test per class that yields the class's 64-bit word directly.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F and AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn classify_text_avx512(text: &[u8], out: &mut Classes) {
+    use std::arch::x86_64::{
+        __m512i, _mm512_and_si512, _mm512_broadcast_i32x4, _mm512_loadu_si512,
+        _mm512_maskz_loadu_epi8, _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16,
+        _mm512_test_epi8_mask, _mm_loadu_si128,
+    };
+    let blocks = text.len().div_ceil(BLOCK_BYTES);
+    let stride = blocks + 2;
+    out.stride = stride;
+    out.words.clear();
+    out.words.reserve(class::COUNT * stride);
+    // SAFETY: the tables hold 16 bytes; every full block's load reads 64
+    // bytes inside the text, and the last block's masked load touches only
+    // the bytes its mask selects, which are inside the text (masked-out
+    // bytes are never accessed, so they cannot fault). The stores are
+    // within the reserved capacity (`put`'s contract: `block < stride`).
+    unsafe {
+        let low_table = _mm512_broadcast_i32x4(_mm_loadu_si128(CLASS_LOW.as_ptr().cast()));
+        let high_table = _mm512_broadcast_i32x4(_mm_loadu_si128(CLASS_HIGH.as_ptr().cast()));
+        let nibble = _mm512_set1_epi8(0x0f);
+        for block in 0..blocks {
+            let at = text.as_ptr().add(block * BLOCK_BYTES);
+            let left = text.len() - block * BLOCK_BYTES;
+            let v = if left >= BLOCK_BYTES {
+                _mm512_loadu_si512(at.cast::<__m512i>())
+            } else {
+                _mm512_maskz_loadu_epi8((1u64 << left) - 1, at.cast::<i8>())
+            };
+            let lo = _mm512_and_si512(v, nibble);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble);
+            let class = _mm512_and_si512(
+                _mm512_shuffle_epi8(low_table, lo),
+                _mm512_shuffle_epi8(high_table, hi),
+            );
+            let test = |bits: u8| _mm512_test_epi8_mask(class, _mm512_set1_epi8(bits as i8));
+            out.put(
+                block,
+                BlockClasses {
+                    numeric: test(0b11),
+                    digit: test(1),
+                    dot: test(1 << 2),
+                    upper: test(0b11 << 3),
+                    open: test(1 << 5),
+                    low: test(1 << 6),
+                    card_first: test(1 << 7),
+                },
+            );
+        }
         out.put(stride - 2, BlockClasses::default());
         out.put(stride - 1, BlockClasses::default());
         out.words.set_len(class::COUNT * stride);
@@ -918,6 +1006,7 @@ pub fn scan(
     match level() {
         // SAFETY: the features each function is compiled for were detected
         // on this CPU.
+        Level::V4 => return unsafe { scan_x86_64_v4(text, set, classes, out, iban) },
         Level::V3 => return unsafe { scan_x86_64_v3(text, set, classes, out, iban) },
         Level::Baseline => {}
     }
@@ -941,6 +1030,25 @@ unsafe fn scan_x86_64_v3(
     iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
 ) -> bool {
     scan_portable(text, set, classes, out, iban, Level::V3)
+}
+
+/// [`scan`] compiled for x86-64-v3 CPUs with AVX-512F and AVX-512BW (the
+/// classification uses them; the walk is the same as
+/// [`scan_x86_64_v3`]'s).
+///
+/// # Safety
+///
+/// The CPU must support those features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt,avx2,avx512f,avx512bw")]
+unsafe fn scan_x86_64_v4(
+    text: &[u8],
+    set: DetectorSet,
+    classes: &mut Classes,
+    out: &mut Vec<Finding>,
+    iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
+) -> bool {
+    scan_portable(text, set, classes, out, iban, Level::V4)
 }
 
 #[inline(always)]

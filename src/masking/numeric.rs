@@ -121,7 +121,7 @@ const NANP_DIGITS_MIN: usize = 10;
 
 /// Which numeric detectors a run can hold at all, by its digit and dot
 /// counts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Here {
     card: bool,
     ssn: bool,
@@ -1057,7 +1057,7 @@ fn scan_portable(
     set: DetectorSet,
     classes: &mut Classes,
     out: &mut Vec<Finding>,
-    mut iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
+    iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
     level: Level,
 ) -> bool {
     let wanted = Here {
@@ -1066,12 +1066,41 @@ fn scan_portable(
         phone: set.contains(Builtin::Phone as DetectorId),
         ipv4: set.contains(Builtin::Ipv4 as DetectorId),
     };
-    let any_numeric = wanted.card || wanted.ssn || wanted.phone || wanted.ipv4;
     let iban_wanted = set.contains(Builtin::Iban as DetectorId);
     classify_text(text, level, classes);
+    // Every numeric detector is wanted almost always (content detection
+    // applies to every value by default): that case gets its own copy of
+    // the walk, with the detector choices folded in as constants instead of
+    // flags tested (and kept on the stack) at every run.
+    let all = Here {
+        card: true,
+        ssn: true,
+        phone: true,
+        ipv4: true,
+    };
+    if wanted == all && iban_wanted {
+        walk(text, classes, out, iban, level, all, true)
+    } else {
+        walk(text, classes, out, iban, level, wanted, iban_wanted)
+    }
+}
+
+/// The site loop of [`scan`] over a classified text, for the `wanted`
+/// numeric detectors (and IBANs if `iban_wanted`). Inlined into each of
+/// [`scan_portable`]'s calls, so that constant arguments fold.
+#[inline(always)]
+fn walk(
+    text: &[u8],
+    classes: &Classes,
+    out: &mut Vec<Finding>,
+    mut iban: impl FnMut(&[u8], usize, &mut Vec<Finding>),
+    level: Level,
+    wanted: Here,
+    iban_wanted: bool,
+) -> bool {
+    let any_numeric = wanted.card || wanted.ssn || wanted.phone || wanted.ipv4;
     // Inlined, so that the walk is compiled with the caller's CPU features
     // (a closure does not take them over by itself).
-    let classes = &*classes;
     for_each_site_start(
         classes,
         #[inline(always)]

@@ -345,3 +345,21 @@ proptest! {
         assert_matches_reference(&t, DetectorSet::ALL)?;
     }
 }
+
+/// `make test` runs this suite again with `SLUICE_SIMD_MAX` set, so that
+/// the lower builds of the engine are checked end to end on a CPU that has
+/// the higher ones; those runs only mean something if the cap took effect.
+#[test]
+fn simd_cap_from_the_environment_takes_effect() {
+    let cap = match std::env::var("SLUICE_SIMD_MAX").as_deref() {
+        Ok("baseline") => Level::Baseline,
+        Ok("v3") => Level::V3,
+        _ => Level::V4,
+    };
+    assert!(Level::detect() <= cap);
+    let top = Level::supported().into_iter().max();
+    assert!(
+        top.is_some_and(|level| level <= cap),
+        "{top:?} above {cap:?}"
+    );
+}

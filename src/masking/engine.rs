@@ -1629,31 +1629,138 @@ pub fn ipv6_run_end_naive(text: &[u8], from: usize) -> (usize, bool) {
 /// the grammar is read once per possible end, longest first, instead of
 /// every end being tried. The shape holds by construction (every byte is
 /// in the run, and the length is bounded here).
+///
+/// Inlined into the IPv6 search, so that the bit counts of the grammar
+/// compile to one instruction each there.
+#[inline(always)]
 pub fn ipv6_end(text: &[u8], s: usize, run_end: usize, dotted: bool) -> Option<usize> {
     let (min_len, max_len) = Builtin::Ipv6.len_range();
-    let accept = |e: usize| {
-        // An address ends in a hex digit or a colon, never in a dot.
-        text[e - 1] != b'.'
-            && Builtin::Ipv6.right_ok(text, e)
-            && validate::ipv6_with_dots(&text[s..e], dotted)
-    };
+    // Every candidate lies in the 45 bytes from `s`: their colons and dots
+    // are read once, and each end is then judged on those bits.
+    let (colons, dots) = colon_dot_bits(text, s);
     let hi = run_end.min(s + max_len);
-    if hi == run_end && hi >= s + min_len && accept(hi) {
+    if hi == run_end && hi >= s + min_len && ipv6_accepts(text, s, hi, colons, dots) {
         return Some(hi);
     }
     if !dotted {
         return None;
     }
-    // The dots inside the run, from the last one within reach down (the
-    // end of the run was tried above).
-    let mut e = if hi == run_end { hi - 1 } else { hi };
-    while e >= s + min_len {
-        if text[e] == b'.' && accept(e) {
+    // The dots inside the run within reach (the end of the run was tried
+    // above, and the bits stop at 45 bytes, well inside the 64 read), from
+    // the last one down.
+    let reach = (hi - s) as u32;
+    let within = if hi == run_end {
+        bits_below(reach)
+    } else {
+        bits_below(reach + 1)
+    };
+    let mut ends = dots & within & !bits_below(min_len as u32);
+    while ends != 0 {
+        let p = 63 - ends.leading_zeros();
+        ends &= !(1u64 << p);
+        let e = s + p as usize;
+        if ipv6_accepts(text, s, e, colons, dots) {
             return Some(e);
         }
-        e -= 1;
     }
     None
+}
+
+/// Whether `text[s..e]`, inside a run of hex digits, `:` and `.`, is an
+/// IPv6 candidate that sits on its right boundary and validates (`colons`
+/// and `dots`: [`colon_dot_bits`] from `s`).
+#[inline(always)]
+fn ipv6_accepts(text: &[u8], s: usize, e: usize, colons: u64, dots: u64) -> bool {
+    // An address ends in a hex digit or a colon, never in a dot.
+    text[e - 1] != b'.'
+        && Builtin::Ipv6.right_ok(text, e)
+        && validate::ipv6_in_run(&text[s..e], colons, dots)
+}
+
+/// Bits `0..n` (`n <= 64`).
+#[inline(always)]
+fn bits_below(n: u32) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// The colons and the dots of the 64 bytes from `s` as bits (bit 0 is
+/// `text[s]`; zero past the end of the text): four 16-byte compares with
+/// SSE2, part of every x86-64 CPU, and a byte at a time elsewhere.
+/// [`colon_dot_bits_naive`] is the definition (property-tested).
+#[inline]
+pub fn colon_dot_bits(text: &[u8], s: usize) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let n = text.len();
+        if s >= n {
+            return (0, 0);
+        }
+        if let Some(window) = text.get(s..s + BLOCK_BYTES) {
+            return colon_dot_bits_sse2(window);
+        }
+        if n >= BLOCK_BYTES {
+            // The last 64 bytes, shifted so that bit 0 is `s` (the shift is
+            // 1 to 63: `s` is past `n - 64`), which leaves zeros past the
+            // end of the text.
+            let last = n - BLOCK_BYTES;
+            let (colons, dots) = colon_dot_bits_sse2(&text[last..]);
+            let shift = s - last;
+            return (colons >> shift, dots >> shift);
+        }
+        // A text shorter than 64 bytes (a column value holding just an
+        // address): its bytes from `s`, padded with zeros.
+        let mut padded = [0u8; BLOCK_BYTES];
+        let rest = &text[s..];
+        padded[..rest.len()].copy_from_slice(rest);
+        colon_dot_bits_sse2(&padded)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    colon_dot_bits_naive(text, s)
+}
+
+/// The 64-byte compares of [`colon_dot_bits`] (`window` holds at least 64
+/// bytes; the first 64 are read).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn colon_dot_bits_sse2(window: &[u8]) -> (u64, u64) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    assert!(window.len() >= BLOCK_BYTES);
+    let (mut colons, mut dots) = (0u64, 0u64);
+    for lane in 0..BLOCK_BYTES / 16 {
+        // SAFETY: SSE2 is part of the x86-64 baseline, and the load reads
+        // the 16 bytes from `16 * lane`, inside the 64 that `window` holds
+        // (asserted above).
+        let (colon, dot) = unsafe {
+            let v = _mm_loadu_si128(window.as_ptr().add(16 * lane).cast::<__m128i>());
+            (
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b':' as i8))) as u16,
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'.' as i8))) as u16,
+            )
+        };
+        colons |= u64::from(colon) << (16 * lane);
+        dots |= u64::from(dot) << (16 * lane);
+    }
+    (colons, dots)
+}
+
+/// [`colon_dot_bits`] byte by byte: the definition.
+pub fn colon_dot_bits_naive(text: &[u8], s: usize) -> (u64, u64) {
+    let window = &text[s.min(text.len())..text.len().min(s + BLOCK_BYTES)];
+    window
+        .iter()
+        .enumerate()
+        .fold((0u64, 0u64), |(colons, dots), (i, &b)| {
+            (
+                colons | (u64::from(b == b':') << i),
+                dots | (u64::from(b == b'.') << i),
+            )
+        })
 }
 
 /// [`ipv6_end`] by the definition: every end from the longest down that

@@ -8,7 +8,8 @@ use sluice::masking::anchors::Cpu;
 use sluice::masking::corpus::{sensitive, Rng};
 use sluice::masking::engine::{
     builtin_detectors, colon_dot_bits, colon_dot_bits_naive, email_around, email_around_naive,
-    iban_end, iban_end_naive, ipv6_end, ipv6_end_naive, token_end, token_end_naive, Colons,
+    email_around_using, iban_end, iban_end_naive, ipv6_end, ipv6_end_naive, token_end,
+    token_end_naive, Colons,
 };
 use sluice::masking::reference::Reference;
 use sluice::masking::{validate, Builtin, DetectorSet, Engine};
@@ -78,16 +79,26 @@ proptest! {
         "..", "@@", "-.", "a1", "com_",
     ], 60)) {
         for at in (0..t.len()).filter(|&i| t[i] == b'@') {
-            prop_assert_eq!(email_around(&t, at), email_around_naive(&t, at),
+            let expected = email_around_naive(&t, at);
+            prop_assert_eq!(email_around(&t, at), expected,
                 "@ at {} in {:?}", at, String::from_utf8_lossy(&t));
+            for cpu in [Cpu::detect(), Cpu::portable()] {
+                prop_assert_eq!(email_around_using(&t, at, cpu), expected,
+                    "{:?}, @ at {} in {:?}", cpu, at, String::from_utf8_lossy(&t));
+            }
         }
     }
 
     #[test]
     fn email_walk_matches_definition_on_generated_values(t in damaged(Builtin::Email, EMAIL_BYTES)) {
         for at in (0..t.len()).filter(|&i| t[i] == b'@') {
-            prop_assert_eq!(email_around(&t, at), email_around_naive(&t, at),
+            let expected = email_around_naive(&t, at);
+            prop_assert_eq!(email_around(&t, at), expected,
                 "@ at {} in {:?}", at, String::from_utf8_lossy(&t));
+            for cpu in [Cpu::detect(), Cpu::portable()] {
+                prop_assert_eq!(email_around_using(&t, at, cpu), expected,
+                    "{:?}, @ at {} in {:?}", cpu, at, String::from_utf8_lossy(&t));
+            }
         }
     }
 

@@ -352,3 +352,21 @@ fn check_ipv6(t: &[u8]) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The table-driven boundaries agree with the byte predicates that
+    /// define them, for every detector, at every start and end of texts
+    /// of the bytes they tell apart (and bytes above 0x7f).
+    #[test]
+    fn boundaries_match_byte_predicates(t in proptest::collection::vec(
+        proptest::sample::select(b"aZ09_-./+=%:@ ,\xe9\x80".to_vec()), 0..24)) {
+        for b in Builtin::ALL {
+            for i in 0..=t.len() {
+                prop_assert_eq!(b.left_ok(&t, i), b.left_ok_naive(&t, i), "{:?} left {} {:?}", b, i, t);
+                prop_assert_eq!(b.right_ok(&t, i), b.right_ok_naive(&t, i), "{:?} right {} {:?}", b, i, t);
+            }
+        }
+    }
+}

@@ -1973,6 +1973,25 @@ mod tests {
         .prop_map(|parts| parts.concat().into_bytes())
     }
 
+    /// Texts of IPv4 fragments: octets of every length and value around
+    /// the limits (leading zeros, 255 and 256), dots single and doubled,
+    /// other run bytes and letters between.
+    fn ipv4_texts() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[0-9]{1,4}",
+                "(25[0-9]|2[0-9]{2}|0[0-9]{1,2})",
+                "\\.",
+                "\\.\\.",
+                "[ +()a/-]",
+                Just("192.168.0.1".to_string()),
+                Just("255.255.255.255".to_string()),
+            ],
+            1..12,
+        )
+        .prop_map(|parts| parts.concat().into_bytes())
+    }
+
     proptest! {
         #[test]
         fn card_end_bits_match_byte_walk(text in card_texts(), tail in 0usize..70) {
@@ -2023,6 +2042,32 @@ mod tests {
                 prop_assert_eq!(
                     phone_from_open_bits(&text, s, ce, w),
                     phone_from_open(&text, s, ce),
+                    "s {} in {:?}", s, String::from_utf8_lossy(&text)
+                );
+            }
+        }
+
+        #[test]
+        fn ipv4_end_bits_match_byte_walk(text in ipv4_texts()) {
+            for s in 0..text.len() {
+                if !text[s].is_ascii_digit() || (s > 0 && text[s - 1].is_ascii_digit()) {
+                    continue;
+                }
+                let mut ce = s;
+                while ce < text.len() && NUMERIC[usize::from(text[ce])] {
+                    ce += 1;
+                }
+                if ce - s > RUN_BITS_BYTES_MAX {
+                    continue;
+                }
+                let bits = |f: fn(&u8) -> bool| text[s..ce]
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |m, (k, b)| m | (u64::from(f(b)) << k));
+                let (w, dots) = (bits(u8::is_ascii_digit), bits(|&b| b == b'.'));
+                prop_assert_eq!(
+                    ipv4_end_bits(&text, s, w, dots),
+                    ipv4_end(&text, s, ce),
                     "s {} in {:?}", s, String::from_utf8_lossy(&text)
                 );
             }

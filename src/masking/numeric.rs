@@ -1573,12 +1573,16 @@ unsafe fn card_end_avx2(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usiz
     }
     // The chain's bytes (its last digit is within 37 bytes of `s`), padded
     // with zeros when the text ends sooner.
-    let mut padded = [0u8; 64];
+    // The padding is zeroed only when it is used (near the end of the
+    // text), not on every call.
+    let padded: [u8; 64];
     let bytes: &[u8] = match text.get(s..s + 64) {
         Some(b) => b,
         None => {
             let rest = &text[s..];
-            padded[..rest.len()].copy_from_slice(rest);
+            let mut block = [0u8; 64];
+            block[..rest.len()].copy_from_slice(rest);
+            padded = block;
             &padded
         }
     };

@@ -35,19 +35,14 @@ pub fn luhn(bytes: &[u8]) -> bool {
 /// (16-19). Maestro and other regional schemes are left out on purpose: their
 /// prefixes would make one random 13-19 digit number in ten more look valid.
 pub fn card_brand_ok(digits: &[u8], len: usize) -> bool {
-    let prefix = |n: usize| -> u32 {
-        digits
-            .iter()
-            .take(n)
-            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-    };
-    if digits.len() < 4 {
+    let [a, b, c, d, ..] = *digits else {
         return false;
-    }
-    let p1 = prefix(1);
-    let p2 = prefix(2);
-    let p3 = prefix(3);
-    let p4 = prefix(4);
+    };
+    // The prefixes of one to four digits, each from the one before.
+    let p1 = u32::from(a.wrapping_sub(b'0'));
+    let p2 = p1 * 10 + u32::from(b.wrapping_sub(b'0'));
+    let p3 = p2 * 10 + u32::from(c.wrapping_sub(b'0'));
+    let p4 = p3 * 10 + u32::from(d.wrapping_sub(b'0'));
     match p1 {
         4 => matches!(len, 13 | 16 | 19),
         5 => (51..=55).contains(&p2) && len == 16,
@@ -670,7 +665,44 @@ mod tests {
         }
     }
 
+    /// [`card_brand_ok`] with its prefixes folded digit by digit (the
+    /// definition it is property-tested against).
+    fn card_brand_ok_naive(digits: &[u8], len: usize) -> bool {
+        if digits.len() < 4 {
+            return false;
+        }
+        let prefix = |n: usize| -> u32 {
+            digits
+                .iter()
+                .take(n)
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        };
+        let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
+        match p1 {
+            4 => matches!(len, 13 | 16 | 19),
+            5 => (51..=55).contains(&p2) && len == 16,
+            2 => (2221..=2720).contains(&p4) && len == 16,
+            3 => {
+                (matches!(p2, 34 | 37) && len == 15)
+                    || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+                    || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39))
+                        && (14..=19).contains(&len))
+            }
+            6 => {
+                ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && (16..=19).contains(&len))
+                    || (p2 == 62 && (16..=19).contains(&len))
+            }
+            _ => false,
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn card_brand_ok_matches_prefix_fold(digits in "[0-9]{0,6}|(2[27]|3[0-9]|5[0-9]|6[0-9])[0-9]{2}", len in 12usize..21) {
+            let digits = digits.as_bytes();
+            proptest::prop_assert_eq!(card_brand_ok(digits, len), card_brand_ok_naive(digits, len), "{:?}", digits);
+        }
+
         /// The dot-driven IPv4 check accepts exactly what the byte-wise
         /// reader of embedded IPv4 addresses reads whole.
         #[test]

@@ -1086,6 +1086,7 @@ mod email_nibble {
     pub static HIGH: [u8; 16] = TABLES.1;
 
     /// The class bits of one byte, as the vector code computes them.
+    #[cfg(test)]
     pub fn of(b: u8) -> u8 {
         LOW[usize::from(b & 0xf)] & HIGH[usize::from(b >> 4)]
     }

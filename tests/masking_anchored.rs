@@ -7,8 +7,9 @@ use proptest::prelude::*;
 use sluice::masking::anchors::Cpu;
 use sluice::masking::corpus::{sensitive, Rng};
 use sluice::masking::engine::{
-    builtin_detectors, email_around, email_around_naive, iban_end, iban_end_naive, ipv6_end,
-    ipv6_end_naive, token_end, token_end_naive, Colons,
+    builtin_detectors, colon_dot_bits, colon_dot_bits_naive, email_around, email_around_naive,
+    email_around_using, iban_end, iban_end_naive, ipv6_end, ipv6_end_naive, token_end,
+    token_end_naive, Colons,
 };
 use sluice::masking::reference::Reference;
 use sluice::masking::{validate, Builtin, DetectorSet, Engine};
@@ -78,16 +79,26 @@ proptest! {
         "..", "@@", "-.", "a1", "com_",
     ], 60)) {
         for at in (0..t.len()).filter(|&i| t[i] == b'@') {
-            prop_assert_eq!(email_around(&t, at), email_around_naive(&t, at),
+            let expected = email_around_naive(&t, at);
+            prop_assert_eq!(email_around(&t, at), expected,
                 "@ at {} in {:?}", at, String::from_utf8_lossy(&t));
+            for cpu in [Cpu::detect(), Cpu::portable()] {
+                prop_assert_eq!(email_around_using(&t, at, cpu), expected,
+                    "{:?}, @ at {} in {:?}", cpu, at, String::from_utf8_lossy(&t));
+            }
         }
     }
 
     #[test]
     fn email_walk_matches_definition_on_generated_values(t in damaged(Builtin::Email, EMAIL_BYTES)) {
         for at in (0..t.len()).filter(|&i| t[i] == b'@') {
-            prop_assert_eq!(email_around(&t, at), email_around_naive(&t, at),
+            let expected = email_around_naive(&t, at);
+            prop_assert_eq!(email_around(&t, at), expected,
                 "@ at {} in {:?}", at, String::from_utf8_lossy(&t));
+            for cpu in [Cpu::detect(), Cpu::portable()] {
+                prop_assert_eq!(email_around_using(&t, at, cpu), expected,
+                    "{:?}, @ at {} in {:?}", cpu, at, String::from_utf8_lossy(&t));
+            }
         }
     }
 
@@ -222,6 +233,37 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
 
+    /// The IPv6 grammar on colon and dot bits agrees with the byte-wise
+    /// grammar (and so with the standard library) on every candidate the
+    /// engine can hand it: hex digits, `:` and `.` only, up to 63 bytes,
+    /// with bits set past the candidate's end (the engine's bits cover the
+    /// 64 bytes from the start).
+    #[test]
+    fn ipv6_in_run_agrees_with_grammar(
+        s in "[0-9a-fA-F:.]{0,63}|([0-9a-f]{0,5}[:.]{1,2}){1,10}[0-9a-f]{0,5}|([0-9a-f]{0,4}:){0,7}(:|[0-9]{1,4}(\\.[0-9]{1,4}){0,4})|(([0-9a-f]{1,4}:){0,6}|::)(25[0-6]|1?[0-9]{1,2}|0[0-9])(\\.(25[0-6]|1?[0-9]{1,2}|0[0-9])){3}",
+        junk in any::<u64>(),
+    ) {
+        let c = s.as_bytes();
+        prop_assume!(c.len() < 64);
+        let bits = |byte: u8| c.iter().enumerate().fold(0u64, |m, (i, &b)| m | (u64::from(b == byte) << i));
+        let past_end = junk & !((1u64 << c.len()) - 1);
+        prop_assert_eq!(
+            validate::ipv6_in_run(c, bits(b':') | past_end, bits(b'.') | (past_end << 1)),
+            validate::ipv6(c),
+            "{:?}", s
+        );
+    }
+
+    /// The colon and dot bits of the 64 bytes from every position agree
+    /// with a byte-by-byte walk, on texts shorter and longer than 64 bytes.
+    #[test]
+    fn colon_dot_bits_match_naive(t in proptest::collection::vec(
+        proptest::sample::select(b":.a1 ".to_vec()), 0..200)) {
+        for s in 0..=t.len() {
+            prop_assert_eq!(colon_dot_bits(&t, s), colon_dot_bits_naive(&t, s), "s {}", s);
+        }
+    }
+
     /// The colon finder returns every `:` position in order, with AVX2
     /// and with the SSE2 compares, on texts of any length (partial last
     /// blocks, texts shorter than a block).
@@ -309,4 +351,22 @@ fn check_ipv6(t: &[u8]) -> Result<(), TestCaseError> {
         s = end;
     }
     Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The table-driven boundaries agree with the byte predicates that
+    /// define them, for every detector, at every start and end of texts
+    /// of the bytes they tell apart (and bytes above 0x7f).
+    #[test]
+    fn boundaries_match_byte_predicates(t in proptest::collection::vec(
+        proptest::sample::select(b"aZ09_-./+=%:@ ,\xe9\x80".to_vec()), 0..24)) {
+        for b in Builtin::ALL {
+            for i in 0..=t.len() {
+                prop_assert_eq!(b.left_ok(&t, i), b.left_ok_naive(&t, i), "{:?} left {} {:?}", b, i, t);
+                prop_assert_eq!(b.right_ok(&t, i), b.right_ok_naive(&t, i), "{:?} right {} {:?}", b, i, t);
+            }
+        }
+    }
 }

@@ -98,8 +98,125 @@ fn is_numeric_continuation(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b'/')
 }
 
+/// The byte classes that the boundaries test, as bits of
+/// [`BOUNDARY_CLASS`], so that each test is one table load instead of a
+/// chain of range compares and branches (the boundaries are tested at
+/// every candidate start and end the engine considers).
+mod boundary_class {
+    /// `[A-Za-z0-9_]`.
+    pub const WORD: u8 = 1;
+    /// `[A-Za-z0-9_-]`.
+    pub const TOKEN: u8 = 2;
+    /// `[A-Za-z0-9._%+-]`.
+    pub const EMAIL_LOCAL: u8 = 4;
+    /// `[A-Za-z0-9/+=]`.
+    pub const BASE64: u8 = 8;
+    /// `-`, `.` and `/`: a number going on into another.
+    pub const NUMERIC_CONTINUATION: u8 = 16;
+    /// `[0-9]`.
+    pub const DIGIT: u8 = 32;
+    /// `[A-Za-z0-9]`.
+    pub const ALNUM: u8 = 64;
+    /// `[A-Za-z0-9-]`.
+    pub const LABEL: u8 = 128;
+}
+
+const fn boundary_classes() -> [u8; 256] {
+    use boundary_class::*;
+    let mut t = [0u8; 256];
+    let mut i = 0usize;
+    while i < 256 {
+        let b = i as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let mut bits = 0u8;
+        if alnum || b == b'_' {
+            bits |= WORD;
+        }
+        if alnum || b == b'_' || b == b'-' {
+            bits |= TOKEN;
+        }
+        if alnum || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') {
+            bits |= EMAIL_LOCAL;
+        }
+        if alnum || matches!(b, b'/' | b'+' | b'=') {
+            bits |= BASE64;
+        }
+        if matches!(b, b'-' | b'.' | b'/') {
+            bits |= NUMERIC_CONTINUATION;
+        }
+        if b.is_ascii_digit() {
+            bits |= DIGIT;
+        }
+        if alnum {
+            bits |= ALNUM;
+        }
+        if alnum || b == b'-' {
+            bits |= LABEL;
+        }
+        t[i] = bits;
+        i += 1;
+    }
+    t
+}
+static BOUNDARY_CLASS: [u8; 256] = boundary_classes();
+
+/// Does byte `b` belong to `class` (one of the [`boundary_class`] bits)?
+#[inline(always)]
+fn in_class(b: u8, class: u8) -> bool {
+    BOUNDARY_CLASS[usize::from(b)] & class != 0
+}
+
 impl Boundary {
+    #[inline]
     fn left_ok(self, text: &[u8], s: usize) -> bool {
+        use boundary_class::*;
+        if s == 0 {
+            return true;
+        }
+        let p = text[s - 1];
+        match self {
+            Boundary::Numeric => {
+                !(in_class(p, WORD)
+                    || (in_class(p, NUMERIC_CONTINUATION)
+                        && s >= 2
+                        && in_class(text[s - 2], DIGIT)))
+            }
+            Boundary::Token => !in_class(p, TOKEN),
+            Boundary::Jwt => !in_class(p, TOKEN) && p != b'.',
+            Boundary::Email => !in_class(p, EMAIL_LOCAL),
+            // `=` is padding: it can follow a key but not precede one
+            // (`KEY=value` is the usual way to write it).
+            Boundary::Base64 => !(in_class(p, BASE64) && p != b'='),
+            Boundary::Word => !in_class(p, WORD),
+            Boundary::Ipv6 => !(in_class(p, WORD) || p == b':' || p == b'.'),
+            Boundary::None => true,
+        }
+    }
+
+    #[inline]
+    fn right_ok(self, text: &[u8], e: usize) -> bool {
+        use boundary_class::*;
+        if e >= text.len() {
+            return true;
+        }
+        let n = text[e];
+        let next_in = |class: u8| text.get(e + 1).is_some_and(|&b| in_class(b, class));
+        match self {
+            Boundary::Numeric => {
+                !(in_class(n, WORD) || (in_class(n, NUMERIC_CONTINUATION) && next_in(DIGIT)))
+            }
+            Boundary::Token | Boundary::Jwt => !in_class(n, TOKEN),
+            Boundary::Email => !(in_class(n, TOKEN) || (n == b'.' && next_in(LABEL))),
+            Boundary::Base64 => !in_class(n, BASE64),
+            Boundary::Word => !in_class(n, WORD),
+            Boundary::Ipv6 => !(in_class(n, WORD) || n == b':' || (n == b'.' && next_in(ALNUM))),
+            Boundary::None => true,
+        }
+    }
+
+    /// [`Boundary::left_ok`] by the byte predicates: the definition that
+    /// the table version is property-tested against.
+    pub(crate) fn left_ok_naive(self, text: &[u8], s: usize) -> bool {
         if s == 0 {
             return true;
         }
@@ -112,8 +229,6 @@ impl Boundary {
             Boundary::Token => !is_token(p),
             Boundary::Jwt => !is_token(p) && p != b'.',
             Boundary::Email => !is_email_local(p),
-            // `=` is padding: it can follow a key but not precede one
-            // (`KEY=value` is the usual way to write it).
             Boundary::Base64 => !(is_base64(p) && p != b'='),
             Boundary::Word => !is_word(p),
             Boundary::Ipv6 => !(is_word(p) || p == b':' || p == b'.'),
@@ -121,7 +236,8 @@ impl Boundary {
         }
     }
 
-    fn right_ok(self, text: &[u8], e: usize) -> bool {
+    /// [`Boundary::right_ok`] by the byte predicates (the definition).
+    pub(crate) fn right_ok_naive(self, text: &[u8], e: usize) -> bool {
         if e >= text.len() {
             return true;
         }
@@ -269,6 +385,18 @@ impl Builtin {
     #[inline]
     pub fn right_ok(self, text: &[u8], e: usize) -> bool {
         self.boundary().right_ok(text, e)
+    }
+
+    /// [`Builtin::left_ok`] by the byte predicates instead of the class
+    /// table: the definition, for the property test.
+    pub fn left_ok_naive(self, text: &[u8], s: usize) -> bool {
+        self.boundary().left_ok_naive(text, s)
+    }
+
+    /// [`Builtin::right_ok`] by the byte predicates (see
+    /// [`Builtin::left_ok_naive`]).
+    pub fn right_ok_naive(self, text: &[u8], e: usize) -> bool {
+        self.boundary().right_ok_naive(text, e)
     }
 
     /// Does the whole of `c` match the detector's shape? Equivalent to

@@ -312,16 +312,19 @@ const ANCHORED_WALK_BYTES_MAX: usize = 4096;
 pub fn anchored_walks(data: &[u8]) {
     use super::anchors::Cpu;
     use super::engine::{
-        email_around, email_around_naive, iban_end, iban_end_naive, ipv6_end, ipv6_end_naive,
-        token_end, token_end_naive,
+        email_around, email_around_naive, email_around_using, iban_end, iban_end_naive, ipv6_end,
+        ipv6_end_naive, token_end, token_end_naive,
     };
     use super::Builtin;
     let t = &data[..data.len().min(ANCHORED_WALK_BYTES_MAX)];
     for at in (0..t.len()).filter(|&i| t[i] == b'@') {
+        let expected = email_around_naive(t, at);
+        assert_eq!(email_around(t, at), expected, "e-mail at {at}");
+        // The vector walk, with AVX2 where the machine has it.
         assert_eq!(
-            email_around(t, at),
-            email_around_naive(t, at),
-            "e-mail at {at}"
+            email_around_using(t, at, Cpu::detect()),
+            expected,
+            "e-mail (vector walk) at {at}"
         );
     }
     for s in 0..t.len().saturating_sub(1) {

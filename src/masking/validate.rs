@@ -35,19 +35,14 @@ pub fn luhn(bytes: &[u8]) -> bool {
 /// (16-19). Maestro and other regional schemes are left out on purpose: their
 /// prefixes would make one random 13-19 digit number in ten more look valid.
 pub fn card_brand_ok(digits: &[u8], len: usize) -> bool {
-    let prefix = |n: usize| -> u32 {
-        digits
-            .iter()
-            .take(n)
-            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-    };
-    if digits.len() < 4 {
+    let [a, b, c, d, ..] = *digits else {
         return false;
-    }
-    let p1 = prefix(1);
-    let p2 = prefix(2);
-    let p3 = prefix(3);
-    let p4 = prefix(4);
+    };
+    // The prefixes of one to four digits, each from the one before.
+    let p1 = u32::from(a.wrapping_sub(b'0'));
+    let p2 = p1 * 10 + u32::from(b.wrapping_sub(b'0'));
+    let p3 = p2 * 10 + u32::from(c.wrapping_sub(b'0'));
+    let p4 = p3 * 10 + u32::from(d.wrapping_sub(b'0'));
     match p1 {
         4 => matches!(len, 13 | 16 | 19),
         5 => (51..=55).contains(&p2) && len == 16,
@@ -427,6 +422,123 @@ fn ipv6_address_with_dots(c: &[u8], dotted: bool) -> bool {
     e == c.len()
 }
 
+/// [`ipv6`] for a candidate that the caller has classified already: `c`
+/// holds only hex digits, `:` and `.` (the engine takes it from a run of
+/// those bytes), is at most 63 bytes long, and bit `i` of `colons` (of
+/// `dots`) is set when `c[i]` is `:` (`.`); bits at and past `c.len()` are
+/// ignored. The grammar of [`ipv6_address`] then reduces to a few bit
+/// operations on the colon positions, instead of a branch per byte:
+///
+/// - the dots, if any, all lie after the last colon, and the bytes after it
+///   spell an IPv4 address (which counts as two groups and must end the
+///   address);
+/// - before that, every byte that is not a colon is a hex digit, so the
+///   groups are the runs of non-colons, and none may be longer than four;
+/// - without `::`, there is no colon at either end and there are exactly
+///   eight groups; with one `::` (two adjacent colons; a second one, or
+///   `:::`, is refused), a colon at an end must belong to it, and there
+///   are one to seven groups (none is `::` alone).
+///
+/// [`ipv6_in_run_agrees_with_grammar`](../../tests/masking_anchored.rs)
+/// holds it equal to [`ipv6`] on such candidates.
+#[inline(always)]
+pub fn ipv6_in_run(c: &[u8], colons: u64, dots: u64) -> bool {
+    let len = c.len();
+    if !(2..64).contains(&len) {
+        return false;
+    }
+    debug_assert!(c
+        .iter()
+        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.'));
+    let inside = (1u64 << len) - 1;
+    let (colons, dots) = (colons & inside, dots & inside);
+    // The bytes read as hex groups: all of them, or those up to and
+    // including the last colon when an IPv4 address ends the candidate.
+    let (hex_part, ipv4_groups) = if dots == 0 {
+        (inside, 0)
+    } else {
+        if colons == 0 {
+            return false;
+        }
+        let last_colon = 63 - colons.leading_zeros();
+        let hex_part = (1u64 << (last_colon + 1)) - 1;
+        if dots & hex_part != 0
+            || !dotted_quad(&c[last_colon as usize + 1..], dots >> (last_colon + 1))
+        {
+            return false;
+        }
+        (hex_part, 2)
+    };
+    let hex = !colons & hex_part;
+    if hex & (hex >> 1) & (hex >> 2) & (hex >> 3) & (hex >> 4) != 0 {
+        return false;
+    }
+    let groups = (hex & !(hex << 1)).count_ones() + ipv4_groups;
+    let double = colons & (colons >> 1);
+    let leading = colons & 1 != 0;
+    // A candidate that ends in an IPv4 address ends in a digit.
+    let trailing = (colons >> (len - 1)) & 1 != 0;
+    if double == 0 {
+        !leading && !trailing && groups == 8
+    } else {
+        double & (double - 1) == 0
+            && (!leading || double & 1 != 0)
+            && (!trailing || (double >> (len - 2)) & 1 != 0)
+            && (1..=7).contains(&groups)
+    }
+}
+
+/// Does all of `q` spell an IPv4 address as [`ip_v4_at`] reads one (four
+/// decimal octets without leading zeros, at most 255, joined by single
+/// dots), told the positions of its dots as bits (`dots`, bit 0 is
+/// `q[0]`; bits past `q.len()` are ignored)? The dots fix the octets, so
+/// each is judged by its length instead of digit by digit.
+#[inline(always)]
+pub fn dotted_quad(q: &[u8], dots: u64) -> bool {
+    let len = q.len();
+    if !(7..=15).contains(&len) {
+        return false;
+    }
+    let dots = dots & ((1u64 << len) - 1);
+    // Three dots, none at either end and no two adjacent: four octets, each
+    // at least one byte long.
+    if dots.count_ones() != 3 || dots & 1 != 0 || dots >> (len - 1) != 0 || dots & (dots >> 1) != 0
+    {
+        return false;
+    }
+    let mut from = 0usize;
+    // The end of the last octet as a fourth "dot".
+    let mut ends = dots | (1u64 << len);
+    for _ in 0..4 {
+        let to = ends.trailing_zeros() as usize;
+        ends &= ends - 1;
+        if !ipv4_octet(&q[from..to]) {
+            return false;
+        }
+        from = to + 1;
+    }
+    true
+}
+
+/// One to three decimal digits without a leading zero (unless alone) and
+/// at most 255. Three digits are at most 255 exactly when they are at most
+/// `255` as text (same length), which one comparison of the bytes as a
+/// big-endian number decides.
+#[inline(always)]
+pub fn ipv4_octet(o: &[u8]) -> bool {
+    match *o {
+        [a] => a.is_ascii_digit(),
+        [a, b] => (b'1'..=b'9').contains(&a) && b.is_ascii_digit(),
+        [a, b, c] => {
+            (b'1'..=b'2').contains(&a)
+                && b.is_ascii_digit()
+                && c.is_ascii_digit()
+                && u32::from_be_bytes([0, a, b, c]) <= u32::from_be_bytes([0, b'2', b'5', b'5'])
+        }
+        _ => false,
+    }
+}
+
 /// Keywords that introduce an AWS secret access key, compared without case.
 const AWS_SECRET_KEYWORDS: &[&[u8]] = &[
     b"secretaccesskey",
@@ -520,6 +632,90 @@ mod tests {
         assert!(iban(b"GB29NWBK60161331926819"));
         assert!(!iban(b"DE89370400440532013001"));
         assert!(!iban(b"XX89370400440532013000"));
+    }
+
+    #[test]
+    fn dotted_quads() {
+        let dots = |q: &[u8]| {
+            q.iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'.') << i))
+        };
+        for q in [
+            &b"1.2.3.4"[..],
+            b"255.255.255.255",
+            b"0.10.100.249",
+            b"200.0.0.9",
+        ] {
+            assert!(dotted_quad(q, dots(q)), "{q:?}");
+        }
+        for q in [
+            &b"256.1.1.1"[..],
+            b"01.1.1.1",
+            b"1.2.3",
+            b"1.2.3.4.5",
+            b"1..2.3",
+            b"1.2.3.a",
+            b"1.2.3.4.",
+            b".1.2.3.4",
+            b"300.1.1.1",
+            b"1.2.3.1000",
+        ] {
+            assert!(!dotted_quad(q, dots(q)), "{q:?}");
+        }
+    }
+
+    /// [`card_brand_ok`] with its prefixes folded digit by digit (the
+    /// definition it is property-tested against).
+    fn card_brand_ok_naive(digits: &[u8], len: usize) -> bool {
+        if digits.len() < 4 {
+            return false;
+        }
+        let prefix = |n: usize| -> u32 {
+            digits
+                .iter()
+                .take(n)
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        };
+        let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
+        match p1 {
+            4 => matches!(len, 13 | 16 | 19),
+            5 => (51..=55).contains(&p2) && len == 16,
+            2 => (2221..=2720).contains(&p4) && len == 16,
+            3 => {
+                (matches!(p2, 34 | 37) && len == 15)
+                    || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+                    || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39))
+                        && (14..=19).contains(&len))
+            }
+            6 => {
+                ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && (16..=19).contains(&len))
+                    || (p2 == 62 && (16..=19).contains(&len))
+            }
+            _ => false,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn card_brand_ok_matches_prefix_fold(digits in "[0-9]{0,6}|(2[27]|3[0-9]|5[0-9]|6[0-9])[0-9]{2}", len in 12usize..21) {
+            let digits = digits.as_bytes();
+            proptest::prop_assert_eq!(card_brand_ok(digits, len), card_brand_ok_naive(digits, len), "{:?}", digits);
+        }
+
+        /// The dot-driven IPv4 check accepts exactly what the byte-wise
+        /// reader of embedded IPv4 addresses reads whole.
+        #[test]
+        fn dotted_quad_matches_byte_reader(
+            q in "[0-9a-f.]{0,16}|(25[0-7]|2[0-4][0-9]|1?[0-9]{1,2}|0[0-9]{1,3})(\\.(25[0-7]|2[0-4][0-9]|1?[0-9]{1,2}|0[0-9])){2,4}"
+        ) {
+            let q = q.as_bytes();
+            let dots = q
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'.') << i));
+            proptest::prop_assert_eq!(dotted_quad(q, dots), ip_v4_at(q, 0) == Some(q.len()), "{:?}", q);
+        }
     }
 
     #[test]

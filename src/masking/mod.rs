@@ -35,55 +35,56 @@
 //! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
 //! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
 //! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
-//! side in one run; load average 1.7 to 2.2 on the two-core machine, whose
-//! clock was about a fifth slower than in the previous session's run: the
-//! regex baseline itself went from 0.025 to 0.020 GB/s):
+//! side in one run, load average 1.3 to 1.8 on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.449 GB/s | 0.020 GB/s     | 22.0x |
-//! | PII-dense, 1 MiB      | 0.423 GB/s | 0.025 GB/s     | 16.7x |
-//! | PII-free, rows        | 0.678 GB/s | 0.023 GB/s     | 29.4x |
-//! | PII-free, 1 MiB       | 0.878 GB/s | 0.031 GB/s     | 28.1x |
+//! | PII-dense, rows       | 0.595 GB/s | 0.026 GB/s     | 23.1x |
+//! | PII-dense, 1 MiB      | 0.532 GB/s | 0.030 GB/s     | 17.7x |
+//! | PII-free, rows        | 1.047 GB/s | 0.028 GB/s     | 37.7x |
+//! | PII-free, 1 MiB       | 1.111 GB/s | 0.034 GB/s     | 32.4x |
 //!
 //! Masking in place (scan plus rewrite, one summary for all values as in
-//! the data path) ran at 0.318 GB/s on dense rows in the same run. Wall
-//! clock on this shared machine moves by a fifth between runs, so the
-//! engine is tracked by instructions per byte, counted by callgrind
-//! (repeatable whatever the load) over 2 MiB of rows:
+//! the data path) ran at 0.435 GB/s on dense rows in the same run. Wall
+//! clock on this shared machine moves by a fifth between runs, so builds
+//! are compared side by side: `bench/scripts/masking-levels.sh` runs one
+//! binary under each `SLUICE_SIMD_MAX` level in turn (dense rows: 0.198
+//! GB/s portable, 0.587 with AVX2, 0.605 with the AVX-512 classification),
+//! and the engine is tracked by instructions per byte, counted by
+//! callgrind (repeatable whatever the load) over 2 MiB of rows:
 //!
 //! ```text
 //! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! 18.1 on dense rows and 13.0 on PII-free rows (21.2 and 15.3 in the
-//! previous version, 34.0 and 22.3 in the one before). What changed last:
-//! the numeric pass ([`numeric`]) keeps one bit array per byte class, reads
-//! a run's bits with one load per class, drops a run at the first count
-//! that rules every detector out, and tests each detector's conditions on
-//! all of a run's starts at once as bit masks (so that about one start in
-//! ten is read byte by byte); card Luhn sums are masked byte sums; the
-//! overlap resolution skips its sort when the candidates are already in
-//! order; rows without `::` or six colons skip the IPv6 search (the anchor
-//! search counts the colons on the way); token and IPv6 walks read 16 or
-//! 32 bytes per step.
+//! 16.05 on dense rows and 12.06 on PII-free rows (18.1 and 13.0 in the
+//! previous version, 21.2 and 15.3 in the one before, 34.0 and 22.3 before
+//! that). Valgrind hides AVX-512 from the program, so these counts are the
+//! AVX2 build's. What changed last: the numeric walk has its own copy for
+//! the usual case of every detector wanted (choices folded as constants);
+//! e-mail candidates are read from nibble-table classes of the 32 bytes on
+//! each side of the `@`; IPv6 candidates are judged on colon and dot bits
+//! read once; `+` phone shapes are told from separator bits; boundaries
+//! are one table load; where the CPU has AVX-512, the numeric
+//! classification reads each block with one load (the last one masked)
+//! and gets each class word from one bit test.
 //!
-//! The issue's target of 1 GB/s per core on PII-dense rows is not reached;
-//! the 5x ratio to the regex baseline is. This core retires about 10 G
-//! instructions per second on this code, so 1 GB/s allows about 10
-//! instructions per byte, against 18.1 today: about 12 for the numeric
-//! pass with its confirmations (classification and setup about 3.5, the
+//! The issue's target of 1 GB/s per core on PII-dense rows is not reached
+//! (PII-free rows pass it); the 5x ratio to the regex baseline is. This
+//! core retires about 10 G instructions per second on this code, so 1 GB/s
+//! allows about 10 instructions per byte, against 16 today: about 10 for
+//! the numeric pass with its confirmations (classification about 2.5, the
 //! walk over about four numeric runs per 158-byte row, where timestamps,
-//! ids and prices sit beside the two sensitive values, about 4, and card,
+//! ids and prices sit beside the two sensitive values, about 5, and card,
 //! phone, IPv4 and IBAN confirmations the rest) and about 6 for the anchor
-//! search, e-mail and token confirmations, per-scan setup and overlap
-//! resolution. Tried and dropped, measured: an AVX-512 classifier (no gain
-//! in wall clock on this Zen 4 core, and callgrind cannot count it), and
-//! keeping colon masks per block for the IPv6 search (more instructions).
-//! The next step would be one pass that classifies each block for the
-//! numeric, anchor and colon searches together (each has its own loop and
-//! tail handling today, about 300 instructions per row between them).
+//! search, e-mail and token confirmations, IPv6, per-scan setup and overlap
+//! resolution. Tried and dropped, measured: one classification pass for
+//! the numeric, anchor and colon searches together (129 instructions per
+//! 64-byte block, the sum of the two it replaced, and no change in wall
+//! clock); AVX-512 for the anchor search (slower than AVX2 in alternating
+//! runs); keeping colon masks per block for the IPv6 search; a
+//! table-driven mod-97 and branch-free octet checks (more instructions).
 
 //! # Findings
 //!

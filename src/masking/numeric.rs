@@ -5,8 +5,8 @@
 //!
 //! [`classify_text`] turns the text into [`Classes`]: one bit array per
 //! class of byte (digits, `[ ().+-]` (the bytes of numeric runs), dots,
-//! capitals, `+` and `(` (where only phone numbers start), `0`/`1` and
-//! `2`-`6`), 64 bytes per step with two nibble-table lookups. From those,
+//! capitals, `+` and `(` (where only phone numbers start), and `2`-`6`),
+//! 64 bytes per step with two nibble-table lookups. From those,
 //! the site loop gets with a few shifts and ANDs per block the two kinds
 //! of place that need work: runs of at least [`RUN_BYTES_MIN`] numeric
 //! bytes (every card, SSN, phone number and IPv4 address lies inside one)
@@ -18,11 +18,13 @@
 //! shift per class, one class at a time, and the run is dropped at the
 //! first count that rules every detector out. For a run that stays, each
 //! detector's necessary conditions are bit masks over all of its group
-//! starts at once: the SSN and IPv4 digit layouts, the lengths a North
-//! American number's first group may have, the first digits of card
-//! brands, and the digits left after a start (one `pdep`). Only the
+//! starts at once: the SSN and IPv4 digit layouts, the first digits of
+//! card brands, and the digits left after a start (one `pdep`). Only the
 //! starts that pass every mask are read byte by byte (in PII-dense rows,
-//! about one start in ten). The detectors' shapes are nearly deterministic
+//! about one start in ten). A North American number's first group is
+//! checked per start ([`nanp_may_start`]: a lookup on the group's length
+//! and first digit) once ten digits are known to follow: as a mask over
+//! all starts it cost more than the few starts it spared. The detectors' shapes are nearly deterministic
 //! from a start: one end for SSNs, IPv4 addresses and North American
 //! numbers, and for cards the group ends holding 13 to 19 digits, whose
 //! Luhn sums are masked byte sums ([`card_end_fast`]). Only `+` starts
@@ -81,10 +83,6 @@ pub struct NumericRun {
     /// Bit `i`: byte `start + i` is `+` or `(`, where only phone numbers
     /// start (same length limit).
     pub open_bits: u64,
-    /// Bit `i`: byte `start + i` is `0` or `1`, which no area code or
-    /// exchange of a North American number starts with (same length
-    /// limit).
-    pub low_bits: u64,
     /// Bit `i`: byte `start + i` is `2` to `6`, what every card brand's
     /// number starts with (same length limit).
     pub card_first_bits: u64,
@@ -182,8 +180,6 @@ pub struct BlockClasses {
     upper: u64,
     /// `+` and `(`.
     open: u64,
-    /// `0` and `1`.
-    low: u64,
     /// `2` to `6`.
     card_first: u64,
 }
@@ -202,7 +198,7 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
     for lane in 0..BLOCK_BYTES / 16 {
         // SAFETY: SSE2 is always present on x86-64, and the unaligned load
         // reads 16 bytes inside `block` (lane < 4).
-        let (numeric, digit, dot, upper, open, low, card_first) = unsafe {
+        let (numeric, digit, dot, upper, open, card_first) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
             let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
             // Signed compares: bytes of 0x80 and above are negative, so they
@@ -225,7 +221,6 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
             );
             let numeric = _mm_or_si128(digit, punct);
             let open = _mm_or_si128(eq(b'+'), eq(b'('));
-            let low = within(b'0', b'1');
             let card_first = within(b'2', b'6');
             (
                 _mm_movemask_epi8(numeric) as u16,
@@ -233,7 +228,6 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
                 _mm_movemask_epi8(dot) as u16,
                 _mm_movemask_epi8(upper) as u16,
                 _mm_movemask_epi8(open) as u16,
-                _mm_movemask_epi8(low) as u16,
                 _mm_movemask_epi8(card_first) as u16,
             )
         };
@@ -243,7 +237,6 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.dot |= u64::from(dot) << shift;
         out.upper |= u64::from(upper) << shift;
         out.open |= u64::from(open) << shift;
-        out.low |= u64::from(low) << shift;
         out.card_first |= u64::from(card_first) << shift;
     }
     out
@@ -252,7 +245,7 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
 /// Nibble tables of the block classes (see [`classify_block_avx2`]): bit 0
 /// digits, bit 1 `[ ().+-]`, bit 2 `.`, bits 3 and 4 the capitals `A`-`O`
 /// and `P`-`Z` (which differ in their high nibble), bit 5 `+` and `(`
-/// (both in the same high nibble), bit 6 `0` and `1`, bit 7 `2` to `6`.
+/// (both in the same high nibble), bit 7 `2` to `6` (bit 6 is free).
 /// Each class is a product
 /// of a set of high nibbles and a set of low nibbles, so the lookups are
 /// exact.
@@ -268,7 +261,6 @@ const fn class_tables() -> ([u8; 16], [u8; 16]) {
             | (((c >= b'A' && c <= b'O') as u8) << 3)
             | (((c >= b'P' && c <= b'Z') as u8) << 4)
             | ((matches!(c, b'+' | b'(') as u8) << 5)
-            | ((matches!(c, b'0' | b'1') as u8) << 6)
             | ((matches!(c, b'2'..=b'6') as u8) << 7);
         low[b & 15] |= bits;
         high[b >> 4] |= bits;
@@ -324,7 +316,6 @@ unsafe fn classify_block_avx2(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
             out.dot |= bit(2) << shift;
             out.upper |= (bit(3) | bit(4)) << shift;
             out.open |= bit(5) << shift;
-            out.low |= bit(6) << shift;
             out.card_first |= bit(7) << shift;
         }
     }
@@ -367,7 +358,6 @@ fn classify_block(block: &[u8; BLOCK_BYTES]) -> BlockClasses {
         out.dot |= u64::from(b == b'.') << i;
         out.upper |= u64::from(b.is_ascii_uppercase()) << i;
         out.open |= u64::from(b == b'+' || b == b'(') << i;
-        out.low |= u64::from(b == b'0' || b == b'1') << i;
         out.card_first |= u64::from((b'2'..=b'6').contains(&b)) << i;
     }
     out
@@ -494,9 +484,8 @@ mod class {
     pub const DOT: usize = 2;
     pub const UPPER: usize = 3;
     pub const OPEN: usize = 4;
-    pub const LOW: usize = 5;
-    pub const CARD_FIRST: usize = 6;
-    pub const COUNT: usize = 7;
+    pub const CARD_FIRST: usize = 5;
+    pub const COUNT: usize = 6;
 }
 
 impl Classes {
@@ -672,7 +661,6 @@ unsafe fn classify_text_avx512(text: &[u8], out: &mut Classes) {
                     dot: test(1 << 2),
                     upper: test(0b11 << 3),
                     open: test(1 << 5),
-                    low: test(1 << 6),
                     card_first: test(1 << 7),
                 },
             );
@@ -701,7 +689,6 @@ impl Classes {
             (class::DOT, classes.dot),
             (class::UPPER, classes.upper),
             (class::OPEN, classes.open),
-            (class::LOW, classes.low),
             (class::CARD_FIRST, classes.card_first),
         ] {
             // SAFETY: `c * stride + block < COUNT * stride`, within the
@@ -720,7 +707,6 @@ impl BlockClasses {
             dot: self.dot >> by,
             upper: self.upper >> by,
             open: self.open >> by,
-            low: self.low >> by,
             card_first: self.card_first >> by,
         }
     }
@@ -888,7 +874,6 @@ impl ShortRun<'_> {
             digit_bits,
             dot_bits,
             open_bits: self.bits(class::OPEN),
-            low_bits: self.bits(class::LOW),
             card_first_bits: self.bits(class::CARD_FIRST),
         }
     }
@@ -918,7 +903,6 @@ fn run_at_long(classes: &Classes, start: usize) -> NumericRun {
         digit_bits: 0,
         dot_bits: 0,
         open_bits: 0,
-        low_bits: 0,
         card_first_bits: 0,
     }
 }
@@ -977,7 +961,6 @@ pub fn numeric_sites_naive(text: &[u8]) -> Vec<NumericSite> {
                 digit_bits: bits(|b| b.is_ascii_digit()),
                 dot_bits: bits(|b| b == b'.'),
                 open_bits: bits(|b| b == b'+' || b == b'('),
-                low_bits: bits(|b| b == b'0' || b == b'1'),
                 card_first_bits: bits(|b| (b'2'..=b'6').contains(&b)),
             }));
         }
@@ -1329,8 +1312,12 @@ fn scan_run_bits(
     } else {
         0
     };
+    // The first group's length is checked per start in the loop below
+    // (`nanp_may_start`): the starts with ten digits left are few, and a
+    // mask of the group lengths for every start cost more (16.05 against
+    // 15.53 instructions per byte on PII-dense rows).
     let nanp_starts = if here.phone {
-        starts & nanp_leads(d, run.low_bits) & digits_at_least(d, NANP_DIGITS_MIN as u32, bmi2)
+        starts & digits_at_least(d, NANP_DIGITS_MIN as u32, bmi2)
     } else {
         0
     };
@@ -1482,18 +1469,6 @@ impl Groups {
     fn exactly(self, n: u32) -> u64 {
         self.at_least(n) & !(self.d >> n)
     }
-}
-
-/// Bits `p` of `d` (a group start) where a North American number may start
-/// by its first group (see [`nanp_may_start`]): a `1` alone or running on
-/// for 4, 7 or 11 digits, or a `2` to `9` running for 3, 6 or 10 (`low`:
-/// the run's `0`/`1` bits; a `0` passes here and is turned away by
-/// [`nanp_may_start`]).
-#[inline(always)]
-fn nanp_leads(d: u64, low: u64) -> u64 {
-    let g = Groups::new(d);
-    (low & (g.exactly(1) | g.exactly(4) | g.exactly(7) | g.exactly(11)))
-        | (!low & (g.exactly(3) | g.exactly(6) | g.exactly(10)))
 }
 
 /// Bits `p` of `d` where the digit and dot layout of an IPv4 address
@@ -2240,22 +2215,6 @@ mod tests {
             let mask = ssn_layout(d);
             for p in 0..64 {
                 prop_assert_eq!((mask >> p) & 1 == 1, (d >> p) & 0xFFF == SSN_DIGIT_BITS, "p {}", p);
-            }
-        }
-
-        #[test]
-        fn nanp_leads_match_group_lengths(d in digit_bits(), low in any::<u64>()) {
-            let mask = nanp_leads(d, low);
-            for p in 0..64 {
-                let n = leading(d, p) as usize;
-                // What `nanp_may_start` accepts for a `1` (a low byte) or a
-                // `2` to `9`, given the group's length.
-                let want = n > 0 && if (low >> p) & 1 == 1 {
-                    nanp_may_start(b'1', n)
-                } else {
-                    nanp_may_start(b'2', n)
-                };
-                prop_assert_eq!((mask >> p) & 1 == 1, want, "p {}", p);
             }
         }
 

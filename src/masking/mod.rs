@@ -35,21 +35,22 @@
 //! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
 //! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
 //! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
-//! side in one run, load average 1.3 to 1.8 on the two-core machine):
+//! side in one run, load average 1.6 to 1.9 on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.595 GB/s | 0.026 GB/s     | 23.1x |
-//! | PII-dense, 1 MiB      | 0.532 GB/s | 0.030 GB/s     | 17.7x |
-//! | PII-free, rows        | 1.047 GB/s | 0.028 GB/s     | 37.7x |
-//! | PII-free, 1 MiB       | 1.111 GB/s | 0.034 GB/s     | 32.4x |
+//! | PII-dense, rows       | 0.593 GB/s | 0.026 GB/s     | 23.1x |
+//! | PII-dense, 1 MiB      | 0.515 GB/s | 0.029 GB/s     | 18.1x |
+//! | PII-free, rows        | 0.978 GB/s | 0.028 GB/s     | 34.4x |
+//! | PII-free, 1 MiB       | 1.163 GB/s | 0.035 GB/s     | 33.3x |
 //!
 //! Masking in place (scan plus rewrite, one summary for all values as in
-//! the data path) ran at 0.435 GB/s on dense rows in the same run. Wall
+//! the data path) ran at 0.443 GB/s on dense rows in the same run. Wall
 //! clock on this shared machine moves by a fifth between runs, so builds
-//! are compared side by side: `bench/scripts/masking-levels.sh` runs one
-//! binary under each `SLUICE_SIMD_MAX` level in turn (dense rows: 0.198
-//! GB/s portable, 0.587 with AVX2, 0.605 with the AVX-512 classification),
+//! are compared side by side: `bench/scripts/masking-levels.sh` runs
+//! `masking-rows` (best of seven passes) under each `SLUICE_SIMD_MAX`
+//! level in turn (dense rows: 0.19 GB/s portable, 0.59 with AVX2, 0.61
+//! with the AVX-512 classification; PII-free rows 0.26, 1.05 and 1.08),
 //! and the engine is tracked by instructions per byte, counted by
 //! callgrind (repeatable whatever the load) over 2 MiB of rows:
 //!
@@ -58,11 +59,13 @@
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! 16.05 on dense rows and 12.06 on PII-free rows (18.1 and 13.0 in the
+//! 15.38 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
 //! previous version, 21.2 and 15.3 in the one before, 34.0 and 22.3 before
 //! that). Valgrind hides AVX-512 from the program, so these counts are the
 //! AVX2 build's. What changed last: the numeric walk has its own copy for
-//! the usual case of every detector wanted (choices folded as constants);
+//! the usual case of every detector wanted (choices folded as constants),
+//! and checks a North American number's first group per start instead of
+//! as a mask over every start;
 //! e-mail candidates are read from nibble-table classes of the 32 bytes on
 //! each side of the `@`; IPv6 candidates are judged on colon and dot bits
 //! read once; `+` phone shapes are told from separator bits; boundaries
@@ -71,13 +74,14 @@
 //! and gets each class word from one bit test.
 //!
 //! The issue's target of 1 GB/s per core on PII-dense rows is not reached
-//! (PII-free rows pass it); the 5x ratio to the regex baseline is. This
-//! core retires about 10 G instructions per second on this code, so 1 GB/s
-//! allows about 10 instructions per byte, against 16 today: about 10 for
-//! the numeric pass with its confirmations (classification about 2.5, the
-//! walk over about four numeric runs per 158-byte row, where timestamps,
-//! ids and prices sit beside the two sensitive values, about 5, and card,
-//! phone, IPv4 and IBAN confirmations the rest) and about 6 for the anchor
+//! (PII-free rows are at about 1 GB/s); the 5x ratio to the regex baseline
+//! is. This core retires about 10 G instructions per second on this code,
+//! so 1 GB/s allows about 10 instructions per byte, against 15.4 today:
+//! about 9.5 for the numeric pass with its confirmations (classification
+//! about 2.5 in the AVX2 build, the walk over about four numeric runs per
+//! 158-byte row, where timestamps, ids and prices sit beside the two
+//! sensitive values, about 4.5, and card, phone, IPv4 and IBAN
+//! confirmations the rest) and about 6 for the anchor
 //! search, e-mail and token confirmations, IPv6, per-scan setup and overlap
 //! resolution. Tried and dropped, measured: one classification pass for
 //! the numeric, anchor and colon searches together (129 instructions per

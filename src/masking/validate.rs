@@ -43,6 +43,13 @@ pub fn card_brand_ok(digits: &[u8], len: usize) -> bool {
     let p2 = p1 * 10 + u32::from(b.wrapping_sub(b'0'));
     let p3 = p2 * 10 + u32::from(c.wrapping_sub(b'0'));
     let p4 = p3 * 10 + u32::from(d.wrapping_sub(b'0'));
+    card_brand_issues([p1, p2, p3, p4], len)
+}
+
+/// The brand table of [`card_brand_ok`], given the number's prefixes of one
+/// to four digits (as numbers) and its length.
+#[inline]
+fn card_brand_issues([p1, p2, p3, p4]: [u32; 4], len: usize) -> bool {
     match p1 {
         4 => matches!(len, 13 | 16 | 19),
         5 => (51..=55).contains(&p2) && len == 16,
@@ -677,23 +684,7 @@ mod tests {
                 .take(n)
                 .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
         };
-        let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
-        match p1 {
-            4 => matches!(len, 13 | 16 | 19),
-            5 => (51..=55).contains(&p2) && len == 16,
-            2 => (2221..=2720).contains(&p4) && len == 16,
-            3 => {
-                (matches!(p2, 34 | 37) && len == 15)
-                    || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
-                    || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39))
-                        && (14..=19).contains(&len))
-            }
-            6 => {
-                ((p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && (16..=19).contains(&len))
-                    || (p2 == 62 && (16..=19).contains(&len))
-            }
-            _ => false,
-        }
+        card_brand_issues([prefix(1), prefix(2), prefix(3), prefix(4)], len)
     }
 
     proptest::proptest! {

@@ -98,37 +98,44 @@ fn is_numeric_continuation(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b'/')
 }
 
-/// The byte classes that the boundaries test, as bits of
-/// [`BOUNDARY_CLASS`], so that each test is one table load instead of a
-/// chain of range compares and branches (the boundaries are tested at
-/// every candidate start and end the engine considers).
-mod boundary_class {
-    /// `[A-Za-z0-9_]`.
-    pub const WORD: u8 = 1;
-    /// `[A-Za-z0-9_-]`.
-    pub const TOKEN: u8 = 2;
-    /// `[A-Za-z0-9._%+-]`.
-    pub const EMAIL_LOCAL: u8 = 4;
+/// The byte classes of the masking engine, as bits of [`BYTE_CLASS`]: the
+/// boundaries here and the engine's walks over candidates test a byte's
+/// class with one table load instead of a chain of range compares and
+/// branches (they run at every candidate start, end and body byte).
+pub(crate) mod byte_class {
+    /// `[A-Za-z0-9_]`: word bytes.
+    pub const WORD: u16 = 1;
+    /// `[A-Za-z0-9_-]`: API tokens and JWT parts.
+    pub const TOKEN: u16 = 1 << 1;
+    /// `[A-Za-z0-9._%+-]`: e-mail local parts.
+    pub const EMAIL_LOCAL: u16 = 1 << 2;
     /// `[A-Za-z0-9/+=]`.
-    pub const BASE64: u8 = 8;
+    pub const BASE64: u16 = 1 << 3;
     /// `-`, `.` and `/`: a number going on into another.
-    pub const NUMERIC_CONTINUATION: u8 = 16;
+    pub const NUMERIC_CONTINUATION: u16 = 1 << 4;
     /// `[0-9]`.
-    pub const DIGIT: u8 = 32;
+    pub const DIGIT: u16 = 1 << 5;
     /// `[A-Za-z0-9]`.
-    pub const ALNUM: u8 = 64;
-    /// `[A-Za-z0-9-]`.
-    pub const LABEL: u8 = 128;
+    pub const ALNUM: u16 = 1 << 6;
+    /// `[A-Za-z0-9-]`: e-mail domain labels.
+    pub const LABEL: u16 = 1 << 7;
+    /// `[A-Za-z]`: e-mail top-level domains.
+    pub const ALPHA: u16 = 1 << 8;
+    /// `[0-9A-Fa-f:.]`: IPv6 candidates.
+    pub const IPV6: u16 = 1 << 9;
+    /// `[A-Z0-9]`: IBAN characters after the check digits, AWS access key
+    /// ids.
+    pub const UPPER_DIGIT: u16 = 1 << 10;
 }
 
-const fn boundary_classes() -> [u8; 256] {
-    use boundary_class::*;
-    let mut t = [0u8; 256];
+const fn byte_classes() -> [u16; 256] {
+    use byte_class::*;
+    let mut t = [0u16; 256];
     let mut i = 0usize;
     while i < 256 {
         let b = i as u8;
         let alnum = b.is_ascii_alphanumeric();
-        let mut bits = 0u8;
+        let mut bits = 0u16;
         if alnum || b == b'_' {
             bits |= WORD;
         }
@@ -153,23 +160,33 @@ const fn boundary_classes() -> [u8; 256] {
         if alnum || b == b'-' {
             bits |= LABEL;
         }
+        if b.is_ascii_alphabetic() {
+            bits |= ALPHA;
+        }
+        if b.is_ascii_hexdigit() || b == b':' || b == b'.' {
+            bits |= IPV6;
+        }
+        if b.is_ascii_uppercase() || b.is_ascii_digit() {
+            bits |= UPPER_DIGIT;
+        }
         t[i] = bits;
         i += 1;
     }
     t
 }
-static BOUNDARY_CLASS: [u8; 256] = boundary_classes();
+pub(crate) static BYTE_CLASS: [u16; 256] = byte_classes();
 
-/// Does byte `b` belong to `class` (one of the [`boundary_class`] bits)?
+/// Does byte `b` belong to `class` (one of the [`byte_class`] bits, or a
+/// union of them)?
 #[inline(always)]
-fn in_class(b: u8, class: u8) -> bool {
-    BOUNDARY_CLASS[usize::from(b)] & class != 0
+pub(crate) fn in_class(b: u8, class: u16) -> bool {
+    BYTE_CLASS[usize::from(b)] & class != 0
 }
 
 impl Boundary {
     #[inline]
     fn left_ok(self, text: &[u8], s: usize) -> bool {
-        use boundary_class::*;
+        use byte_class::*;
         if s == 0 {
             return true;
         }
@@ -195,12 +212,12 @@ impl Boundary {
 
     #[inline]
     fn right_ok(self, text: &[u8], e: usize) -> bool {
-        use boundary_class::*;
+        use byte_class::*;
         if e >= text.len() {
             return true;
         }
         let n = text[e];
-        let next_in = |class: u8| text.get(e + 1).is_some_and(|&b| in_class(b, class));
+        let next_in = |class: u16| text.get(e + 1).is_some_and(|&b| in_class(b, class));
         match self {
             Boundary::Numeric => {
                 !(in_class(n, WORD) || (in_class(n, NUMERIC_CONTINUATION) && next_in(DIGIT)))

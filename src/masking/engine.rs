@@ -652,70 +652,8 @@ fn anchored(
     }
 }
 
-/// [`BYTE_CLASS`], so that every walk below costs one table load per byte.
-mod class {
-    /// `[A-Za-z0-9_-]`: API tokens and JWT parts.
-    pub const TOKEN: u8 = 1;
-    /// `[A-Za-z0-9._%+-]`: e-mail local parts.
-    pub const EMAIL_LOCAL: u8 = 2;
-    /// `[A-Za-z0-9-]`: e-mail domain labels.
-    pub const LABEL: u8 = 4;
-    /// `[A-Za-z]`: e-mail top-level domains.
-    pub const ALPHA: u8 = 8;
-    /// `[0-9A-Fa-f:.]`: IPv6 candidates.
-    pub const IPV6: u8 = 16;
-    /// `[A-Za-z0-9_]`: word bytes (IBAN and IPv6 boundaries).
-    pub const WORD: u8 = 32;
-    /// `[A-Z0-9]`: IBAN characters after the check digits, AWS access key
-    /// ids.
-    pub const UPPER_DIGIT: u8 = 64;
-    /// `[A-Za-z0-9]`.
-    pub const ALNUM: u8 = 128;
-}
-
-const fn byte_classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        let alnum = c.is_ascii_alphanumeric();
-        let mut bits = 0u8;
-        if alnum || c == b'_' || c == b'-' {
-            bits |= class::TOKEN;
-        }
-        if alnum || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-') {
-            bits |= class::EMAIL_LOCAL;
-        }
-        if alnum || c == b'-' {
-            bits |= class::LABEL;
-        }
-        if c.is_ascii_alphabetic() {
-            bits |= class::ALPHA;
-        }
-        if c.is_ascii_hexdigit() || c == b':' || c == b'.' {
-            bits |= class::IPV6;
-        }
-        if alnum || c == b'_' {
-            bits |= class::WORD;
-        }
-        if c.is_ascii_uppercase() || c.is_ascii_digit() {
-            bits |= class::UPPER_DIGIT;
-        }
-        if alnum {
-            bits |= class::ALNUM;
-        }
-        t[b] = bits;
-        b += 1;
-    }
-    t
-}
-static BYTE_CLASS: [u8; 256] = byte_classes();
-
-/// Does byte `b` belong to `class` (one of the [`class`] bits)?
-#[inline(always)]
-fn is(b: u8, class: u8) -> bool {
-    BYTE_CLASS[usize::from(b)] & class != 0
-}
+// The walks below test byte classes with one table load per byte.
+use super::detectors::{byte_class as class, in_class as is};
 
 /// The candidate of the token detector `b` whose literal `text[s..to]`
 /// (as [`anchors::find`] reports it) starts at `s`, if any. Every byte the
@@ -754,7 +692,7 @@ pub fn token_end(text: &[u8], s: usize, to: usize, b: Builtin, cpu: Cpu) -> Opti
 /// definition; the property test `token_walk_matches_definition` holds
 /// the two equal.
 #[inline]
-fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u8> {
+fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u16> {
     match (b, literal_len, len) {
         // `(?:AKIA|ASIA)[A-Z0-9]{16}`
         (Builtin::AwsAccessKeyId, 4, 20) => Some(class::UPPER_DIGIT),
@@ -785,7 +723,7 @@ pub mod token_byte {
 /// The [`token_byte`] flags of the token bytes (`[A-Za-z0-9_-]`) outside
 /// `class`, one of the body classes of [`token_body`].
 #[inline]
-fn token_bytes_outside(class: u8) -> u8 {
+fn token_bytes_outside(class: u16) -> u8 {
     use token_byte::{DASH, LOWER, UNDERSCORE};
     match class {
         class::TOKEN => 0,
@@ -1016,7 +954,7 @@ pub fn email_around_using(text: &[u8], at: usize, cpu: Cpu) -> Option<(usize, us
 /// nibbles, and the e-mail classes are unions of those bits
 /// ([`email_nibble::LOCAL`] and the others). The unit test
 /// `email_nibble_tables_match_byte_classes` holds them equal to
-/// [`BYTE_CLASS`].
+/// the byte-class table ([`super::detectors::in_class`]).
 mod email_nibble {
     /// `0`-`9`: high nibble 3, low 0 to 9.
     pub const DIGIT: u8 = 1;
@@ -2009,7 +1947,7 @@ mod tests {
     use super::*;
 
     /// The nibble tables of the vector e-mail walk give every byte the
-    /// classes that [`BYTE_CLASS`] gives it.
+    /// classes that the byte-class table gives it.
     #[test]
     fn email_nibble_tables_match_byte_classes() {
         for b in 0..=255u8 {

@@ -59,7 +59,7 @@
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! 15.38 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
+//! 15.33 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
 //! previous version, 21.2 and 15.3 in the one before, 34.0 and 22.3 before
 //! that). Valgrind hides AVX-512 from the program, so these counts are the
 //! AVX2 build's. What changed last: the numeric walk has its own copy for
@@ -76,7 +76,7 @@
 //! The issue's target of 1 GB/s per core on PII-dense rows is not reached
 //! (PII-free rows are at about 1 GB/s); the 5x ratio to the regex baseline
 //! is. This core retires about 10 G instructions per second on this code,
-//! so 1 GB/s allows about 10 instructions per byte, against 15.4 today:
+//! so 1 GB/s allows about 10 instructions per byte, against 15.3 today:
 //! about 9.5 for the numeric pass with its confirmations (classification
 //! about 2.5 in the AVX2 build, the walk over about four numeric runs per
 //! 158-byte row, where timestamps, ids and prices sit beside the two

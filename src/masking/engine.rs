@@ -48,8 +48,9 @@ use std::sync::Arc;
 use hyperscan::prelude::*;
 
 use super::anchors::{self, Cpu, Literal};
-use super::detectors::{is_email_local, Builtin};
-use super::numeric::{self, BLOCK_BYTES, NUMERIC_SITE_DETECTORS};
+// The walks test byte classes with one table load per byte.
+use super::detectors::{byte_class as class, in_class as is, is_email_local, Builtin};
+use super::numeric::{self, bits_below, BLOCK_BYTES, NUMERIC_SITE_DETECTORS};
 use super::style::Style;
 use super::{
     resolve_in_place, DetectorId, DetectorSet, Finding, CANDIDATES_MAX, CUSTOM_MATCH_BYTES_MAX,
@@ -651,9 +652,6 @@ fn anchored(
         }
     }
 }
-
-// The walks below test byte classes with one table load per byte.
-use super::detectors::{byte_class as class, in_class as is};
 
 /// The candidate of the token detector `b` whose literal `text[s..to]`
 /// (as [`anchors::find`] reports it) starts at `s`, if any. Every byte the
@@ -1823,16 +1821,6 @@ fn ipv6_accepts(text: &[u8], s: usize, e: usize, colons: u64, dots: u64) -> bool
     text[e - 1] != b'.'
         && Builtin::Ipv6.right_ok(text, e)
         && validate::ipv6_in_run(&text[s..e], colons, dots)
-}
-
-/// Bits `0..n` (`n <= 64`).
-#[inline(always)]
-fn bits_below(n: u32) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
 }
 
 /// The colons and the dots of the 64 bytes from `s` as bits (bit 0 is

@@ -24,10 +24,11 @@
 //! about one start in ten). A North American number's first group is
 //! checked per start ([`nanp_may_start`]: a lookup on the group's length
 //! and first digit) once ten digits are known to follow: as a mask over
-//! all starts it cost more than the few starts it spared. The detectors' shapes are nearly deterministic
-//! from a start: one end for SSNs, IPv4 addresses and North American
-//! numbers, and for cards the group ends holding 13 to 19 digits, whose
-//! Luhn sums are masked byte sums ([`card_end_fast`]). Only `+` starts
+//! all starts it cost more than the few starts it spared. The detectors'
+//! shapes are nearly deterministic from a start: one end for SSNs, IPv4
+//! addresses and North American numbers, and for cards the group ends
+//! holding 13 to 19 digits, whose Luhn sums are masked byte sums
+//! ([`card_end_fast`]). Only `+` starts
 //! (E.164 and international numbers, whose groups can end anywhere) try
 //! every end. Every shortcut is a necessary condition of the definition in
 //! [`super::detectors`], never a heuristic; the property tests in
@@ -560,12 +561,6 @@ const WINDOW_BITS: usize = 57;
 /// [`scan`]'s AVX2 build.
 #[inline(always)]
 pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
-    #[cfg(target_arch = "x86_64")]
-    if level == Level::V4 {
-        // SAFETY: the caller detected the level's features.
-        unsafe { classify_text_avx512(text, out) };
-        return;
-    }
     let full = text.len() / BLOCK_BYTES;
     let tail = text.len() % BLOCK_BYTES;
     let stride = full + usize::from(tail > 0) + 2;
@@ -575,6 +570,15 @@ pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
     // length set after: no zeroing pass first.
     out.words.clear();
     out.words.reserve(class::COUNT * stride);
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::V4 {
+        // SAFETY: the caller detected the level's features; `out` has room
+        // for the `stride - 2` blocks of the text (reserved just above).
+        unsafe { classify_blocks_avx512(text, out) };
+        // SAFETY: as below.
+        unsafe { out.finish_padding(stride) };
+        return;
+    }
     for (i, block) in text.chunks_exact(BLOCK_BYTES).enumerate() {
         if let Ok(block) = <&[u8; BLOCK_BYTES]>::try_from(block) {
             // SAFETY: `i < full < stride - 2`.
@@ -597,43 +601,38 @@ pub fn classify_text(text: &[u8], level: Level, out: &mut Classes) {
         // SAFETY: `full < stride - 2` when there is a tail.
         unsafe { out.put(full, last) };
     }
-    // SAFETY: both are below `stride`; with them every word of every class
-    // is written (blocks `0..stride - 2` above), so the length may cover
-    // them all.
-    unsafe {
-        out.put(stride - 2, BlockClasses::default());
-        out.put(stride - 1, BlockClasses::default());
-        out.words.set_len(class::COUNT * stride);
-    }
+    // SAFETY: blocks `0..stride - 2` were written above.
+    unsafe { out.finish_padding(stride) };
 }
 
-/// [`classify_text`] with AVX-512: each block is one 64-byte load (the
-/// last one masked to the text, which reads nothing past it and fills the
-/// rest with zero bytes, which are in no class), two table lookups, and one
-/// bit test per class that yields the class's 64-bit word directly.
+/// The blocks of [`classify_text`] with AVX-512: each block is one 64-byte
+/// load (the last one masked to the text, which reads nothing past it and
+/// fills the rest with zero bytes, which are in no class), two table
+/// lookups, and one bit test per class that yields the class's 64-bit word
+/// directly.
 ///
 /// # Safety
 ///
-/// The CPU must support AVX-512F and AVX-512BW.
+/// The CPU must support AVX-512F and AVX-512BW, and `out` must have room
+/// for the text's blocks (`out.stride` set and `COUNT * stride` words
+/// reserved, as [`classify_text`] does).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-unsafe fn classify_text_avx512(text: &[u8], out: &mut Classes) {
+unsafe fn classify_blocks_avx512(text: &[u8], out: &mut Classes) {
     use std::arch::x86_64::{
         __m512i, _mm512_and_si512, _mm512_broadcast_i32x4, _mm512_loadu_si512,
         _mm512_maskz_loadu_epi8, _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16,
         _mm512_test_epi8_mask, _mm_loadu_si128,
     };
     let blocks = text.len().div_ceil(BLOCK_BYTES);
-    let stride = blocks + 2;
-    out.stride = stride;
-    out.words.clear();
-    out.words.reserve(class::COUNT * stride);
+    debug_assert_eq!(out.stride, blocks + 2);
     // SAFETY: the tables hold 16 bytes; every full block's load reads 64
     // bytes inside the text, and the last block's masked load touches only
     // the bytes its mask selects, which are inside the text (masked-out
     // bytes are never accessed, so they cannot fault). The stores are
-    // within the reserved capacity (`put`'s contract: `block < stride`).
+    // within the reserved capacity (`put`'s contract: `block < stride`,
+    // by the caller's promise).
     unsafe {
         let low_table = _mm512_broadcast_i32x4(_mm_loadu_si128(CLASS_LOW.as_ptr().cast()));
         let high_table = _mm512_broadcast_i32x4(_mm_loadu_si128(CLASS_HIGH.as_ptr().cast()));
@@ -665,13 +664,30 @@ unsafe fn classify_text_avx512(text: &[u8], out: &mut Classes) {
                 },
             );
         }
-        out.put(stride - 2, BlockClasses::default());
-        out.put(stride - 1, BlockClasses::default());
-        out.words.set_len(class::COUNT * stride);
     }
 }
 
 impl Classes {
+    /// Writes the two empty words after the text's blocks in every class
+    /// and sets the length to cover them all.
+    ///
+    /// # Safety
+    ///
+    /// `stride` is `self.stride`, `COUNT * stride` words are reserved, and
+    /// blocks `0..stride - 2` of every class were written with
+    /// [`Classes::put`]: with the padding, every word is then initialised.
+    #[inline(always)]
+    unsafe fn finish_padding(&mut self, stride: usize) {
+        debug_assert_eq!(stride, self.stride);
+        // SAFETY: both blocks are below `stride` (the caller's promise
+        // covers `put`'s), and every word is written once the padding is.
+        unsafe {
+            self.put(stride - 2, BlockClasses::default());
+            self.put(stride - 1, BlockClasses::default());
+            self.words.set_len(class::COUNT * stride);
+        }
+    }
+
     /// Stores the classes of block `block`.
     ///
     /// # Safety
@@ -720,7 +736,7 @@ fn bits_from(from: u32) -> u64 {
 
 /// Bits `..to` of a 64-bit mask (`to <= 64`).
 #[inline(always)]
-fn bits_below(to: u32) -> u64 {
+pub(crate) fn bits_below(to: u32) -> u64 {
     if to >= 64 {
         u64::MAX
     } else {

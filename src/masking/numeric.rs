@@ -1819,7 +1819,10 @@ fn ipv4_end_bits(text: &[u8], s: usize, w: u64, dots: u64) -> Option<usize> {
     let mut p = 0u32;
     for octet in 0..4 {
         let n = (!(w >> p)).trailing_zeros();
-        if n == 0 || n > 3 || !octet_ok(&text[s + p as usize..s + (p + n) as usize]) {
+        if n == 0
+            || n > 3
+            || !validate::ipv4_octet_digits(&text[s + p as usize..s + (p + n) as usize])
+        {
             return None;
         }
         p += n;
@@ -1834,21 +1837,6 @@ fn ipv4_end_bits(text: &[u8], s: usize, w: u64, dots: u64) -> Option<usize> {
     }
     let e = s + p as usize;
     (Builtin::Ipv4.right_ok(text, e) && Builtin::Ipv4.validate(text, s, e)).then_some(e)
-}
-
-/// One to three digits without a leading zero (unless alone) and at most
-/// 255: an octet of the IPv4 shape.
-#[inline(always)]
-fn octet_ok(o: &[u8]) -> bool {
-    match *o {
-        [_] => true,
-        [a, _] => a != b'0',
-        [a, b, c] => {
-            a != b'0'
-                && u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0') <= 255
-        }
-        _ => false,
-    }
 }
 
 /// The longest card candidate from `s` (a digit) within the cluster ending

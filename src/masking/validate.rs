@@ -528,18 +528,25 @@ pub fn dotted_quad(q: &[u8], dots: u64) -> bool {
 }
 
 /// One to three decimal digits without a leading zero (unless alone) and
-/// at most 255. Three digits are at most 255 exactly when they are at most
-/// `255` as text (same length), which one comparison of the bytes as a
-/// big-endian number decides.
+/// at most 255.
 #[inline(always)]
 pub fn ipv4_octet(o: &[u8]) -> bool {
+    o.iter().all(u8::is_ascii_digit) && ipv4_octet_digits(o)
+}
+
+/// [`ipv4_octet`] of bytes already known to be digits (the numeric pass
+/// reads them from its digit bits, so it does not test them again). Three
+/// digits are at most 255 exactly when they are at most `255` as text
+/// (same length), which one comparison of the bytes as a big-endian number
+/// decides.
+#[inline(always)]
+pub fn ipv4_octet_digits(o: &[u8]) -> bool {
+    debug_assert!(o.iter().all(u8::is_ascii_digit));
     match *o {
-        [a] => a.is_ascii_digit(),
-        [a, b] => (b'1'..=b'9').contains(&a) && b.is_ascii_digit(),
+        [_] => true,
+        [a, _] => a != b'0',
         [a, b, c] => {
-            (b'1'..=b'2').contains(&a)
-                && b.is_ascii_digit()
-                && c.is_ascii_digit()
+            a != b'0'
                 && u32::from_be_bytes([0, a, b, c]) <= u32::from_be_bytes([0, b'2', b'5', b'5'])
         }
         _ => false,

@@ -59,7 +59,7 @@
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! 15.33 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
+//! 15.31 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
 //! previous version, 21.2 and 15.3 in the one before, 34.0 and 22.3 before
 //! that). Valgrind hides AVX-512 from the program, so these counts are the
 //! AVX2 build's. What changed last: the numeric walk has its own copy for

@@ -75,8 +75,17 @@
 //!
 //! The target of 1 GB/s per core on PII-dense rows is not reached
 //! (PII-free rows are at about 1 GB/s); the 5x ratio to the regex baseline
-//! is. This core retires about 10 G instructions per second on this code,
-//! so 1 GB/s allows about 10 instructions per byte, against 15.3 today:
+//! is. Half the time per PII-dense row is mispredicted branches, not work:
+//! the same number of rows cycling through 64 distinct ones, which the
+//! branch predictor learns, scans at 131 ns per row (1.23 GB/s) against
+//! 260 ns over the varied rows (`bench/scripts/masking-branches.sh`, which
+//! also splits the difference by part: about 87 ns in the numeric pass, of
+//! which 26 in its site loop, 33 in the anchored detectors, 6 in IPv6).
+//! Trading branches for work has not paid so far (masks for every numeric
+//! run without early exits, one loop over the run starts of several
+//! blocks; see `bench/README.md`). In instructions: this core retires
+//! about 10 G per second on this code, so 1 GB/s allows about 10
+//! instructions per byte, against 15.3 today:
 //! about 9.5 for the numeric pass with its confirmations (classification
 //! about 2.5 in the AVX2 build, the walk over about four numeric runs per
 //! 158-byte row, where timestamps, ids and prices sit beside the two

@@ -84,6 +84,18 @@ fn number(value: &serde_json::Value, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} missing in {value}"))
 }
 
+/// A run that made more than `requests_more_than` requests, none of them
+/// answered with an error and none failed; `context` names the run in the
+/// failure message.
+fn assert_clean(run: &serde_json::Value, requests_more_than: f64, context: &str) {
+    assert!(
+        number(run, "requests") > requests_more_than,
+        "{context}: {run}"
+    );
+    assert_eq!(number(run, "errors"), 0.0, "{context}: {run}");
+    assert_eq!(number(run, "failed"), 0.0, "{context}: {run}");
+}
+
 #[test]
 fn pg_against_the_mock_backend_in_every_mode() {
     let mock = backend(&["pg", "--rows", "3", "--row-bytes", "10"]);
@@ -110,9 +122,7 @@ fn pg_against_the_mock_backend_in_every_mode() {
             "--json",
         ]);
         let run = summary(&output);
-        assert!(number(&run, "requests") > 100.0, "{mode}: {run}");
-        assert_eq!(number(&run, "errors"), 0.0, "{mode}: {run}");
-        assert_eq!(number(&run, "failed"), 0.0, "{mode}: {run}");
+        assert_clean(&run, 100.0, mode);
         // Every answer carries three rows of ten bytes: at least 3 * 15
         // bytes of DataRow per request.
         assert!(
@@ -201,12 +211,7 @@ fn pg_against_a_real_postgresql_with_scram_and_tls() {
             "2",
             "--json",
         ]));
-        assert!(number(&run, "requests") > 10.0, "{mode}: {run}");
-        assert_eq!(
-            number(&run, "errors") + number(&run, "failed"),
-            0.0,
-            "{mode}: {run}"
-        );
+        assert_clean(&run, 10.0, mode);
     }
     // A new connection per request (scenario 4 of bench/compare).
     let run = summary(&loadgen(&[
@@ -220,7 +225,7 @@ fn pg_against_a_real_postgresql_with_scram_and_tls() {
         "1s",
         "--json",
     ]));
-    assert!(number(&run, "requests") >= 2.0, "{run}");
+    assert_clean(&run, 1.0, "a connection per request");
     // The PG* environment variables are used when there is no URL.
     let output = Command::new(BINARY)
         .args(["pg", "--sql", "select 1", "--duration", "300ms", "--json"])
@@ -306,12 +311,7 @@ fn http_against_the_mock_backend() {
         "1s",
         "--json",
     ]));
-    assert!(number(&run, "requests") > 100.0, "{run}");
-    assert_eq!(
-        number(&run, "errors") + number(&run, "failed"),
-        0.0,
-        "{run}"
-    );
+    assert_clean(&run, 100.0, "GET, pipelined");
     assert!(
         number(&run, "bytes_received") >= number(&run, "requests") * 100.0,
         "{run}"
@@ -330,7 +330,7 @@ fn http_against_the_mock_backend() {
         "500ms",
         "--json",
     ]));
-    assert!(number(&run, "requests") > 10.0, "{run}");
+    assert_clean(&run, 10.0, "POST with a body and a header");
 }
 
 #[test]

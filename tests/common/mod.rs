@@ -774,7 +774,7 @@ pub fn venv_python() -> PathBuf {
 
 /// Runs the pytest suite in `tests/<suite>` from the project virtualenv
 /// against `gw`, with the agent's and the direct connection settings plus
-/// `extra_env`, and fails with pytest's report unless every test passed
+/// `extra_env` (`tests/python_common` on `PYTHONPATH`), and fails with pytest's report unless every test passed
 /// (and at least one ran).
 pub fn run_pytest(
     suite: &str,
@@ -804,6 +804,11 @@ pub fn run_pytest(
         .env("SLUICE_DIRECT_USER", UPSTREAM_USER)
         .env("SLUICE_DIRECT_PASSWORD", &env.upstream_password)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // The suites' shared connection settings (sluice_settings.py).
+        .env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_common"),
+        )
         .envs(extra_env.iter().copied())
         .env_remove("PGSSLMODE")
         .env_remove("PGHOST")

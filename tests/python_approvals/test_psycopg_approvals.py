@@ -15,7 +15,6 @@ then approves, denies, or cancels the agent's statement.
 """
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -24,37 +23,15 @@ import psycopg
 import pytest
 from psycopg import errors
 
-
-def _env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"{name} not set: run through `cargo test --test e2e_approvals`")
-    return value
+import sluice_settings
 
 
 def gateway():
-    return psycopg.connect(
-        host="localhost",
-        port=int(_env("SLUICE_GW_PORT")),
-        dbname="app",
-        user=_env("SLUICE_AGENT"),
-        password=_env("SLUICE_TOKEN"),
-        sslmode="verify-full",
-        sslrootcert=_env("SLUICE_CA"),
-        connect_timeout=10,
-    )
+    return psycopg.connect(**sluice_settings.gateway_kwargs())
 
 
 def direct(sql):
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=int(_env("SLUICE_DIRECT_PORT")),
-        dbname="app",
-        user=_env("SLUICE_DIRECT_USER"),
-        password=_env("SLUICE_DIRECT_PASSWORD"),
-        sslmode="disable",
-        autocommit=True,
-    ) as c:
+    with psycopg.connect(**sluice_settings.direct_kwargs(), autocommit=True) as c:
         cur = c.execute(sql)
         return cur.fetchall() if cur.description else None
 
@@ -71,7 +48,7 @@ def count(table):
 
 def cli(*args):
     out = subprocess.run(
-        [_env("SLUICE_BIN"), "approvals", *args],
+        [sluice_settings.env("SLUICE_BIN"), "approvals", *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -185,8 +185,9 @@ pub struct Engine {
     detectors: Vec<DetectorDef>,
     /// Anchors of the custom detectors, by Hyperscan pattern id.
     anchors: Vec<(DetectorId, Anchor)>,
-    /// Anchors of the built-in detectors, by [`Literal`].
-    builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS],
+    /// The detector of each built-in anchor [`Literal`], when the engine
+    /// has it (how the anchor leads to candidates is [`literal_anchor`]).
+    builtin_anchors: [Option<DetectorId>; LITERALS],
     /// The detectors that have a built-in anchor.
     builtin_anchor_set: DetectorSet,
     /// The custom detectors' patterns (none when there are none).
@@ -195,6 +196,57 @@ pub struct Engine {
 
 /// Number of [`Literal`]s.
 const LITERALS: usize = Literal::AwsSecretKeyword as usize + 1;
+
+/// Every [`Literal`], in order.
+const ALL_LITERALS: [Literal; LITERALS] = [
+    Literal::At,
+    Literal::Jwt,
+    Literal::AwsAccessKeyId,
+    Literal::GithubShort,
+    Literal::GithubPat,
+    Literal::Slack,
+    Literal::Stripe,
+    Literal::Google,
+    Literal::PemBegin,
+    Literal::AwsSecretKeyword,
+];
+
+/// The built-in detector whose candidates contain the anchor `literal`.
+const fn literal_detector(literal: Literal) -> Builtin {
+    match literal {
+        Literal::At => Builtin::Email,
+        Literal::Jwt => Builtin::Jwt,
+        Literal::AwsAccessKeyId => Builtin::AwsAccessKeyId,
+        Literal::GithubShort | Literal::GithubPat => Builtin::GithubToken,
+        Literal::Slack => Builtin::SlackToken,
+        Literal::Stripe => Builtin::StripeKey,
+        Literal::Google => Builtin::GoogleApiKey,
+        Literal::PemBegin => Builtin::PemPrivateKey,
+        Literal::AwsSecretKeyword => Builtin::AwsSecretKey,
+    }
+}
+
+/// How the built-in anchor `literal` leads to candidates. A function of
+/// the literal alone (not a table entry), so that where the anchor search
+/// reports a literal known at compile time the dispatch on the anchor kind
+/// is resolved by the compiler: the search already branched on the
+/// trigger byte, and a second, table-driven dispatch mispredicted as often
+/// as the first.
+#[inline(always)]
+const fn literal_anchor(literal: Literal) -> Anchor {
+    match literal {
+        Literal::At => Anchor::Email,
+        Literal::Jwt => Anchor::Prefix(Builtin::Jwt, 3),
+        Literal::AwsAccessKeyId => Anchor::Prefix(Builtin::AwsAccessKeyId, 4),
+        Literal::GithubShort => Anchor::Prefix(Builtin::GithubToken, 4),
+        Literal::GithubPat => Anchor::Prefix(Builtin::GithubToken, 11),
+        Literal::Slack => Anchor::Prefix(Builtin::SlackToken, 5),
+        Literal::Stripe => Anchor::Prefix(Builtin::StripeKey, 8),
+        Literal::Google => Anchor::Prefix(Builtin::GoogleApiKey, 4),
+        Literal::PemBegin => Anchor::Pem,
+        Literal::AwsSecretKeyword => Anchor::AwsSecretKeyword,
+    }
+}
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,7 +298,7 @@ impl Engine {
             });
         }
         let mut anchors: Vec<(DetectorId, Anchor)> = Vec::new();
-        let mut builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS] = [None; LITERALS];
+        let mut builtin_anchors: [Option<DetectorId>; LITERALS] = [None; LITERALS];
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut add = |expr: &str,
                        flags: CompileFlags,
@@ -268,33 +320,10 @@ impl Engine {
                     // Built-in anchors are found by [`anchors::find`]
                     // without Hyperscan; numbers, IBANs and IPv6 addresses
                     // by the engine's own walks.
-                    let anchor = match b {
-                        Builtin::PemPrivateKey => Some((Literal::PemBegin, Anchor::Pem)),
-                        Builtin::Jwt => Some((Literal::Jwt, Anchor::Prefix(*b, 3))),
-                        Builtin::AwsSecretKey => {
-                            Some((Literal::AwsSecretKeyword, Anchor::AwsSecretKeyword))
+                    for literal in ALL_LITERALS {
+                        if literal_detector(literal) == *b {
+                            builtin_anchors[literal as usize] = Some(id);
                         }
-                        Builtin::AwsAccessKeyId => {
-                            Some((Literal::AwsAccessKeyId, Anchor::Prefix(*b, 4)))
-                        }
-                        Builtin::GithubToken => {
-                            builtin_anchors[Literal::GithubPat as usize] =
-                                Some((id, Anchor::Prefix(*b, 11)));
-                            Some((Literal::GithubShort, Anchor::Prefix(*b, 4)))
-                        }
-                        Builtin::SlackToken => Some((Literal::Slack, Anchor::Prefix(*b, 5))),
-                        Builtin::StripeKey => Some((Literal::Stripe, Anchor::Prefix(*b, 8))),
-                        Builtin::GoogleApiKey => Some((Literal::Google, Anchor::Prefix(*b, 4))),
-                        Builtin::Email => Some((Literal::At, Anchor::Email)),
-                        Builtin::Iban
-                        | Builtin::Ipv6
-                        | Builtin::Card
-                        | Builtin::Ssn
-                        | Builtin::Phone
-                        | Builtin::Ipv4 => None,
-                    };
-                    if let Some((literal, anchor)) = anchor {
-                        builtin_anchors[literal as usize] = Some((id, anchor));
                     }
                 }
                 DetectorKind::Custom(c) => {
@@ -321,7 +350,7 @@ impl Engine {
         let builtin_anchor_set = builtin_anchors
             .iter()
             .flatten()
-            .fold(DetectorSet::EMPTY, |set, &(id, _)| set.with(id));
+            .fold(DetectorSet::EMPTY, |set, &id| set.with(id));
         Ok(Engine {
             detectors,
             anchors,
@@ -482,14 +511,14 @@ impl Scanner {
         // time of day but no address), found by the IPv6 search otherwise.
         let mut ipv6_possible = true;
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
-            let candidates = &mut self.candidates;
-            ipv6_possible = anchors::find_and_count_colons(text, cpu, |hit| {
-                if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
-                    if set.contains(id) && candidates.len() < CANDIDATES_MAX {
-                        anchored(engine, text, id, anchor, hit.end, cpu, candidates);
-                    }
-                }
-            });
+            let mut sink = BuiltinAnchors {
+                engine,
+                text,
+                set,
+                cpu,
+                candidates: &mut self.candidates,
+            };
+            ipv6_possible = anchors::find_into(text, cpu, &mut sink);
             complete = self.candidates.len() < CANDIDATES_MAX;
         }
         if !text.is_empty() {
@@ -559,7 +588,43 @@ impl Scanner {
     }
 }
 
-/// Turns one Hyperscan anchor ending at `to` into candidates.
+/// The anchor search's hits turned into candidates: the built-in anchors
+/// of a scan.
+struct BuiltinAnchors<'a> {
+    engine: &'a Engine,
+    text: &'a [u8],
+    set: DetectorSet,
+    cpu: Cpu,
+    candidates: &'a mut Vec<Finding>,
+}
+
+impl anchors::AnchorSink for BuiltinAnchors<'_> {
+    /// Always inlined, so that the literal of each branch of the anchor
+    /// search selects its confirmation at compile time.
+    #[inline(always)]
+    fn hit(&mut self, hit: anchors::AnchorHit) {
+        if let Some(id) = self.engine.builtin_anchors[hit.literal as usize] {
+            if self.set.contains(id) && self.candidates.len() < CANDIDATES_MAX {
+                let anchor = literal_anchor(hit.literal);
+                anchored(
+                    self.engine,
+                    self.text,
+                    id,
+                    anchor,
+                    hit.end,
+                    self.cpu,
+                    self.candidates,
+                );
+            }
+        }
+    }
+}
+
+/// Turns one anchor ending at `to` into candidates. Inlined, so that the
+/// match on `anchor` folds away where the anchor is known (each literal's
+/// branch of the anchor search); the confirmations it calls stay out of
+/// line.
+#[inline(always)]
 fn anchored(
     engine: &Engine,
     text: &[u8],

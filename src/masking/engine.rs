@@ -510,6 +510,7 @@ impl Scanner {
         // does: told by the anchor search when it runs (most rows hold a
         // time of day but no address), found by the IPv6 search otherwise.
         let mut ipv6_possible = true;
+        let mut ipv6_told = false;
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
             let mut sink = BuiltinAnchors {
                 engine,
@@ -519,6 +520,7 @@ impl Scanner {
                 candidates: &mut self.candidates,
             };
             ipv6_possible = anchors::find_into(text, cpu, &mut sink);
+            ipv6_told = true;
             complete = self.candidates.len() < CANDIDATES_MAX;
         }
         if !text.is_empty() {
@@ -528,7 +530,7 @@ impl Scanner {
                     numeric::scan(text, set, &mut self.blocks, &mut self.candidates, scan_iban);
             }
             if complete && ipv6_possible && set.contains(Builtin::Ipv6 as DetectorId) {
-                scan_ipv6(text, cpu, &mut self.candidates);
+                scan_ipv6(text, cpu, ipv6_told, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
@@ -1587,16 +1589,14 @@ fn colon_mask(text: &[u8], at: usize, bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64) 
     if at >= n {
         return 0;
     }
-    if let Some(full) = text.get(at..at + BLOCK_BYTES) {
-        if let Ok(full) = <&[u8; BLOCK_BYTES]>::try_from(full) {
-            return bits(full);
-        }
-    }
     if let Some(last) = n.checked_sub(BLOCK_BYTES) {
-        // The last, partial block: the last 64 bytes, shifted (as
-        // `numeric::classify_text` does).
-        if let Ok(tail) = <&[u8; BLOCK_BYTES]>::try_from(&text[last..]) {
-            return bits(tail) >> (at - last);
+        // The block's 64 bytes, or near the end the last 64 bytes of the
+        // text shifted (as `numeric::classify_text` does): the place of
+        // the window is a select, not a branch on the block's place. `at`
+        // is below `n`, so the shift is below 64.
+        let from = at.min(last);
+        if let Ok(window) = <&[u8; BLOCK_BYTES]>::try_from(&text[from..from + BLOCK_BYTES]) {
+            return bits(window) >> (at - from);
         }
     }
     let mut block = [0u8; BLOCK_BYTES];
@@ -1697,16 +1697,19 @@ fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
 /// whether the run is worth walking at all, and the same test on the
 /// colons of the run decides whether its ends are worth reading: times of
 /// day and `host:port` are refused without reading their bytes.
-fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
+///
+/// `told` says that the caller already knows the text to hold `::` or six
+/// colons (the anchor search counts them), so the count is not repeated.
+fn scan_ipv6(text: &[u8], cpu: Cpu, told: bool, out: &mut Vec<Finding>) {
     #[cfg(target_arch = "x86_64")]
     if cpu.avx2() {
         // SAFETY: a `Cpu` reports AVX2, `bmi1` and `popcnt` only when they
         // were detected.
-        unsafe { scan_ipv6_avx2(text, out) };
+        unsafe { scan_ipv6_avx2(text, told, out) };
         return;
     }
     let _ = cpu;
-    scan_ipv6_with(text, out, colon_bits);
+    scan_ipv6_with(text, told, out, colon_bits);
 }
 
 /// [`scan_ipv6`] compiled with AVX2 (colon masks 32 bytes per compare),
@@ -1717,14 +1720,15 @@ fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
 /// The CPU must support AVX2, `bmi1` and `popcnt`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,popcnt")]
-unsafe fn scan_ipv6_avx2(text: &[u8], out: &mut Vec<Finding>) {
+unsafe fn scan_ipv6_avx2(text: &[u8], told: bool, out: &mut Vec<Finding>) {
     // SAFETY: AVX2 is enabled in this function (the caller detected it).
-    scan_ipv6_with(text, out, |b| unsafe { colon_bits_avx2(b) });
+    scan_ipv6_with(text, told, out, |b| unsafe { colon_bits_avx2(b) });
 }
 
 #[inline(always)]
 fn scan_ipv6_with(
     text: &[u8],
+    told: bool,
     out: &mut Vec<Finding>,
     bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64 + Copy,
 ) {
@@ -1735,7 +1739,7 @@ fn scan_ipv6_with(
         for (k, m) in masks[..blocks].iter_mut().enumerate() {
             *m = colon_mask(text, k * BLOCK_BYTES, bits);
         }
-        if colons_may_hold_ipv6(&masks[..blocks]) {
+        if told || colons_may_hold_ipv6(&masks[..blocks]) {
             ipv6_runs(text, blocks, |k| masks[k], out);
         }
     } else {
@@ -1765,14 +1769,15 @@ fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &m
     let mut done = 0usize;
     for k in 0..blocks {
         let following = mask_of(k + 1);
-        let mut mask = current;
+        let at = k * BLOCK_BYTES;
+        // The colons of a run walked already are dropped from the mask
+        // rather than tested one by one (whether a colon is one of them
+        // depends on the text).
+        let mut mask = current & !bits_below(done.saturating_sub(at).min(BLOCK_BYTES) as u32);
         while mask != 0 {
             let bit = mask.trailing_zeros();
             mask &= mask - 1;
-            let p = k * BLOCK_BYTES + bit as usize;
-            if p < done {
-                continue;
-            }
+            let p = at + bit as usize;
             let window = if bit == 0 {
                 current
             } else {
@@ -1786,6 +1791,8 @@ fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &m
             }
             let run = ipv6_run(text, p);
             done = run.end;
+            // `run.end` is past `p`, so the cut is 1 to 64 bits.
+            mask &= !bits_below((done - at).min(BLOCK_BYTES) as u32);
             // The same test on the colons of the run only (those after it
             // belong to no candidate of this run).
             let reach = run.end - p;

@@ -1116,22 +1116,24 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
     }
     // The 32 bytes from `from` (which may lie before the text), zero
     // where the text has no byte: zero is in no class, as the text's ends
-    // are outside every run.
-    let window = |from: isize| -> __m256i {
-        if from >= 0 && from as usize + 32 <= n {
-            // SAFETY: the 32 bytes from `from` lie inside `text`.
-            unsafe { _mm256_loadu_si256(text.as_ptr().add(from as usize).cast::<__m256i>()) }
-        } else {
-            let mut padded = [0u8; 32];
-            for (k, byte) in padded.iter_mut().enumerate() {
-                let i = from + k as isize;
-                if i >= 0 && (i as usize) < n {
-                    *byte = text[i as usize];
-                }
-            }
-            // SAFETY: `padded` holds the 32 bytes read.
-            unsafe { _mm256_loadu_si256(padded.as_ptr().cast::<__m256i>()) }
+    // are outside every run. Only for texts shorter than 32 bytes; longer
+    // ones are read from windows inside the text and the bits shifted.
+    let padded_window = |from: isize| -> __m256i {
+        let mut padded = [0u8; 32];
+        let first = from.max(0) as usize;
+        let last = (from + 32).clamp(0, n as isize) as usize;
+        if first < last {
+            let to = (first as isize - from) as usize;
+            padded[to..to + (last - first)].copy_from_slice(&text[first..last]);
         }
+        // SAFETY: `padded` holds the 32 bytes read.
+        unsafe { _mm256_loadu_si256(padded.as_ptr().cast::<__m256i>()) }
+    };
+    // The 32 bytes from `from`; every caller has `from + 32 <= n`.
+    let load = |from: usize| -> __m256i {
+        debug_assert!(from + 32 <= n);
+        // SAFETY: the 32 bytes from `from` lie inside `text`.
+        unsafe { _mm256_loadu_si256(text.as_ptr().add(from).cast::<__m256i>()) }
     };
     // SAFETY: both tables hold 16 bytes.
     let (low_table, high_table) = unsafe {
@@ -1159,8 +1161,19 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
         !(_mm256_movemask_epi8(none) as u32)
     };
     // The local part: the run of local-part bytes that ends at the `@`
-    // (bit 31 is the byte before it).
-    let local_bits = member(classes(window(at as isize - 32)), LOCAL);
+    // (bit 31 is the byte before it). In a text of 32 bytes or more the
+    // window is the 32 bytes before the `@`, or the first 32 when the `@`
+    // is nearer the start, shifted so that bit 31 is the byte before the
+    // `@` (the bytes from the `@` on are shifted out, zeros come in for
+    // the bytes before the text): a select rather than a branch on where
+    // the `@` lies, which mispredicted.
+    let local_bits = if n >= 32 {
+        let from = at.max(32) - 32;
+        let shift = from + 32 - at;
+        (u64::from(member(classes(load(from)), LOCAL)) << shift) as u32
+    } else {
+        member(classes(padded_window(at as isize - 32)), LOCAL)
+    };
     let local = (!local_bits).leading_zeros() as usize;
     if local == 32 {
         return None;
@@ -1168,13 +1181,28 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
     if local == 0 {
         return Some(None);
     }
-    // The domain, bit 0 at the byte after the `@`.
-    let after = classes(window(at as isize + 1));
-    let (label, dot, alpha) = (
-        member(after, LABEL),
-        member(after, DOT),
-        member(after, ALPHA),
-    );
+    // The domain, bit 0 at the byte after the `@`: the 32 bytes after it,
+    // or near the end of the text its last 32 bytes, shifted so that bit 0
+    // is the byte after the `@` (zeros come in past the end).
+    let (label, dot, alpha) = if n >= 32 {
+        let start = at + 1;
+        let from = start.min(n - 32);
+        let shift = start - from;
+        let after = classes(load(from));
+        let cut = |bits: u32| (u64::from(bits) >> shift) as u32;
+        (
+            cut(member(after, LABEL)),
+            cut(member(after, DOT)),
+            cut(member(after, ALPHA)),
+        )
+    } else {
+        let after = classes(padded_window(at as isize + 1));
+        (
+            member(after, LABEL),
+            member(after, DOT),
+            member(after, ALPHA),
+        )
+    };
     let run = (!(label | dot)).trailing_zeros();
     if run == 32 {
         return None;

@@ -49,9 +49,6 @@ pub enum Literal {
 
 /// Bytes classified at once.
 const BLOCK_BYTES: usize = 64;
-/// Half a block: the classification of the last block of a text when at
-/// most this many bytes are left.
-const HALF_BYTES: usize = 32;
 
 /// Trigger bits of one 64-byte block, computed from `bytes` (at least 65
 /// bytes: the pairs of the last byte look at the next one). Bit `i` is set
@@ -253,10 +250,12 @@ fn secret_keyword_before(text: &[u8], key_at: usize) -> bool {
     })
 }
 
-/// Reports the anchors whose trigger byte is `text[p]` to `hit`.
-#[inline]
-fn check_trigger(text: &[u8], p: usize, hit: &mut impl FnMut(AnchorHit)) {
-    let mut report = |end: usize, literal: Literal| hit(AnchorHit { end, literal });
+/// Reports the anchors whose trigger byte is `text[p]` to `hit`. Inlined
+/// into the search, so that each literal's branch calls `hit` with a
+/// literal known at compile time (see the engine's `literal_anchor`).
+#[inline(always)]
+fn check_trigger(text: &[u8], p: usize, sink: &mut impl AnchorSink) {
+    let mut report = |end: usize, literal: Literal| sink.hit(AnchorHit { end, literal });
     match text[p] {
         b'@' => report(p + 1, Literal::At),
         b'y' if p >= 1 && text[p - 1] == b'e' && has(text, p + 1, b"J") => {
@@ -356,6 +355,26 @@ impl Cpu {
     }
 }
 
+/// Where the anchor search reports its hits. The engine's sink is a
+/// type whose `hit` is always inlined: a closure's body stays one function
+/// called from every literal's branch of the search, and each call then
+/// dispatched on the literal again; inlined, each branch gets its own copy
+/// with the literal known.
+pub trait AnchorSink {
+    fn hit(&mut self, hit: AnchorHit);
+}
+
+/// An [`AnchorSink`] that calls a closure (tests and other callers for
+/// whom the dispatch does not matter).
+pub struct ForEach<F>(pub F);
+
+impl<F: FnMut(AnchorHit)> AnchorSink for ForEach<F> {
+    #[inline]
+    fn hit(&mut self, hit: AnchorHit) {
+        (self.0)(hit)
+    }
+}
+
 /// Calls `hit` for every occurrence of every built-in anchor literal in
 /// `text`, in order of trigger position.
 #[inline]
@@ -376,22 +395,21 @@ pub fn find_using(text: &[u8], cpu: Cpu, hit: impl FnMut(AnchorHit)) {
 /// loaded for the triggers anyway, and spares those rows the IPv6 search's
 /// own pass over the text.
 #[inline]
-pub fn find_and_count_colons(text: &[u8], cpu: Cpu, mut hit: impl FnMut(AnchorHit)) -> bool {
+pub fn find_and_count_colons(text: &[u8], cpu: Cpu, hit: impl FnMut(AnchorHit)) -> bool {
+    find_into(text, cpu, &mut ForEach(hit))
+}
+
+/// [`find_and_count_colons`] reporting to an [`AnchorSink`].
+#[inline]
+pub fn find_into(text: &[u8], cpu: Cpu, sink: &mut impl AnchorSink) -> bool {
     #[cfg(target_arch = "x86_64")]
     if cpu.avx2 {
         // SAFETY: a `Cpu` with `avx2` set comes from `Cpu::detect` only,
         // which also detected `bmi1` and `popcnt`.
-        return unsafe { find_avx2(text, &mut hit) };
+        return unsafe { find_avx2(text, sink) };
     }
     let _ = cpu;
-    find_with(text, &mut hit, block_bits_portable, |b| {
-        // The positions of the first half only (the window is 33 bytes).
-        let bits = block_bits_portable(b);
-        BlockBits {
-            trigger: bits.trigger & u64::from(u32::MAX),
-            colon: bits.colon & u64::from(u32::MAX),
-        }
-    })
+    find_with(text, sink, block_bits_portable)
 }
 
 /// Whether `text` holds `::` or at least six colons, byte by byte: the
@@ -474,91 +492,154 @@ unsafe fn block_halves_avx2<const HALVES: usize>(bytes: &[u8]) -> BlockBits {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,popcnt")]
-unsafe fn find_avx2(text: &[u8], hit: &mut impl FnMut(AnchorHit)) -> bool {
+unsafe fn find_avx2(text: &[u8], hit: &mut impl AnchorSink) -> bool {
     // SAFETY: `find_with` passes at least 65 bytes, and AVX2 is enabled in
     // this function (detected by the caller).
-    find_with(
-        text,
-        hit,
-        |b| unsafe { block_halves_avx2::<2>(b) },
-        |b| unsafe { block_halves_avx2::<1>(b) },
-    )
+    find_with(text, hit, |b| unsafe { block_halves_avx2::<2>(b) })
+}
+
+/// Most trigger positions gathered before they are checked: a block adds
+/// at most 64, and positions are checked once more than
+/// `POSITIONS_FLUSH` are waiting, so the list never holds more than
+/// `POSITIONS_FLUSH + 64`, plus the slots written ahead
+/// ([`POSITIONS_AHEAD`]).
+const POSITIONS_FLUSH: usize = 8;
+/// Positions written for every block whatever its trigger count (see
+/// [`Positions::gather`]).
+const POSITIONS_AHEAD: usize = 2;
+const POSITIONS_MAX: usize = POSITIONS_FLUSH + BLOCK_BYTES + POSITIONS_AHEAD;
+
+/// Trigger positions waiting for their check, in text order. The slots
+/// are not initialised: zeroing them cost a `memset` call per scan, and
+/// only the first `count`, all written, are ever read.
+struct Positions {
+    slots: [std::mem::MaybeUninit<u32>; POSITIONS_MAX],
+    count: usize,
+}
+
+impl Positions {
+    #[inline(always)]
+    fn new() -> Self {
+        Positions {
+            slots: [std::mem::MaybeUninit::uninit(); POSITIONS_MAX],
+            count: 0,
+        }
+    }
+
+    /// Appends the positions of the set bits of `mask` (bit `i` is
+    /// `at + i`; a scanned value is far shorter than 4 GiB, see
+    /// `VALUE_SCAN_BYTES_MAX`, so a position fits in a `u32`). At most
+    /// `POSITIONS_FLUSH` positions may be waiting.
+    ///
+    /// Most blocks hold no trigger or one, and whether a block holds one
+    /// depends on the text alone: a loop per block that stopped when its
+    /// mask was empty mispredicted its exit about every other block. So the
+    /// first [`POSITIONS_AHEAD`] slots are written whatever the mask holds
+    /// (slots past the count are overwritten later or never read) and the
+    /// count grows by the number of bits; only a block with more triggers
+    /// than that loops, which is rare enough to be predicted.
+    #[inline(always)]
+    fn gather(&mut self, at: usize, mask: u64) {
+        let base = self.count;
+        let mut left = mask;
+        for slot in 0..POSITIONS_AHEAD {
+            // `trailing_zeros` of an empty mask is 64: a position past the
+            // block, in a slot that the count leaves out.
+            self.slots[base + slot].write((at + left.trailing_zeros() as usize) as u32);
+            left &= left.wrapping_sub(1);
+        }
+        let mut slot = base + POSITIONS_AHEAD;
+        while left != 0 {
+            self.slots[slot].write((at + left.trailing_zeros() as usize) as u32);
+            left &= left - 1;
+            slot += 1;
+        }
+        self.count = base + mask.count_ones() as usize;
+    }
+
+    /// The waiting positions, in text order; none wait afterwards.
+    #[inline(always)]
+    fn take(&mut self) -> impl Iterator<Item = usize> + '_ {
+        let count = std::mem::take(&mut self.count);
+        // SAFETY: `gather` wrote every slot below the count it left.
+        self.slots[..count]
+            .iter()
+            .map(|slot| unsafe { slot.assume_init() } as usize)
+    }
 }
 
 /// The anchor search over 64-byte blocks; returns whether the text holds
 /// `::` or at least six colons.
+///
+/// The search has three phases: the block bits of every block (the blocks
+/// before the last read whole, the last one from a window of the text's
+/// last 65 bytes), the trigger positions gathered from them
+/// ([`Positions::gather`]), and the exact check of each position
+/// ([`check_trigger`]). Gathering the positions of several blocks before
+/// checking them makes the checks one loop per row instead of one per
+/// block, which halves the loop exits whose outcome depends on the text.
 #[inline(always)]
-fn find_with(
-    text: &[u8],
-    hit: &mut impl FnMut(AnchorHit),
-    bits: impl Fn(&[u8]) -> BlockBits,
-    half_bits: impl Fn(&[u8]) -> BlockBits,
-) -> bool {
+fn find_with(text: &[u8], hit: &mut impl AnchorSink, bits: impl Fn(&[u8]) -> BlockBits) -> bool {
     let n = text.len();
-    let mut at = 0usize;
+    if n == 0 {
+        return false;
+    }
+    let mut positions = Positions::new();
     let mut colons = 0u32;
     // `::` seen so far, and the colon bit of the previous block's last byte
     // (a `::` may straddle two blocks).
     let mut double = 0u64;
     let mut carry = 0u64;
-    while at < n {
-        let block = match text.get(at..at + BLOCK_BYTES + 1) {
-            Some(window) => bits(window),
-            None if n > BLOCK_BYTES && n - at <= HALF_BYTES => {
-                // At most 32 bytes left: as below, with the window of the
-                // last 33 bytes, which costs half a block's classification.
-                // `at` is past `n - 33`, so the shift is 1 to 32.
-                let from = n - HALF_BYTES - 1;
-                let shift = (at - from) as u32;
-                let window = half_bits(&text[from..]);
-                let last = text[n - 1];
-                let last_bit = (n - 1 - at) as u32;
-                BlockBits {
-                    trigger: (window.trigger >> shift) | (u64::from(last == b'@') << last_bit),
-                    colon: (window.colon >> shift) | (u64::from(last == b':') << last_bit),
-                }
-            }
-            None if n > BLOCK_BYTES => {
-                // The last block of a text longer than a block: the window
-                // of the last 65 bytes gives the bits of every position
-                // but the last (which has no next byte) and repeats some
-                // positions of the previous block, which the shift drops.
-                // `at` is past `n - 65` here, so the shift is 1 to 64.
-                let from = n - BLOCK_BYTES - 1;
-                let shift = (at - from) as u32;
-                let window = bits(&text[from..]);
-                let last = text[n - 1];
-                let last_bit = (n - 1 - at) as u32;
-                BlockBits {
-                    trigger: window.trigger.checked_shr(shift).unwrap_or(0)
-                        | (u64::from(last == b'@') << last_bit),
-                    colon: window.colon.checked_shr(shift).unwrap_or(0)
-                        | (u64::from(last == b':') << last_bit),
-                }
-            }
-            None => {
-                // A text shorter than a block: padded with zero bytes, which
-                // start no trigger, complete only `@`'s and are no colon.
-                let mut padded = [0u8; BLOCK_BYTES + 1];
-                padded[..n].copy_from_slice(text);
-                let inside = u64::MAX >> (BLOCK_BYTES - n);
-                let b = bits(&padded);
-                BlockBits {
-                    trigger: b.trigger & inside,
-                    colon: b.colon,
-                }
-            }
-        };
+    let mut take = |block: BlockBits, at: usize, positions: &mut Positions| {
         colons += block.colon.count_ones();
         double |= block.colon & ((block.colon << 1) | carry);
         carry = block.colon >> 63;
-        let mut mask = block.trigger;
-        while mask != 0 {
-            let p = at + mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            check_trigger(text, p, hit);
+        positions.gather(at, block.trigger);
+    };
+    // The blocks before the last: block `k` is read whole when its window
+    // (64 bytes and the next one) fits, i.e. for `k < (n - 1) / 64`.
+    let whole = (n - 1) / BLOCK_BYTES;
+    for k in 0..whole {
+        let at = k * BLOCK_BYTES;
+        take(bits(&text[at..at + BLOCK_BYTES + 1]), at, &mut positions);
+        if positions.count > POSITIONS_FLUSH {
+            for p in positions.take() {
+                check_trigger(text, p, hit);
+            }
         }
-        at += BLOCK_BYTES;
+    }
+    // The last block, holding 1 to 64 positions from `at` to `n - 1`.
+    let at = whole * BLOCK_BYTES;
+    let last = text[n - 1];
+    let last_bit = (n - 1 - at) as u32;
+    let block = if n > BLOCK_BYTES {
+        // The window of the last 65 bytes gives the bits of every position
+        // but the last (which has no next byte) and repeats some positions
+        // of the block before, which the shift drops: `at` is past
+        // `n - 65`, so the shift is 1 to 64.
+        let from = n - BLOCK_BYTES - 1;
+        let shift = (at - from) as u32;
+        let window = bits(&text[from..]);
+        BlockBits {
+            trigger: window.trigger.checked_shr(shift).unwrap_or(0),
+            colon: window.colon.checked_shr(shift).unwrap_or(0),
+        }
+    } else {
+        // A text of at most a block: padded with zero bytes, which start
+        // no trigger, complete only `@`'s and are no colon.
+        let mut padded = [0u8; BLOCK_BYTES + 1];
+        padded[..n].copy_from_slice(text);
+        bits(&padded)
+    };
+    // The last byte has no next byte: of the triggers only `@` is complete
+    // there.
+    let block = BlockBits {
+        trigger: block.trigger | (u64::from(last == b'@') << last_bit),
+        colon: block.colon | (u64::from(last == b':') << last_bit),
+    };
+    take(block, at, &mut positions);
+    for p in positions.take() {
+        check_trigger(text, p, hit);
     }
     double != 0 || colons >= 6
 }

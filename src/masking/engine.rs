@@ -185,8 +185,9 @@ pub struct Engine {
     detectors: Vec<DetectorDef>,
     /// Anchors of the custom detectors, by Hyperscan pattern id.
     anchors: Vec<(DetectorId, Anchor)>,
-    /// Anchors of the built-in detectors, by [`Literal`].
-    builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS],
+    /// The detector of each built-in anchor [`Literal`], when the engine
+    /// has it (how the anchor leads to candidates is [`literal_anchor`]).
+    builtin_anchors: [Option<DetectorId>; LITERALS],
     /// The detectors that have a built-in anchor.
     builtin_anchor_set: DetectorSet,
     /// The custom detectors' patterns (none when there are none).
@@ -195,6 +196,57 @@ pub struct Engine {
 
 /// Number of [`Literal`]s.
 const LITERALS: usize = Literal::AwsSecretKeyword as usize + 1;
+
+/// Every [`Literal`], in order.
+const ALL_LITERALS: [Literal; LITERALS] = [
+    Literal::At,
+    Literal::Jwt,
+    Literal::AwsAccessKeyId,
+    Literal::GithubShort,
+    Literal::GithubPat,
+    Literal::Slack,
+    Literal::Stripe,
+    Literal::Google,
+    Literal::PemBegin,
+    Literal::AwsSecretKeyword,
+];
+
+/// The built-in detector whose candidates contain the anchor `literal`.
+const fn literal_detector(literal: Literal) -> Builtin {
+    match literal {
+        Literal::At => Builtin::Email,
+        Literal::Jwt => Builtin::Jwt,
+        Literal::AwsAccessKeyId => Builtin::AwsAccessKeyId,
+        Literal::GithubShort | Literal::GithubPat => Builtin::GithubToken,
+        Literal::Slack => Builtin::SlackToken,
+        Literal::Stripe => Builtin::StripeKey,
+        Literal::Google => Builtin::GoogleApiKey,
+        Literal::PemBegin => Builtin::PemPrivateKey,
+        Literal::AwsSecretKeyword => Builtin::AwsSecretKey,
+    }
+}
+
+/// How the built-in anchor `literal` leads to candidates. A function of
+/// the literal alone (not a table entry), so that where the anchor search
+/// reports a literal known at compile time the dispatch on the anchor kind
+/// is resolved by the compiler: the search already branched on the
+/// trigger byte, and a second, table-driven dispatch mispredicted as often
+/// as the first.
+#[inline(always)]
+const fn literal_anchor(literal: Literal) -> Anchor {
+    match literal {
+        Literal::At => Anchor::Email,
+        Literal::Jwt => Anchor::Prefix(Builtin::Jwt, 3),
+        Literal::AwsAccessKeyId => Anchor::Prefix(Builtin::AwsAccessKeyId, 4),
+        Literal::GithubShort => Anchor::Prefix(Builtin::GithubToken, 4),
+        Literal::GithubPat => Anchor::Prefix(Builtin::GithubToken, 11),
+        Literal::Slack => Anchor::Prefix(Builtin::SlackToken, 5),
+        Literal::Stripe => Anchor::Prefix(Builtin::StripeKey, 8),
+        Literal::Google => Anchor::Prefix(Builtin::GoogleApiKey, 4),
+        Literal::PemBegin => Anchor::Pem,
+        Literal::AwsSecretKeyword => Anchor::AwsSecretKeyword,
+    }
+}
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,7 +298,7 @@ impl Engine {
             });
         }
         let mut anchors: Vec<(DetectorId, Anchor)> = Vec::new();
-        let mut builtin_anchors: [Option<(DetectorId, Anchor)>; LITERALS] = [None; LITERALS];
+        let mut builtin_anchors: [Option<DetectorId>; LITERALS] = [None; LITERALS];
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut add = |expr: &str,
                        flags: CompileFlags,
@@ -268,33 +320,10 @@ impl Engine {
                     // Built-in anchors are found by [`anchors::find`]
                     // without Hyperscan; numbers, IBANs and IPv6 addresses
                     // by the engine's own walks.
-                    let anchor = match b {
-                        Builtin::PemPrivateKey => Some((Literal::PemBegin, Anchor::Pem)),
-                        Builtin::Jwt => Some((Literal::Jwt, Anchor::Prefix(*b, 3))),
-                        Builtin::AwsSecretKey => {
-                            Some((Literal::AwsSecretKeyword, Anchor::AwsSecretKeyword))
+                    for literal in ALL_LITERALS {
+                        if literal_detector(literal) == *b {
+                            builtin_anchors[literal as usize] = Some(id);
                         }
-                        Builtin::AwsAccessKeyId => {
-                            Some((Literal::AwsAccessKeyId, Anchor::Prefix(*b, 4)))
-                        }
-                        Builtin::GithubToken => {
-                            builtin_anchors[Literal::GithubPat as usize] =
-                                Some((id, Anchor::Prefix(*b, 11)));
-                            Some((Literal::GithubShort, Anchor::Prefix(*b, 4)))
-                        }
-                        Builtin::SlackToken => Some((Literal::Slack, Anchor::Prefix(*b, 5))),
-                        Builtin::StripeKey => Some((Literal::Stripe, Anchor::Prefix(*b, 8))),
-                        Builtin::GoogleApiKey => Some((Literal::Google, Anchor::Prefix(*b, 4))),
-                        Builtin::Email => Some((Literal::At, Anchor::Email)),
-                        Builtin::Iban
-                        | Builtin::Ipv6
-                        | Builtin::Card
-                        | Builtin::Ssn
-                        | Builtin::Phone
-                        | Builtin::Ipv4 => None,
-                    };
-                    if let Some((literal, anchor)) = anchor {
-                        builtin_anchors[literal as usize] = Some((id, anchor));
                     }
                 }
                 DetectorKind::Custom(c) => {
@@ -321,7 +350,7 @@ impl Engine {
         let builtin_anchor_set = builtin_anchors
             .iter()
             .flatten()
-            .fold(DetectorSet::EMPTY, |set, &(id, _)| set.with(id));
+            .fold(DetectorSet::EMPTY, |set, &id| set.with(id));
         Ok(Engine {
             detectors,
             anchors,
@@ -481,15 +510,17 @@ impl Scanner {
         // does: told by the anchor search when it runs (most rows hold a
         // time of day but no address), found by the IPv6 search otherwise.
         let mut ipv6_possible = true;
+        let mut ipv6_told = false;
         if complete && !text.is_empty() && set.0 & engine.builtin_anchor_set.0 != 0 {
-            let candidates = &mut self.candidates;
-            ipv6_possible = anchors::find_and_count_colons(text, cpu, |hit| {
-                if let Some((id, anchor)) = engine.builtin_anchors[hit.literal as usize] {
-                    if set.contains(id) && candidates.len() < CANDIDATES_MAX {
-                        anchored(engine, text, id, anchor, hit.end, cpu, candidates);
-                    }
-                }
-            });
+            let mut sink = BuiltinAnchors {
+                engine,
+                text,
+                set,
+                cpu,
+                candidates: &mut self.candidates,
+            };
+            ipv6_possible = anchors::find_into(text, cpu, &mut sink);
+            ipv6_told = true;
             complete = self.candidates.len() < CANDIDATES_MAX;
         }
         if !text.is_empty() {
@@ -499,7 +530,7 @@ impl Scanner {
                     numeric::scan(text, set, &mut self.blocks, &mut self.candidates, scan_iban);
             }
             if complete && ipv6_possible && set.contains(Builtin::Ipv6 as DetectorId) {
-                scan_ipv6(text, cpu, &mut self.candidates);
+                scan_ipv6(text, cpu, ipv6_told, &mut self.candidates);
                 complete = self.candidates.len() < CANDIDATES_MAX;
             }
         }
@@ -559,7 +590,43 @@ impl Scanner {
     }
 }
 
-/// Turns one Hyperscan anchor ending at `to` into candidates.
+/// The anchor search's hits turned into candidates: the built-in anchors
+/// of a scan.
+struct BuiltinAnchors<'a> {
+    engine: &'a Engine,
+    text: &'a [u8],
+    set: DetectorSet,
+    cpu: Cpu,
+    candidates: &'a mut Vec<Finding>,
+}
+
+impl anchors::AnchorSink for BuiltinAnchors<'_> {
+    /// Always inlined, so that the literal of each branch of the anchor
+    /// search selects its confirmation at compile time.
+    #[inline(always)]
+    fn hit(&mut self, hit: anchors::AnchorHit) {
+        if let Some(id) = self.engine.builtin_anchors[hit.literal as usize] {
+            if self.set.contains(id) && self.candidates.len() < CANDIDATES_MAX {
+                let anchor = literal_anchor(hit.literal);
+                anchored(
+                    self.engine,
+                    self.text,
+                    id,
+                    anchor,
+                    hit.end,
+                    self.cpu,
+                    self.candidates,
+                );
+            }
+        }
+    }
+}
+
+/// Turns one anchor ending at `to` into candidates. Inlined, so that the
+/// match on `anchor` folds away where the anchor is known (each literal's
+/// branch of the anchor search); the confirmations it calls stay out of
+/// line.
+#[inline(always)]
 fn anchored(
     engine: &Engine,
     text: &[u8],
@@ -1049,22 +1116,24 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
     }
     // The 32 bytes from `from` (which may lie before the text), zero
     // where the text has no byte: zero is in no class, as the text's ends
-    // are outside every run.
-    let window = |from: isize| -> __m256i {
-        if from >= 0 && from as usize + 32 <= n {
-            // SAFETY: the 32 bytes from `from` lie inside `text`.
-            unsafe { _mm256_loadu_si256(text.as_ptr().add(from as usize).cast::<__m256i>()) }
-        } else {
-            let mut padded = [0u8; 32];
-            for (k, byte) in padded.iter_mut().enumerate() {
-                let i = from + k as isize;
-                if i >= 0 && (i as usize) < n {
-                    *byte = text[i as usize];
-                }
-            }
-            // SAFETY: `padded` holds the 32 bytes read.
-            unsafe { _mm256_loadu_si256(padded.as_ptr().cast::<__m256i>()) }
+    // are outside every run. Only for texts shorter than 32 bytes; longer
+    // ones are read from windows inside the text and the bits shifted.
+    let padded_window = |from: isize| -> __m256i {
+        let mut padded = [0u8; 32];
+        let first = from.max(0) as usize;
+        let last = (from + 32).clamp(0, n as isize) as usize;
+        if first < last {
+            let to = (first as isize - from) as usize;
+            padded[to..to + (last - first)].copy_from_slice(&text[first..last]);
         }
+        // SAFETY: `padded` holds the 32 bytes read.
+        unsafe { _mm256_loadu_si256(padded.as_ptr().cast::<__m256i>()) }
+    };
+    // The 32 bytes from `from`; every caller has `from + 32 <= n`.
+    let load = |from: usize| -> __m256i {
+        debug_assert!(from + 32 <= n);
+        // SAFETY: the 32 bytes from `from` lie inside `text`.
+        unsafe { _mm256_loadu_si256(text.as_ptr().add(from).cast::<__m256i>()) }
     };
     // SAFETY: both tables hold 16 bytes.
     let (low_table, high_table) = unsafe {
@@ -1092,8 +1161,19 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
         !(_mm256_movemask_epi8(none) as u32)
     };
     // The local part: the run of local-part bytes that ends at the `@`
-    // (bit 31 is the byte before it).
-    let local_bits = member(classes(window(at as isize - 32)), LOCAL);
+    // (bit 31 is the byte before it). In a text of 32 bytes or more the
+    // window is the 32 bytes before the `@`, or the first 32 when the `@`
+    // is nearer the start, shifted so that bit 31 is the byte before the
+    // `@` (the bytes from the `@` on are shifted out, zeros come in for
+    // the bytes before the text): a select rather than a branch on where
+    // the `@` lies, which mispredicted.
+    let local_bits = if n >= 32 {
+        let from = at.max(32) - 32;
+        let shift = from + 32 - at;
+        (u64::from(member(classes(load(from)), LOCAL)) << shift) as u32
+    } else {
+        member(classes(padded_window(at as isize - 32)), LOCAL)
+    };
     let local = (!local_bits).leading_zeros() as usize;
     if local == 32 {
         return None;
@@ -1101,13 +1181,28 @@ unsafe fn email_around_avx2(text: &[u8], at: usize) -> Option<Option<(usize, usi
     if local == 0 {
         return Some(None);
     }
-    // The domain, bit 0 at the byte after the `@`.
-    let after = classes(window(at as isize + 1));
-    let (label, dot, alpha) = (
-        member(after, LABEL),
-        member(after, DOT),
-        member(after, ALPHA),
-    );
+    // The domain, bit 0 at the byte after the `@`: the 32 bytes after it,
+    // or near the end of the text its last 32 bytes, shifted so that bit 0
+    // is the byte after the `@` (zeros come in past the end).
+    let (label, dot, alpha) = if n >= 32 {
+        let start = at + 1;
+        let from = start.min(n - 32);
+        let shift = start - from;
+        let after = classes(load(from));
+        let cut = |bits: u32| (u64::from(bits) >> shift) as u32;
+        (
+            cut(member(after, LABEL)),
+            cut(member(after, DOT)),
+            cut(member(after, ALPHA)),
+        )
+    } else {
+        let after = classes(padded_window(at as isize + 1));
+        (
+            member(after, LABEL),
+            member(after, DOT),
+            member(after, ALPHA),
+        )
+    };
     let run = (!(label | dot)).trailing_zeros();
     if run == 32 {
         return None;
@@ -1202,11 +1297,12 @@ fn token_run_end(text: &[u8], from: usize, limit: usize, cpu: Cpu) -> usize {
     e
 }
 
-/// The 32-byte steps of [`token_run_end`]; returns where the byte-wise
-/// walk takes over (a non-token byte, `limit`, or `from` itself in a text
-/// shorter than 32 bytes).
+/// The vector steps of [`token_run_end`] (64 bytes, or 32 in a text
+/// shorter than 64 bytes); returns where the byte-wise walk takes over (a
+/// non-token byte, `limit`, or `from` itself in a text shorter than 32
+/// bytes).
 ///
-/// A step near the end of the text loads the last 32 bytes instead and
+/// A step near the end of the text loads the last bytes instead and
 /// shifts the positions before `e` out, so that a short run (most token
 /// bodies and JSON Web Token parts end within 32 bytes of the end of a
 /// row) is not finished byte by byte: past the end of the text the bits
@@ -1254,19 +1350,34 @@ unsafe fn token_run_end_avx2(text: &[u8], from: usize, limit: usize) -> usize {
         }
     };
     let mut e = from;
-    while e < limit {
-        let bits = if e + 32 <= n {
-            token_bits(e)
-        } else {
-            // The last 32 bytes, shifted so that bit 0 is `e` (the shift is
-            // 1 to 31: `e` is past `n - 32` and before `n`).
+    if n < 64 {
+        // Too short for a 64-byte window: 32 bytes per step.
+        while e < limit {
             let last = n - 32;
-            token_bits(last) >> (e - last)
-        };
-        if bits != u32::MAX {
+            let start = e.min(last);
+            let bits = token_bits(start) >> (e - start);
+            if bits != u32::MAX {
+                return (e + (!bits).trailing_zeros() as usize).min(limit);
+            }
+            e += 32;
+        }
+        return limit;
+    }
+    // 64 bytes per step, the last step from the last 64 bytes of the text
+    // shifted so that bit 0 is `e` (past the end of the text the bits are
+    // zero, which ends the run there): a window of a fixed place chosen by
+    // a select, and a step that usually covers the whole run, instead of a
+    // branch on the place of the window and a second step that both
+    // depended on the length of the run.
+    let last = n - 64;
+    while e < limit {
+        let start = e.min(last);
+        let bits = (u64::from(token_bits(start)) | (u64::from(token_bits(start + 32)) << 32))
+            >> (e - start);
+        if bits != u64::MAX {
             return (e + (!bits).trailing_zeros() as usize).min(limit);
         }
-        e += 32;
+        e += 64;
     }
     limit
 }
@@ -1322,38 +1433,95 @@ pub fn iban_end(text: &[u8], s: usize) -> Option<usize> {
     if e > n || (e < n && is(text[e], class::WORD)) {
         return None;
     }
+    // The bytes after the check digits, four per group: the shape and
+    // the remainder are computed without a branch per byte (whether a
+    // byte is a digit or a capital, and whether a space leads its group,
+    // differ from one IBAN to the next and mispredicted), and judged once
+    // at the end. Reducing modulo 97 once per group commutes with the
+    // multiply-adds and keeps the remainder small: below 99 times 100^4
+    // within a group (even where a refused byte counts 128), and below
+    // 2^57 after the last seven bytes.
+    let mut ok = true;
+    let mut invalid = 0u8;
     let mut acc = 0u64;
     let mut p = s + 4;
-    for k in 0..rest {
-        if spaced && k % 4 == 0 {
-            if text[p] != b' ' {
-                return None;
-            }
-            p += 1;
+    let groups = rest / 4;
+    for _ in 0..groups {
+        ok &= !spaced | (text[p] == b' ');
+        p += usize::from(spaced);
+        for &b in &text[p..p + 4] {
+            let (next, bad) = mod97_step(acc, b);
+            acc = next;
+            invalid |= bad;
         }
-        acc = mod97_step(acc, text[p])?;
-        p += 1;
+        acc %= 97;
+        p += 4;
     }
+    let partial = rest % 4;
+    if partial != 0 {
+        ok &= !spaced | (text[p] == b' ');
+        p += usize::from(spaced);
+        for &b in &text[p..p + partial] {
+            let (next, bad) = mod97_step(acc, b);
+            acc = next;
+            invalid |= bad;
+        }
+    }
+    // ISO 7064 moves the country code and the check digits behind the
+    // rest; the country code was checked to be two capitals, the check
+    // digits to be digits.
     for &b in &text[s..s + 4] {
-        acc = mod97_step(acc, b)?;
+        acc = mod97_step(acc, b).0;
     }
-    (acc % 97 == 1).then_some(e)
+    (ok && invalid == 0 && acc % 97 == 1).then_some(e)
 }
 
-/// One byte of the ISO 7064 mod 97-10 remainder of [`validate::mod97`]:
-/// digits count as one digit, capitals as two (A = 10 ... Z = 35); any
-/// other byte is refused. The remainder is taken only when the next step
-/// could overflow (below 2^56, times 100 plus 35 stays below 2^63):
-/// reducing modulo 97 commutes with the multiply-adds.
-#[inline(always)]
-fn mod97_step(acc: u64, b: u8) -> Option<u64> {
-    let acc = if acc >= 1 << 56 { acc % 97 } else { acc };
-    let digit = b.wrapping_sub(b'0');
-    if digit < 10 {
-        return Some(acc * 10 + u64::from(digit));
+/// Marks a byte that is neither a digit nor a capital in
+/// [`MOD97_VALUE`]: above every value, and a bit of its own.
+const MOD97_INVALID: u8 = 0x80;
+
+/// Per byte, its value in the ISO 7064 mod 97-10 remainder of
+/// [`validate::mod97`] (digits 0 to 9, capitals A = 10 ... Z = 35), or
+/// [`MOD97_INVALID`].
+static MOD97_VALUE: [u8; 256] = {
+    let mut t = [MOD97_INVALID; 256];
+    let mut b = 0;
+    while b < 10 {
+        t[b'0' as usize + b] = b as u8;
+        b += 1;
     }
-    let letter = b.wrapping_sub(b'A');
-    (letter < 26).then(|| acc * 100 + u64::from(letter) + 10)
+    let mut l = 0;
+    while l < 26 {
+        t[b'A' as usize + l] = 10 + l as u8;
+        l += 1;
+    }
+    t
+};
+
+/// Per byte, the factor that makes room for its value: 10 for a digit
+/// (one decimal digit), 100 for a capital (two); any value for other
+/// bytes, which [`MOD97_VALUE`] refuses.
+static MOD97_SCALE: [u8; 256] = {
+    let mut t = [100u8; 256];
+    let mut b = 0;
+    while b < 10 {
+        t[b'0' as usize + b] = 10;
+        b += 1;
+    }
+    t
+};
+
+/// One byte of the mod 97-10 remainder: `acc` times the byte's factor
+/// plus its value, and the byte's [`MOD97_INVALID`] bit. Two table loads
+/// rather than a branch on digit or capital, since the two mix in no
+/// predictable way.
+#[inline(always)]
+fn mod97_step(acc: u64, b: u8) -> (u64, u8) {
+    let value = MOD97_VALUE[usize::from(b)];
+    (
+        acc * u64::from(MOD97_SCALE[usize::from(b)]) + u64::from(value),
+        value & MOD97_INVALID,
+    )
 }
 
 /// [`iban_end`] by the definition: the one possible end, then the shape,
@@ -1449,16 +1617,14 @@ fn colon_mask(text: &[u8], at: usize, bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64) 
     if at >= n {
         return 0;
     }
-    if let Some(full) = text.get(at..at + BLOCK_BYTES) {
-        if let Ok(full) = <&[u8; BLOCK_BYTES]>::try_from(full) {
-            return bits(full);
-        }
-    }
     if let Some(last) = n.checked_sub(BLOCK_BYTES) {
-        // The last, partial block: the last 64 bytes, shifted (as
-        // `numeric::classify_text` does).
-        if let Ok(tail) = <&[u8; BLOCK_BYTES]>::try_from(&text[last..]) {
-            return bits(tail) >> (at - last);
+        // The block's 64 bytes, or near the end the last 64 bytes of the
+        // text shifted (as `numeric::classify_text` does): the place of
+        // the window is a select, not a branch on the block's place. `at`
+        // is below `n`, so the shift is below 64.
+        let from = at.min(last);
+        if let Ok(window) = <&[u8; BLOCK_BYTES]>::try_from(&text[from..from + BLOCK_BYTES]) {
+            return bits(window) >> (at - from);
         }
     }
     let mut block = [0u8; BLOCK_BYTES];
@@ -1559,16 +1725,19 @@ fn colons_may_hold_ipv6(masks: &[u64]) -> bool {
 /// whether the run is worth walking at all, and the same test on the
 /// colons of the run decides whether its ends are worth reading: times of
 /// day and `host:port` are refused without reading their bytes.
-fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
+///
+/// `told` says that the caller already knows the text to hold `::` or six
+/// colons (the anchor search counts them), so the count is not repeated.
+fn scan_ipv6(text: &[u8], cpu: Cpu, told: bool, out: &mut Vec<Finding>) {
     #[cfg(target_arch = "x86_64")]
     if cpu.avx2() {
         // SAFETY: a `Cpu` reports AVX2, `bmi1` and `popcnt` only when they
         // were detected.
-        unsafe { scan_ipv6_avx2(text, out) };
+        unsafe { scan_ipv6_avx2(text, told, out) };
         return;
     }
     let _ = cpu;
-    scan_ipv6_with(text, out, colon_bits);
+    scan_ipv6_with(text, told, out, colon_bits);
 }
 
 /// [`scan_ipv6`] compiled with AVX2 (colon masks 32 bytes per compare),
@@ -1579,14 +1748,15 @@ fn scan_ipv6(text: &[u8], cpu: Cpu, out: &mut Vec<Finding>) {
 /// The CPU must support AVX2, `bmi1` and `popcnt`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,popcnt")]
-unsafe fn scan_ipv6_avx2(text: &[u8], out: &mut Vec<Finding>) {
+unsafe fn scan_ipv6_avx2(text: &[u8], told: bool, out: &mut Vec<Finding>) {
     // SAFETY: AVX2 is enabled in this function (the caller detected it).
-    scan_ipv6_with(text, out, |b| unsafe { colon_bits_avx2(b) });
+    scan_ipv6_with(text, told, out, |b| unsafe { colon_bits_avx2(b) });
 }
 
 #[inline(always)]
 fn scan_ipv6_with(
     text: &[u8],
+    told: bool,
     out: &mut Vec<Finding>,
     bits: impl Fn(&[u8; BLOCK_BYTES]) -> u64 + Copy,
 ) {
@@ -1597,7 +1767,7 @@ fn scan_ipv6_with(
         for (k, m) in masks[..blocks].iter_mut().enumerate() {
             *m = colon_mask(text, k * BLOCK_BYTES, bits);
         }
-        if colons_may_hold_ipv6(&masks[..blocks]) {
+        if told || colons_may_hold_ipv6(&masks[..blocks]) {
             ipv6_runs(text, blocks, |k| masks[k], out);
         }
     } else {
@@ -1627,14 +1797,15 @@ fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &m
     let mut done = 0usize;
     for k in 0..blocks {
         let following = mask_of(k + 1);
-        let mut mask = current;
+        let at = k * BLOCK_BYTES;
+        // The colons of a run walked already are dropped from the mask
+        // rather than tested one by one (whether a colon is one of them
+        // depends on the text).
+        let mut mask = current & !bits_below(done.saturating_sub(at).min(BLOCK_BYTES) as u32);
         while mask != 0 {
             let bit = mask.trailing_zeros();
             mask &= mask - 1;
-            let p = k * BLOCK_BYTES + bit as usize;
-            if p < done {
-                continue;
-            }
+            let p = at + bit as usize;
             let window = if bit == 0 {
                 current
             } else {
@@ -1648,6 +1819,8 @@ fn ipv6_runs(text: &[u8], blocks: usize, mask_of: impl Fn(usize) -> u64, out: &m
             }
             let run = ipv6_run(text, p);
             done = run.end;
+            // `run.end` is past `p`, so the cut is 1 to 64 bits.
+            mask &= !bits_below((done - at).min(BLOCK_BYTES) as u32);
             // The same test on the colons of the run only (those after it
             // belong to no candidate of this run).
             let reach = run.end - p;

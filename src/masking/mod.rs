@@ -35,69 +35,73 @@
 //! Measured with `cargo bench -p sluice-bench --bench masking -- --warm-up-time
 //! 2 --measurement-time 5` (criterion, one core, 16 MiB corpora from
 //! `corpus::rows(0xC0FFEE, ..)`, the engine and the `regex` baseline side by
-//! side in one run, load average 1.6 to 1.9 on the two-core machine):
+//! side in one run on the two-core machine):
 //!
 //! | corpus, granularity   | engine     | regex baseline | ratio |
 //! |-----------------------|------------|----------------|-------|
-//! | PII-dense, rows       | 0.593 GB/s | 0.026 GB/s     | 23.1x |
-//! | PII-dense, 1 MiB      | 0.515 GB/s | 0.029 GB/s     | 18.1x |
-//! | PII-free, rows        | 0.978 GB/s | 0.028 GB/s     | 34.4x |
-//! | PII-free, 1 MiB       | 1.163 GB/s | 0.035 GB/s     | 33.3x |
+//! | PII-dense, rows       | 0.653 GB/s | 0.025 GB/s     | 25.6x |
+//! | PII-dense, 1 MiB      | 0.567 GB/s | 0.030 GB/s     | 18.7x |
+//! | PII-free, rows        | 1.013 GB/s | 0.029 GB/s     | 35.3x |
+//! | PII-free, 1 MiB       | 1.156 GB/s | 0.034 GB/s     | 33.8x |
 //!
 //! Masking in place (scan plus rewrite, one summary for all values as in
-//! the data path) ran at 0.443 GB/s on dense rows in the same run. Wall
-//! clock on this shared machine moves by a fifth between runs, so builds
-//! are compared side by side: `bench/scripts/masking-levels.sh` runs
-//! `masking-rows` (best of seven passes) under each `SLUICE_SIMD_MAX`
-//! level in turn (dense rows: 0.19 GB/s portable, 0.59 with AVX2, 0.61
-//! with the AVX-512 classification; PII-free rows 0.26, 1.05 and 1.08),
-//! and the engine is tracked by instructions per byte, counted by
-//! callgrind (repeatable whatever the load) over 2 MiB of rows:
+//! the data path) ran at 0.478 GB/s on dense rows and 0.925 on PII-free
+//! rows in the same run. Wall clock on this shared machine moves by a fifth
+//! between runs, so builds are compared side by side with `masking-rows`
+//! (best of seven passes over 16 MiB of rows): `bench/scripts/masking-levels.sh`
+//! runs it under each `SLUICE_SIMD_MAX` level in turn (dense rows: 0.19
+//! GB/s portable, 0.59 with AVX2, 0.61 with the AVX-512 classification, as
+//! last measured; PII-free rows 0.26, 1.05 and 1.08). Instructions per byte
+//! are counted by callgrind (repeatable whatever the load) over 2 MiB of
+//! rows:
 //!
 //! ```text
 //! SLUICE_MASKING_CALLGRIND=pii_dense valgrind --tool=callgrind \
 //!     --toggle-collect='*scan_rows*' target/release/deps/masking-HASH --bench
 //! ```
 //!
-//! 15.31 on dense rows and 11.16 on PII-free rows (18.1 and 13.0 in the
-//! previous version, 21.2 and 15.3 in the one before, 34.0 and 22.3 before
-//! that). Valgrind hides AVX-512 from the program, so these counts are the
-//! AVX2 build's. What changed last: the numeric walk has its own copy for
-//! the usual case of every detector wanted (choices folded as constants),
-//! and checks a North American number's first group per start instead of
-//! as a mask over every start;
-//! e-mail candidates are read from nibble-table classes of the 32 bytes on
-//! each side of the `@`; IPv6 candidates are judged on colon and dot bits
-//! read once; `+` phone shapes are told from separator bits; boundaries
-//! are one table load; where the CPU has AVX-512, the numeric
-//! classification reads each block with one load (the last one masked)
-//! and gets each class word from one bit test.
+//! 15.08 on dense rows and 11.53 on PII-free rows (15.31 and 11.16 in the
+//! previous version, 18.1 and 13.0 before, 21.2 and 15.3 before that,
+//! 34.0 and 22.3 at first). Valgrind hides AVX-512 from the program, so
+//! these counts are the AVX2 build's.
+//!
+//! # Why 1 GB/s on PII-dense rows is not reached
 //!
 //! The issue's target of 1 GB/s per core on PII-dense rows is not reached
-//! (PII-free rows are at about 1 GB/s); the 5x ratio to the regex baseline
-//! is. Half the time per PII-dense row is mispredicted branches, not work:
-//! the same number of rows cycling through 64 distinct ones, which the
-//! branch predictor learns, scans at 131 ns per row (1.23 GB/s) against
-//! 260 ns over the varied rows (`bench/scripts/masking-branches.sh`, which
-//! also splits the difference by part: about 87 ns in the numeric pass, of
-//! which 26 in its site loop, 33 in the anchored detectors, 6 in IPv6).
-//! Trading branches for work has not paid so far (masks for every numeric
-//! run without early exits, one loop over the run starts of several
-//! blocks; see `bench/README.md`). In instructions: this core retires
-//! about 10 G per second on this code, so 1 GB/s allows about 10
-//! instructions per byte, against 15.3 today:
-//! about 9.5 for the numeric pass with its confirmations (classification
-//! about 2.5 in the AVX2 build, the walk over about four numeric runs per
-//! 158-byte row, where timestamps, ids and prices sit beside the two
-//! sensitive values, about 4.5, and card, phone, IPv4 and IBAN
-//! confirmations the rest) and about 6 for the anchor
-//! search, e-mail and token confirmations, IPv6, per-scan setup and overlap
-//! resolution. Tried and dropped, measured: one classification pass for
-//! the numeric, anchor and colon searches together (129 instructions per
-//! 64-byte block, the sum of the two it replaced, and no change in wall
-//! clock); AVX-512 for the anchor search (slower than AVX2 in alternating
-//! runs); keeping colon masks per block for the IPv6 search; a
-//! table-driven mod-97 and branch-free octet checks (more instructions).
+//! (0.65 to 0.67 GB/s; PII-free rows are at about 1 GB/s); the 5x ratio to
+//! the regex baseline is. The limit is mispredicted branches, not work: the
+//! same number of rows cycling through 64 distinct ones, which the branch
+//! predictor learns, scans at 134 ns per row (1.2 GB/s) against 239 ns
+//! over the varied rows. `bench/scripts/masking-branches.sh` splits the
+//! difference by part: about 79 ns in the numeric pass (20 of them in its
+//! site loop and IBAN checks), 19 in the anchored detectors, 6 in IPv6.
+//! Each value's kind decides its path through the scan, and on varied rows
+//! every decision is a coin toss for the predictor.
+//!
+//! What paid, measured side by side: the anchor search gathers the trigger
+//! positions of a row's blocks and checks them in one loop, each literal
+//! calling its confirmation directly (260 to 248 ns per row); IBAN sites
+//! need both check digits, which drops five in six of the sites in random
+//! tokens (260 to 254.5); the AVX-512 classification loads every block
+//! masked, with no branch on the last one (255 to 252); the mod-97, token,
+//! e-mail and IPv6 walks pick their windows by selects instead of branches
+//! (about 1% together). Together, 260.6 to 235.7 ns per dense row (0.60 to
+//! 0.67 GB/s), with PII-free rows 2% slower (the anchor search now
+//! classifies a whole window for a short last block).
+//!
+//! What did not pay, measured: trading branches for work in the numeric
+//! pass. Masks for every numeric run without early exits on its digit
+//! counts (simulated mispredictions -16%, instructions +10%, wall clock
+//! 258 against 265 ns per row); one loop over the run starts of several
+//! blocks, with the starts gathered as the anchor search does (the site
+//! loop's mispredictions went from 31 to 13 ns per row, its work from 36
+//! to 61); the run starts visited from per-block words with a branch-free
+//! advance; the first North American start of a run checked before the
+//! loop; the card chain's separators checked as masks; a branch-free
+//! overlap resolution. Earlier, in instructions: one classification pass
+//! for the numeric, anchor and colon searches together (the sum of the
+//! two it replaced); AVX-512 for the anchor search (slower than AVX2); a
+//! table-driven mod-97 and branch-free octet checks.
 
 //! # Findings
 //!

@@ -774,7 +774,7 @@ fn token_body(b: Builtin, literal_len: usize, len: usize) -> Option<u16> {
     }
 }
 
-/// The token bytes that some body class of [`token_body`] leaves out: a
+/// The token bytes that some body class of `token_body` leaves out: a
 /// set of these flags.
 pub mod token_byte {
     /// `_`.
@@ -786,7 +786,7 @@ pub mod token_byte {
 }
 
 /// The [`token_byte`] flags of the token bytes (`[A-Za-z0-9_-]`) outside
-/// `class`, one of the body classes of [`token_body`].
+/// `class`, one of the body classes of `token_body`.
 #[inline]
 fn token_bytes_outside(class: u16) -> u8 {
     use token_byte::{DASH, LOWER, UNDERSCORE};

@@ -21,7 +21,7 @@
 //!   in a small window by a hand-written recogniser and the validators.
 //!   Each worker owns a [`Scanner`] (Hyperscan scratch space and reusable
 //!   candidate buffers).
-//! - [`reference`]: the naive scanner (one `regex` per detector, every
+//! - [`reference`](mod@reference): the naive scanner (one `regex` per detector, every
 //!   candidate span checked) that defines the expected findings, and the
 //!   straightforward `regex` baseline used by the bench.
 //! - [`style`]: same-length masking in place and length-changing redaction.

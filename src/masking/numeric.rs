@@ -22,7 +22,7 @@
 //! card brands, and the digits left after a start (one `pdep`). Only the
 //! starts that pass every mask are read byte by byte (in PII-dense rows,
 //! about one start in ten). A North American number's first group is
-//! checked per start ([`nanp_may_start`]: a lookup on the group's length
+//! checked per start (`nanp_may_start`: a lookup on the group's length
 //! and first digit) once ten digits are known to follow: as a mask over
 //! all starts it cost more than the few starts it spared. The detectors'
 //! shapes are nearly deterministic from a start: one end for SSNs, IPv4
@@ -168,7 +168,7 @@ fn nanp_may_start(first: u8, leading: usize) -> bool {
 /// looked at.
 pub const RUN_BYTES_MIN: usize = 7;
 
-/// Bytes classified at once by [`classify_block`].
+/// Bytes classified at once by `classify_block`.
 pub const BLOCK_BYTES: usize = 64;
 
 /// Byte classes of one block, one bit per byte (bit `i` is byte `i`).
@@ -273,7 +273,7 @@ const CLASS_TABLES: ([u8; 16], [u8; 16]) = class_tables();
 static CLASS_LOW: [u8; 16] = CLASS_TABLES.0;
 static CLASS_HIGH: [u8; 16] = CLASS_TABLES.1;
 
-/// [`classify_block`] with AVX2: two table lookups per 32 bytes give all
+/// `classify_block` with AVX2: two table lookups per 32 bytes give all
 /// four classes.
 ///
 /// # Safety
@@ -382,7 +382,7 @@ pub enum Level {
 
 impl Level {
     /// The highest level this CPU supports. The standard library caches
-    /// each feature, and [`level`] caches the outcome, so the data path
+    /// each feature, and `level` caches the outcome, so the data path
     /// pays one relaxed load per value.
     pub fn detect() -> Level {
         // `SLUICE_SIMD_MAX=baseline` turns every vector path of the engine
@@ -443,7 +443,7 @@ pub(crate) fn level() -> Level {
     }
 }
 
-/// [`classify_block`] with the widest vectors `level` allows (detected
+/// `classify_block` with the widest vectors `level` allows (detected
 /// by the caller).
 #[inline(always)]
 fn classify(block: &[u8; BLOCK_BYTES], level: Level) -> BlockClasses {
@@ -464,7 +464,7 @@ fn classify(block: &[u8; BLOCK_BYTES], level: Level) -> BlockClasses {
 ///
 /// Storing each class as one array (rather than the classes of a block
 /// side by side) lets the bits of a run be read at any byte offset with
-/// one unaligned eight-byte load and one shift ([`Classes::window`]),
+/// one unaligned eight-byte load and one shift (`Classes::window`),
 /// instead of joining two blocks in 128 bits.
 #[derive(Debug, Default, Clone)]
 pub struct Classes {
@@ -552,7 +552,7 @@ impl Classes {
     }
 }
 
-/// Valid bits of a [`Classes::window`]: an eight-byte load shifted by up
+/// Valid bits of a `Classes::window`: an eight-byte load shifted by up
 /// to seven bits.
 const WINDOW_BITS: usize = 57;
 
@@ -841,7 +841,7 @@ fn run_at(classes: &Classes, start: usize) -> NumericRun {
 }
 
 /// A run being read. Almost every run is at most [`RUN_BITS_BYTES_MAX`]
-/// bytes long, and its bits come from one [`Classes::window`] per class,
+/// bytes long, and its bits come from one `Classes::window` per class,
 /// read one class at a time so that the scan can drop the run at the first
 /// count that rules every detector out; longer runs are read whole.
 enum RunReader<'a> {
@@ -1423,7 +1423,7 @@ fn select_bit(d: u64, k: u32, bmi2: bool) -> u32 {
     select_bit_portable(d, k)
 }
 
-/// [`select_bit`] by clearing the lowest set bit `k` times; the reference
+/// `select_bit` by clearing the lowest set bit `k` times; the reference
 /// of the property test.
 #[inline(always)]
 pub fn select_bit_portable(mut d: u64, k: u32) -> u32 {
@@ -1673,7 +1673,7 @@ fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
     })
 }
 
-/// [`card_end_bits`] with AVX2 and BMI2: the candidate ends (group ends
+/// `card_end_bits` with AVX2 and BMI2: the candidate ends (group ends
 /// holding 13 to 19 digits) come from two `pdep`s, and the Luhn sum of
 /// each is one masked byte sum over the chain's 64 bytes instead of a walk
 /// with a branch per digit. Which digits a candidate doubles is a parity:
@@ -1806,7 +1806,7 @@ unsafe fn card_end_avx2(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usiz
     None
 }
 
-/// [`card_end_bits`] with AVX2 when `v3` (detected by the caller); the
+/// `card_end_bits` with AVX2 when `v3` (detected by the caller); the
 /// property tests compare the two.
 #[inline(always)]
 pub fn card_end_fast(text: &[u8], s: usize, ce: usize, w: u64, v3: bool) -> Option<usize> {

@@ -495,7 +495,7 @@ pub fn ipv6_in_run(c: &[u8], colons: u64, dots: u64) -> bool {
     }
 }
 
-/// Does all of `q` spell an IPv4 address as [`ip_v4_at`] reads one (four
+/// Does all of `q` spell an IPv4 address as `ip_v4_at` reads one (four
 /// decimal octets without leading zeros, at most 255, joined by single
 /// dots), told the positions of its dots as bits (`dots`, bit 0 is
 /// `q[0]`; bits past `q.len()` are ignored)? The dots fix the octets, so

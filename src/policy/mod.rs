@@ -8,7 +8,7 @@
 //! The pieces, in the order a Query goes through them:
 //!
 //! - [`lexer`]: tokens exactly as the server's scanner produces them.
-//! - [`classify`]: statements and what each one does ([`Class`]es).
+//! - [`classify`](mod@classify): statements and what each one does ([`Class`]es).
 //! - [`config`]: the `[policy]` TOML section and its validation into a
 //!   [`CompiledPolicy`].
 //! - [`rules`]: [`CompiledPolicy::decide`] and [`CompiledPolicy::explain`].

@@ -78,7 +78,7 @@ impl Frontier {
     }
 }
 
-/// MTH(D[n]) over leaf hashes.
+/// MTH(D\[n\]) over leaf hashes.
 pub fn root(leaves: &[Hash]) -> Hash {
     match leaves.len() {
         0 => empty_root(),
@@ -90,7 +90,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
-/// RFC 6962 PATH(index, D[n]) over the first `leaves.len()` leaf hashes.
+/// RFC 6962 PATH(index, D\[n\]) over the first `leaves.len()` leaf hashes.
 pub fn inclusion_proof(index: u64, leaves: &[Hash]) -> Result<Vec<Hash>> {
     if index >= leaves.len() as u64 {
         return Err(Error::Proof {
@@ -119,7 +119,7 @@ fn path(index: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
     }
 }
 
-/// RFC 6962 PROOF(old_size, D[n]) for n = `leaves.len()`.
+/// RFC 6962 PROOF(old_size, D\[n\]) for n = `leaves.len()`.
 pub fn consistency_proof(old_size: u64, leaves: &[Hash]) -> Result<Vec<Hash>> {
     let n = leaves.len() as u64;
     if old_size > n {

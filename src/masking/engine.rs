@@ -786,7 +786,7 @@ pub mod token_byte {
 }
 
 /// The [`token_byte`] flags of the token bytes (`[A-Za-z0-9_-]`) outside
-/// `class`, one of the body classes of `token_body`.
+/// `class`, one of the body classes of [`token_body`].
 #[inline]
 fn token_bytes_outside(class: u16) -> u8 {
     use token_byte::{DASH, LOWER, UNDERSCORE};

@@ -273,7 +273,7 @@ const CLASS_TABLES: ([u8; 16], [u8; 16]) = class_tables();
 static CLASS_LOW: [u8; 16] = CLASS_TABLES.0;
 static CLASS_HIGH: [u8; 16] = CLASS_TABLES.1;
 
-/// `classify_block` with AVX2: two table lookups per 32 bytes give all
+/// [`classify_block`] with AVX2: two table lookups per 32 bytes give all
 /// four classes.
 ///
 /// # Safety
@@ -443,7 +443,7 @@ pub(crate) fn level() -> Level {
     }
 }
 
-/// `classify_block` with the widest vectors `level` allows (detected
+/// [`classify_block`] with the widest vectors `level` allows (detected
 /// by the caller).
 #[inline(always)]
 fn classify(block: &[u8; BLOCK_BYTES], level: Level) -> BlockClasses {
@@ -552,7 +552,7 @@ impl Classes {
     }
 }
 
-/// Valid bits of a `Classes::window`: an eight-byte load shifted by up
+/// Valid bits of a [`Classes::window`]: an eight-byte load shifted by up
 /// to seven bits.
 const WINDOW_BITS: usize = 57;
 
@@ -841,7 +841,7 @@ fn run_at(classes: &Classes, start: usize) -> NumericRun {
 }
 
 /// A run being read. Almost every run is at most [`RUN_BITS_BYTES_MAX`]
-/// bytes long, and its bits come from one `Classes::window` per class,
+/// bytes long, and its bits come from one [`Classes::window`] per class,
 /// read one class at a time so that the scan can drop the run at the first
 /// count that rules every detector out; longer runs are read whole.
 enum RunReader<'a> {
@@ -1673,7 +1673,7 @@ fn card_end_bits(text: &[u8], s: usize, ce: usize, w: u64) -> Option<usize> {
     })
 }
 
-/// `card_end_bits` with AVX2 and BMI2: the candidate ends (group ends
+/// [`card_end_bits`] with AVX2 and BMI2: the candidate ends (group ends
 /// holding 13 to 19 digits) come from two `pdep`s, and the Luhn sum of
 /// each is one masked byte sum over the chain's 64 bytes instead of a walk
 /// with a branch per digit. Which digits a candidate doubles is a parity:

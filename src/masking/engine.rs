@@ -1439,33 +1439,30 @@ pub fn iban_end(text: &[u8], s: usize) -> Option<usize> {
     // differ from one IBAN to the next and mispredicted), and judged once
     // at the end. Reducing modulo 97 once per group commutes with the
     // multiply-adds and keeps the remainder small: below 99 times 100^4
-    // within a group (even where a refused byte counts 128), and below
-    // 2^57 after the last seven bytes.
+    // within a group (even where a refused byte counts 128), and so also
+    // after the four bytes of country code and check digits.
     let mut ok = true;
     let mut invalid = 0u8;
     let mut acc = 0u64;
     let mut p = s + 4;
-    let groups = rest / 4;
-    for _ in 0..groups {
+    // One group of `len` bytes (four, or fewer in the last), after its
+    // space when the IBAN is spaced.
+    let mut group = |len: usize| {
         ok &= !spaced | (text[p] == b' ');
         p += usize::from(spaced);
-        for &b in &text[p..p + 4] {
+        for &b in &text[p..p + len] {
             let (next, bad) = mod97_step(acc, b);
             acc = next;
             invalid |= bad;
         }
         acc %= 97;
-        p += 4;
+        p += len;
+    };
+    for _ in 0..rest / 4 {
+        group(4);
     }
-    let partial = rest % 4;
-    if partial != 0 {
-        ok &= !spaced | (text[p] == b' ');
-        p += usize::from(spaced);
-        for &b in &text[p..p + partial] {
-            let (next, bad) = mod97_step(acc, b);
-            acc = next;
-            invalid |= bad;
-        }
+    if rest % 4 != 0 {
+        group(rest % 4);
     }
     // ISO 7064 moves the country code and the check digits behind the
     // rest; the country code was checked to be two capitals, the check

@@ -12,8 +12,8 @@ use crate::limits::BLOCK_RECORDS_MAX;
 use crate::merkle::{Frontier, Hash};
 use crate::note::{check_origin, Checkpoint, SignedCheckpoint};
 use crate::reader::{
-    read_checkpoint_file, scan, ScanOptions, CHECKPOINT_FILE, CHECKPOINT_TEMPORARY_FILE,
-    QUARANTINE_DIRECTORY,
+    read_checkpoint_file, scan, ScanOptions, ScannedRecord, CHECKPOINT_FILE,
+    CHECKPOINT_TEMPORARY_FILE, QUARANTINE_DIRECTORY,
 };
 use crate::record::{
     payload_hash, record_leaf_hash, Descriptor, Record, RecordBody, SessionId, DESCRIPTOR_BYTES,
@@ -262,6 +262,24 @@ impl LedgerWriter {
         config: WriterConfig,
         clock: Box<dyn Clock>,
     ) -> Result<(Self, OpenReport)> {
+        Self::open_observing(storage, key, config, clock, &mut |_| {})
+    }
+
+    /// [`LedgerWriter::open_with_clock`], showing `observe` every record the
+    /// ledger holds once it is open, in log order. Recovery reads the whole
+    /// log anyway; a caller that needs something from every record (the
+    /// appliance, after an outage, needs each session's highest sequence
+    /// number) gets it from that one pass instead of reading the log again.
+    /// Records in a torn tail are not shown: recovery cuts them off. The
+    /// recovery records that opening itself appends are not shown either;
+    /// [`OpenReport`] counts them.
+    pub fn open_observing(
+        storage: Box<dyn Storage>,
+        key: SignerKey,
+        config: WriterConfig,
+        clock: Box<dyn Clock>,
+        observe: &mut dyn FnMut(&ScannedRecord),
+    ) -> Result<(Self, OpenReport)> {
         config.check()?;
         storage
             .create_directory("")
@@ -277,6 +295,7 @@ impl LedgerWriter {
             storage.as_ref(),
             &options,
             &mut |record| {
+                observe(record);
                 if record.descriptor.kind == crate::record::kind::RECOVERY {
                     if let crate::segment::StoredPayload::Present { payload, .. } = record.payload {
                         if let Ok(RecordBody::Recovery {

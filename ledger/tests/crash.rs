@@ -112,9 +112,24 @@ fn recover_and_check_with(
     context: &str,
     signatures: bool,
 ) {
-    let (writer, report) = LedgerWriter::open(Box::new(crashed.clone()), key(), crash_config())
-        .unwrap_or_else(|e| panic!("{context}: recovery refused: {e}"));
+    // What recovery shows its observer must be exactly what the ledger
+    // holds before opening appends its own recovery records.
+    let mut observed = Vec::new();
+    let (writer, report) = LedgerWriter::open_observing(
+        Box::new(crashed.clone()),
+        key(),
+        crash_config(),
+        Box::new(sluice_ledger::writer::SystemClock),
+        &mut |record| observed.push((record.index, record.descriptor.clone())),
+    )
+    .unwrap_or_else(|e| panic!("{context}: recovery refused: {e}"));
     let size_after_recovery = writer.tree_size();
+    let appended_by_open = u64::from(report.recovery.is_some()) + report.late_recovery_records;
+    assert_eq!(
+        observed.len() as u64 + appended_by_open,
+        size_after_recovery,
+        "{context}: observed records plus those opening appended"
+    );
     writer
         .close()
         .unwrap_or_else(|e| panic!("{context}: close after recovery: {e}"));
@@ -132,6 +147,13 @@ fn recover_and_check_with(
         data.len() <= appended,
         "{context}: more records than appended"
     );
+    for ((index, descriptor), stored) in observed.iter().zip(&read) {
+        assert_eq!(
+            (*index, descriptor),
+            (stored.index, &stored.descriptor),
+            "{context}: observed record differs from the one read back"
+        );
+    }
     for (stored, original) in data.iter().zip(records) {
         assert_eq!(
             stored.body.as_ref(),

@@ -235,32 +235,6 @@ fn release(shared: &RecorderShared, batches: &mut Vec<Batch>) {
     }
 }
 
-/// The highest sequence number the ledger holds for each of `sessions`.
-fn ledger_high_water(
-    directory: &std::path::Path,
-    sessions: &std::collections::HashSet<sluice_ledger::SessionId>,
-) -> Result<std::collections::HashMap<sluice_ledger::SessionId, u64>, sluice_ledger::Error> {
-    let mut high = std::collections::HashMap::new();
-    if sessions.is_empty() {
-        return Ok(high);
-    }
-    let storage = FsStorage::new(directory.to_path_buf());
-    sluice_ledger::reader::scan(
-        &storage,
-        &sluice_ledger::reader::ScanOptions::default(),
-        &mut |record| {
-            let descriptor = &record.descriptor;
-            if sessions.contains(&descriptor.session) {
-                let entry = high.entry(descriptor.session).or_insert(0);
-                *entry = (*entry).max(descriptor.sequence);
-            }
-            Ok(())
-        },
-        &mut |_, _| {},
-    )?;
-    Ok(high)
-}
-
 /// Reopens the ledger after a fault and appends the records kept meanwhile
 /// that it lacks, then makes them durable. A session's records reach the
 /// ledger in sequence order, so after the reopen (which recovers the torn
@@ -272,12 +246,21 @@ fn reopen(
     key_text: &str,
     kept: &[Batch],
 ) -> Result<LedgerWriter, sluice_ledger::Error> {
-    let mut writer = open_writer(settings, key_text)?;
-    let sessions = kept
+    let sessions: std::collections::HashSet<_> = kept
         .iter()
         .flat_map(|b| b.records.iter().map(|r| r.session))
         .collect();
-    let high = ledger_high_water(&settings.directory, &sessions)?;
+    // The highest sequence number the ledger holds for each session with
+    // kept records, gathered during the recovery scan itself so that the
+    // log is read once.
+    let mut high = std::collections::HashMap::new();
+    let mut writer = open_writer_observing(settings, key_text, &mut |record| {
+        let descriptor = &record.descriptor;
+        if sessions.contains(&descriptor.session) {
+            let entry = high.entry(descriptor.session).or_insert(0);
+            *entry = u64::max(*entry, descriptor.sequence);
+        }
+    })?;
     let mut appended = 0usize;
     for record in kept.iter().flat_map(|b| b.records.iter()) {
         let present = high
@@ -350,6 +333,16 @@ fn open_writer(
     settings: &LedgerSettings,
     key_text: &str,
 ) -> Result<LedgerWriter, sluice_ledger::Error> {
+    open_writer_observing(settings, key_text, &mut |_| {})
+}
+
+/// [`open_writer`], showing `observe` every record the ledger holds (see
+/// [`LedgerWriter::open_observing`]).
+fn open_writer_observing(
+    settings: &LedgerSettings,
+    key_text: &str,
+    observe: &mut dyn FnMut(&sluice_ledger::reader::ScannedRecord),
+) -> Result<LedgerWriter, sluice_ledger::Error> {
     let key = SignerKey::parse_private(key_text)?;
     let mut config = WriterConfig::new(settings.origin.clone());
     config.segment_bytes_max = settings.segment_bytes_max;
@@ -357,7 +350,13 @@ fn open_writer(
     config.checkpoint_interval_ms = settings.checkpoint_interval_ms;
     config.preallocate_bytes = settings.preallocate_bytes;
     let storage = FsStorage::new(settings.directory.clone());
-    let (writer, report) = LedgerWriter::open(Box::new(storage), key, config)?;
+    let (writer, report) = LedgerWriter::open_observing(
+        Box::new(storage),
+        key,
+        config,
+        Box::new(sluice_ledger::writer::SystemClock),
+        observe,
+    )?;
     tracing::info!(phase = "recording", report = ?report, tree_size = writer.tree_size(), "ledger opened");
     Ok(writer)
 }

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! masking-rows [pii_dense|pii_free] [MiB] [passes] [--distinct-rows N] [--detectors a,b,...]
+//!              [--scanner engine|regex|regex-alternation]
 //! ```
 //!
 //! Prints one line: the corpus, its size, the rows, the findings of one
@@ -19,12 +20,23 @@
 //! count shows. `--detectors` scans with the named built-in detectors only
 //! (names as in the configuration, such as `card,ssn` or `email`), to tell
 //! the parts of the scan apart.
+//!
+//! `--scanner` picks what scans: the engine (the default); `regex`, the
+//! criterion bench's baseline (one `regex` per detector, then boundaries,
+//! validators and overlap resolution); or `regex-alternation`, every
+//! built-in pattern in one alternation run with `find_iter`, counting
+//! matches with no boundary, validator or resolution step after them. The
+//! last finds different (and wrong) spans, so it is no implementation of
+//! the detectors; it is the cheapest way anyone could use the `regex`
+//! crate on these patterns, to show that the baseline is not a strawman.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use regex::bytes::Regex;
 use sluice::masking::corpus::rows;
 use sluice::masking::detectors::Builtin;
+use sluice::masking::reference::RegexBaseline;
 use sluice::masking::{DetectorSet, Engine};
 
 /// Most passes allowed, so that a typo cannot start an endless run.
@@ -35,13 +47,32 @@ const CORPUS_MIB_MAX: usize = 256;
 fn usage(message: &str) -> ! {
     eprintln!("masking-rows: {message}");
     eprintln!(
-        "usage: masking-rows [pii_dense|pii_free] [MiB] [passes] [--distinct-rows N] [--detectors a,b,...]"
+        "usage: masking-rows [pii_dense|pii_free] [MiB] [passes] [--distinct-rows N] [--detectors a,b,...] [--scanner engine|regex|regex-alternation]"
     );
     std::process::exit(2);
 }
 
+/// What scans the rows (`--scanner`).
+enum Scanner {
+    Engine(sluice::masking::Scanner),
+    Regex(RegexBaseline),
+    RegexAlternation(Regex),
+}
+
+impl Scanner {
+    /// The findings (for the alternation: the matches) of one row.
+    fn count(&mut self, row: &[u8], detectors: DetectorSet) -> usize {
+        match self {
+            Scanner::Engine(scanner) => scanner.scan(row, detectors).findings.len(),
+            Scanner::Regex(baseline) => baseline.scan(row, detectors).len(),
+            Scanner::RegexAlternation(regex) => regex.find_iter(row).count(),
+        }
+    }
+}
+
 fn main() {
     let mut args: Vec<String> = Vec::new();
+    let mut scanner_name = String::from("engine");
     let mut distinct_rows: Option<usize> = None;
     let mut detectors = DetectorSet::ALL;
     let mut given = std::env::args().skip(1);
@@ -67,6 +98,11 @@ fn main() {
                     };
                     detectors = detectors.with(*b as u16);
                 }
+            }
+            "--scanner" => {
+                scanner_name = given
+                    .next()
+                    .unwrap_or_else(|| usage("--scanner needs a name"));
             }
             _ => args.push(arg),
         }
@@ -102,22 +138,43 @@ fn main() {
         None => distinct,
     };
     let bytes: usize = rows_of.iter().map(|r| r.len()).sum();
-    let engine = Arc::new(Engine::builtin().expect("the built-in detectors compile"));
-    let mut scanner = engine.scanner().expect("a scanner");
+    let mut scanner = match scanner_name.as_str() {
+        "engine" => {
+            let engine = Arc::new(Engine::builtin().expect("the built-in detectors compile"));
+            Scanner::Engine(engine.scanner().expect("a scanner"))
+        }
+        "regex" => Scanner::Regex(RegexBaseline::new()),
+        "regex-alternation" => {
+            if detectors != DetectorSet::ALL {
+                usage("--detectors applies to the engine and the regex baseline only");
+            }
+            let alternation = Builtin::ALL
+                .iter()
+                .map(|b| format!("(?:{})", b.pattern()))
+                .collect::<Vec<_>>()
+                .join("|");
+            Scanner::RegexAlternation(
+                Regex::new(&format!("(?-u){alternation}")).expect("the patterns compile"),
+            )
+        }
+        other => usage(&format!(
+            "unknown scanner {other:?} (engine, regex or regex-alternation)"
+        )),
+    };
     let mut best_seconds = f64::MAX;
     let mut findings = 0usize;
     for _ in 0..passes {
         let started = Instant::now();
         let mut found = 0usize;
         for row in &rows_of {
-            found += scanner.scan(row, detectors).findings.len();
+            found += scanner.count(row, detectors);
         }
         best_seconds = best_seconds.min(started.elapsed().as_secs_f64());
         findings = std::hint::black_box(found);
     }
     let distinct = distinct_rows.map_or(String::new(), |n| format!(" ({n} distinct)"));
     println!(
-        "{which} {bytes} bytes {} rows{distinct} {findings} findings: {:.1} ns/row {:.3} GB/s",
+        "{which} {scanner_name} {bytes} bytes {} rows{distinct} {findings} findings: {:.1} ns/row {:.3} GB/s",
         rows_of.len(),
         best_seconds * 1e9 / rows_of.len() as f64,
         bytes as f64 / best_seconds / 1e9

@@ -34,6 +34,13 @@ test: setup lint
 	# AVX-512.
 	SLUICE_SIMD_MAX=baseline $(CARGO) test --test masking_equivalence
 	SLUICE_SIMD_MAX=v3 $(CARGO) test --test masking_equivalence
+	# And on an emulated CPU without AVX, where the engine must detect
+	# that it has no AVX2 and take the portable paths by itself (fewer
+	# property-test cases: emulation is slow, and the paths themselves
+	# were tested in full by the baseline run above).
+	PROPTEST_CASES=16 SLUICE_SIMD_EXPECT=baseline \
+		CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="qemu-x86_64 -cpu Nehalem" \
+		$(CARGO) test --test masking_equivalence
 
 lint: setup fmt-check clippy
 

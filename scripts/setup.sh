@@ -26,6 +26,7 @@ APT_PACKAGES=(
     pkg-config
     golang-1.19-go      # independent verifier of ledger checkpoints and proofs (Go sumdb/note, sumdb/tlog)
     golang-golang-x-mod-dev
+    qemu-user           # make test runs the masking suite on an emulated CPU without AVX2
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -350,6 +350,24 @@ proptest! {
 /// the lower builds of the engine are checked end to end on a CPU that has
 /// the higher ones; those runs only mean something if the cap took effect.
 #[test]
+fn detected_level_is_the_one_the_cpu_has() {
+    // `make test` runs this suite once more on an emulated CPU without AVX
+    // (`qemu-x86_64 -cpu Nehalem`) with `SLUICE_SIMD_EXPECT=baseline`, so
+    // that the portable paths are tested as a CPU without AVX2 chooses
+    // them, not only as `SLUICE_SIMD_MAX` forces them. Elsewhere the level
+    // depends on the machine and there is nothing to expect.
+    let Ok(expected) = std::env::var("SLUICE_SIMD_EXPECT") else {
+        return;
+    };
+    let detected = match Level::detect() {
+        Level::Baseline => "baseline",
+        Level::V3 => "v3",
+        Level::V4 => "v4",
+    };
+    assert_eq!(detected, expected, "SIMD level detected on this CPU");
+}
+
+#[test]
 fn simd_cap_from_the_environment_takes_effect() {
     let cap = match std::env::var("SLUICE_SIMD_MAX").as_deref() {
         Ok("baseline") => Level::Baseline,

@@ -106,7 +106,10 @@
 //! to 61); the run starts visited from per-block words with a branch-free
 //! advance; the first North American start of a run checked before the
 //! loop; the card chain's separators checked as masks; a branch-free
-//! overlap resolution. Earlier, in instructions: one classification pass
+//! overlap resolution; the North American phone walk (`nanp_end`) as a
+//! chain of selects and flags instead of a branch per optional part (243
+//! to 250 against 238 ns per dense row, 131 against 125 with the phone
+//! detector alone: its branches were not the mispredicted ones). Earlier, in instructions: one classification pass
 //! for the numeric, anchor and colon searches together (the sum of the
 //! two it replaced); AVX-512 for the anchor search (slower than AVX2); a
 //! table-driven mod-97 and branch-free octet checks.

@@ -270,6 +270,10 @@ pub struct PolicySession {
     batches_settled: Cell<u64>,
     /// Whether extended-protocol messages were sent since the last Sync.
     extended_open: Cell<bool>,
+    /// Extended-protocol messages sent since the last Sync whose completion
+    /// (ParseComplete, BindComplete, CloseComplete, RowDescription or NoData
+    /// of a Describe, the end of an Execute) has not arrived yet.
+    extended_unanswered: Cell<u64>,
     /// An ErrorResponse arrived since the last ReadyForQuery.
     error_seen: Cell<bool>,
     /// The server's client_encoding is one sluice cannot lex.
@@ -294,6 +298,7 @@ impl PolicySession {
             batches_sent: Cell::new(0),
             batches_settled: Cell::new(0),
             extended_open: Cell::new(false),
+            extended_unanswered: Cell::new(0),
             error_seen: Cell::new(false),
             unsafe_encoding: Cell::new(false),
             approvals: false,
@@ -381,13 +386,18 @@ impl PolicySession {
         let batch = self.batches_sent.get();
         match message {
             FrontendMessage::Query { sql } => {
-                if self.extended_open.get() {
-                    // The server may silently skip a Query sent inside a
+                if self.extended_open.get() && !self.extended_settled() {
+                    // The server silently skips a Query sent inside a
                     // failed extended batch, which would make batches
-                    // uncountable; no driver does this.
+                    // uncountable. A batch whose every message has been
+                    // answered without an error can no longer fail: the
+                    // server runs the Query, and its ReadyForQuery ends
+                    // the batch. asyncpg does exactly this (Parse,
+                    // Describe and Flush to learn a table's columns, then
+                    // COPY FROM STDIN as a Query).
                     return Verdict::Refuse(Refusal {
                         sqlstate: sqlstate::PROTOCOL_VIOLATION,
-                        message: "sluice does not accept a Query message inside an unfinished extended-protocol batch; send Sync first".into(),
+                        message: "sluice does not accept a Query message inside an extended-protocol batch whose messages have not all been answered; send Sync first, or wait for the answers".into(),
                         hint: None,
                     });
                 }
@@ -527,12 +537,27 @@ impl PolicySession {
     /// Counts what was actually sent upstream: a Query, FunctionCall or
     /// Sync (the original or its probe replacement) starts a new batch.
     pub fn sent(&self, tag: u8) {
-        if matches!(tag, b'Q' | b'F' | b'S') {
-            self.batches_sent.set(self.batches_sent.get() + 1);
-            if tag == b'S' {
-                self.extended_open.set(false);
+        match tag {
+            b'Q' | b'F' | b'S' => {
+                self.batches_sent.set(self.batches_sent.get() + 1);
+                // A Query is only accepted inside an extended batch that
+                // can no longer fail, and then it ends that batch too.
+                if tag != b'F' {
+                    self.extended_open.set(false);
+                }
             }
+            b'P' | b'B' | b'D' | b'E' | b'C' => {
+                self.extended_unanswered
+                    .set(self.extended_unanswered.get() + 1);
+            }
+            _ => {}
         }
+    }
+
+    /// Whether every extended-protocol message since the last Sync has
+    /// been answered, without an error: the batch cannot fail any more.
+    fn extended_settled(&self) -> bool {
+        self.extended_unanswered.get() == 0 && !self.error_seen.get()
     }
 
     /// Follows the server's responses: errors, ReadyForQuery, and changes
@@ -540,7 +565,18 @@ impl PolicySession {
     pub fn observe_backend(&self, tag: u8, body: &[u8]) {
         match tag {
             b'E' => self.error_seen.set(true),
+            // The completion of one extended-protocol message. While any
+            // is unanswered, every response belongs to those messages
+            // (the server answers in order): ParseComplete, BindComplete,
+            // CloseComplete, a Describe's RowDescription or NoData (its
+            // ParameterDescription comes first and is not counted), and
+            // the end of an Execute.
+            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b's' | b'I' => {
+                let unanswered = self.extended_unanswered.get();
+                self.extended_unanswered.set(unanswered.saturating_sub(1));
+            }
             b'Z' => {
+                self.extended_unanswered.set(0);
                 let settled = self.batches_settled.get();
                 let had_error = self.error_seen.replace(false);
                 // ReadyForQuery n settles batch n (numbered from 0).

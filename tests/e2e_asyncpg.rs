@@ -1,0 +1,95 @@
+//! End-to-end: asyncpg (tests/python_asyncpg/) through the real gateway,
+//! with a policy that blocks DDL and masking with column rules. asyncpg behaves
+//! unlike libpq on the wire: extended protocol only, every statement
+//! prepared and described once then bound without a Describe, binary
+//! result formats, pipelined executemany, portals with row limits, binary
+//! COPY in both directions, and CancelRequests on timeouts. This test
+//! starts PostgreSQL and sluice, hands pytest the connection settings
+//! (tests/python_common/sluice_settings.py), and fails with pytest's report.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use common::*;
+
+/// The table the masking tests read: detector-found values (emails, cards,
+/// phones), a name only the column rule masks, and a jsonb document.
+const PEOPLE_SQL: &str = "\
+CREATE TABLE asyncpg_people (
+    id integer PRIMARY KEY, name text, email text, card text, notes text,
+    docb jsonb, amount bigint);
+INSERT INTO asyncpg_people VALUES
+ (1, 'Jane Doe', 'jane.doe@example.com', '4111 1111 1111 1111',
+  'call (212) 555-0199 or mail jane.doe@example.com',
+  '{\"contact\": {\"email\": \"jane.doe@example.com\"}, \"card\": \"5555555555554444\"}', 4111111111111111),
+ (2, 'John Smith', 'j.smith+ai@mail.example.org', '5555555555554444',
+  'no pii here, order 12345 shipped 2024-05-01', '{\"tags\": [\"a\", \"b\"]}', 42);
+ALTER TABLE asyncpg_people OWNER TO sluice_up;
+";
+
+/// The demo policy's blocking rules (DROP, TRUNCATE, ALTER, privileges,
+/// COPY PROGRAM) and its approvals for unbounded writes and code, without
+/// its rule that holds server administration functions: the cancellation
+/// tests need `pg_sleep`, and asyncpg's type introspection calls
+/// `set_config('jit', ...)`, both of which that rule would hold (and, with
+/// no approval service here, refuse).
+const POLICY: &str = r#"
+[policy]
+default = "allow"
+unknown = "approve"
+
+[[policy.rules]]
+id = "block-destructive-ddl"
+classes = ["drop", "truncate", "alter"]
+action = "block"
+message = "DROP, TRUNCATE and ALTER are not allowed through sluice; ask a DBA."
+
+[[policy.rules]]
+id = "block-privileges"
+classes = ["privileges"]
+action = "block"
+
+[[policy.rules]]
+id = "block-copy-program"
+classes = ["copy_program"]
+action = "block"
+
+[[policy.rules]]
+id = "approve-unbounded-writes"
+classes = ["update_no_where", "delete_no_where"]
+action = "approve"
+
+[[policy.rules]]
+id = "approve-code"
+classes = ["do", "create_function"]
+action = "approve"
+"#;
+
+/// The common test config, [`POLICY`] and masking: every detector for the
+/// agent, plus a column rule that masks `asyncpg_people.name` (no detector
+/// finds names) and one that sends `amount` as NULL.
+fn gateway() -> Gateway {
+    let env = env();
+    env.admin("app", PEOPLE_SQL);
+    let port = free_port();
+    let dir = env.unique_dir("asyncpg-gw");
+    let mut config = config_toml(env, &GatewayOpts::default(), port);
+    config.push_str(POLICY);
+    let _ = write!(
+        config,
+        "\n[masking]\nstyles = {{}}\n\n\
+         [[masking.column_rules]]\ntable = \"public.asyncpg_people\"\ncolumn = \"name\"\naction = \"mask\"\n\n\
+         [[masking.column_rules]]\ntable = \"asyncpg_people\"\ncolumn = \"amount\"\naction = \"null\"\n"
+    );
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    Gateway::start_with_config(path, port)
+}
+
+#[test]
+fn asyncpg_through_the_gateway() {
+    let gw = gateway();
+    run_pytest("python_asyncpg", &gw, &[], Duration::from_secs(120));
+}

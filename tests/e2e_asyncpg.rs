@@ -77,9 +77,11 @@ fn gateway() -> Gateway {
     let dir = env.unique_dir("asyncpg-gw");
     let mut config = config_toml(env, &GatewayOpts::default(), port);
     config.push_str(POLICY);
+    // A small pending bound: the pipelined executemany of 20000 rows must
+    // fit in it (identical Binds share one entry).
     let _ = write!(
         config,
-        "\n[masking]\nstyles = {{}}\n\n\
+        "\n[masking]\nstyles = {{}}\npending_binds_max = 64\n\n\
          [[masking.column_rules]]\ntable = \"public.asyncpg_people\"\ncolumn = \"name\"\naction = \"mask\"\n\n\
          [[masking.column_rules]]\ntable = \"asyncpg_people\"\ncolumn = \"amount\"\naction = \"null\"\n"
     );

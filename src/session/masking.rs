@@ -192,12 +192,15 @@ enum Pending {
     /// A Describe of this statement: answered by ParameterDescription and
     /// RowDescription (or NoData).
     DescribeStatement(Box<[u8]>),
-    /// A Bind of this statement with these result formats (None when the
-    /// Bind listed more codes than a result can have columns).
+    /// `count` Binds in a row of this portal and statement with these
+    /// result formats (None when the Bind listed more codes than a result
+    /// can have columns). A pipelined executemany binds the same statement
+    /// once per row: it costs one entry.
     Bind {
         portal: Box<[u8]>,
         statement: Box<[u8]>,
         formats: Option<Vec<FormatCode>>,
+        count: u32,
     },
     /// Sync, Query or FunctionCall: answered by one ReadyForQuery, before
     /// which the server skips what an error left unanswered.
@@ -340,6 +343,7 @@ impl SessionMasking {
                         statement: statement.into(),
                         formats: (result_formats.len() <= RESULT_COLUMNS_MAX)
                             .then(|| result_formats.iter().collect()),
+                        count: 1,
                     },
                     Ok(FrontendMessage::Describe {
                         kind: TargetKind::Statement,
@@ -374,6 +378,30 @@ impl SessionMasking {
                 },
                 _ => continue,
             };
+            if let (
+                Some(Pending::Bind {
+                    portal,
+                    statement,
+                    formats,
+                    count,
+                }),
+                Pending::Bind {
+                    portal: next_portal,
+                    statement: next_statement,
+                    formats: next_formats,
+                    ..
+                },
+            ) = (self.pending.back_mut(), &pending)
+            {
+                if portal == next_portal
+                    && statement == next_statement
+                    && formats == next_formats
+                    && *count < u32::MAX
+                {
+                    *count += 1;
+                    continue;
+                }
+            }
             if self.pending.len() >= self.pending_max {
                 return Err(MaskFailure::new(
                     ErrorSource::Downstream,
@@ -589,11 +617,24 @@ impl SessionMasking {
             }
             b'2' => {
                 let bind = loop {
+                    if let Some(Pending::Bind {
+                        portal,
+                        statement,
+                        formats,
+                        count,
+                    }) = self.pending.front_mut()
+                    {
+                        if *count > 1 {
+                            *count -= 1;
+                            break Some((portal.clone(), statement.clone(), formats.clone()));
+                        }
+                    }
                     match self.pending.pop_front() {
                         Some(Pending::Bind {
                             portal,
                             statement,
                             formats,
+                            ..
                         }) => break Some((portal, statement, formats)),
                         Some(Pending::DescribeStatement(_)) => continue,
                         Some(Pending::ReadyForQuery) | None => {
@@ -1086,7 +1127,11 @@ pub fn fuzz_stage(data: &[u8]) {
                     .collect();
                 build::bind(
                     &mut frontend,
-                    b"",
+                    if kind & 0x20 != 0 {
+                        b"c1".as_slice()
+                    } else {
+                        b"".as_slice()
+                    },
                     if kind & 0x10 != 0 {
                         b"s1".as_slice()
                     } else {
@@ -1106,7 +1151,27 @@ pub fn fuzz_stage(data: &[u8]) {
                     b"".as_slice()
                 },
             ),
-            14 => build::sync(&mut frontend),
+            14 => {
+                let name = if kind & 0x40 != 0 {
+                    b"c1".as_slice()
+                } else {
+                    b"s1".as_slice()
+                };
+                match (kind >> 4) % 4 {
+                    0 => build::sync(&mut frontend),
+                    1 => build::execute(&mut frontend, name, i32::from(kind >> 7)),
+                    2 => build::parse(&mut frontend, name, "SELECT 1", &[]),
+                    _ => build::close(
+                        &mut frontend,
+                        if kind & 0x80 != 0 {
+                            TargetKind::Portal
+                        } else {
+                            TargetKind::Statement
+                        },
+                        name,
+                    ),
+                }
+            }
             _ => {
                 // A raw message of any tag, framed correctly.
                 let tag = body.first().copied().unwrap_or(b'D');
@@ -1387,6 +1452,75 @@ mod tests {
         stage.mask_chunk(backend).unwrap();
         assert!(stage.portal_shapes.is_empty());
         assert_eq!(stage.statement_shapes.len(), 1);
+    }
+
+    /// A pipelined executemany (Bind and Execute of one statement per row,
+    /// one Sync) costs one pending entry, however many rows it has; Binds
+    /// that differ still count one each against the bound.
+    #[test]
+    fn pipelined_executemany_stays_within_a_small_pending_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("pending_binds_max = 4").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), name_rule(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        for _ in 0..10_000 {
+            build::bind(&mut frontend, b"", b"ins", &[], &[], &[FormatCode::Binary]);
+            build::execute(&mut frontend, b"", 0);
+        }
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        assert_eq!(stage.pending.len(), 2);
+        assert_eq!(stage.in_flight.len(), 2);
+        let mut backend = BytesMut::new();
+        for _ in 0..10_000 {
+            build::bind_complete(&mut backend);
+            build::command_complete(&mut backend, "INSERT 0 1");
+        }
+        build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+        stage.mask_chunk(backend).unwrap();
+        assert!(stage.pending.is_empty() && stage.in_flight.is_empty());
+
+        let mut frontend = BytesMut::new();
+        for statement in ["a", "b", "c", "d", "e"] {
+            build::bind(&mut frontend, b"", statement, &[], &[], &[]);
+        }
+        let failure = stage.observe_frontend(&frontend).unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.pending_binds_max"));
+    }
+
+    /// Open statement shapes are bounded by masking.statement_shapes_max.
+    #[test]
+    fn too_many_described_statements_is_refused_as_a_named_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("statement_shapes_max = 2").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut result = Ok(BytesMut::new());
+        for name in ["s1", "s2", "s3"] {
+            let mut frontend = BytesMut::new();
+            build::describe(&mut frontend, TargetKind::Statement, name);
+            build::flush(&mut frontend);
+            stage.observe_frontend(&frontend).unwrap();
+            let mut backend = BytesMut::new();
+            build::parameter_description(&mut backend, &[]);
+            build::row_description(&mut backend, &[int8_column()]);
+            result = stage.mask_chunk(backend);
+        }
+        let failure = result.unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.statement_shapes_max"));
+        // Closing one makes room again.
+        let mut frontend = BytesMut::new();
+        build::close(&mut frontend, TargetKind::Statement, "s1");
+        build::describe(&mut frontend, TargetKind::Statement, "s4");
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::close_complete(&mut backend);
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(&mut backend, &[int8_column()]);
+        stage.mask_chunk(backend).unwrap();
     }
 
     /// Binary COPY keeps its framing when column rules mask it whole.

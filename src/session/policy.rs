@@ -820,6 +820,87 @@ mod tests {
         assert_eq!(action(names.lookup(b"unknown", 2)), None);
     }
 
+    fn demo_session() -> PolicySession {
+        #[derive(serde::Deserialize)]
+        struct File {
+            policy: crate::policy::PolicyConfig,
+        }
+        let file: File = toml::from_str(include_str!("../../deploy/policy.demo.toml")).unwrap();
+        let none: &[&str] = &[];
+        let policy = file.policy.validate(none, none, none).unwrap();
+        PolicySession::new(Arc::new(policy), "agent", &[], "app")
+    }
+
+    /// Sends one frontend message through the session as the proxy does:
+    /// verdict, then `sent` for what was forwarded.
+    fn send(session: &PolicySession, message: &FrontendMessage<'_>, tag: u8) -> Verdict {
+        let verdict = session.verdict(message, &mut Vec::new());
+        session.sent(tag);
+        verdict
+    }
+
+    fn is_protocol_violation(verdict: &Verdict) -> bool {
+        matches!(verdict, Verdict::Refuse(r) if r.sqlstate == sqlstate::PROTOCOL_VIOLATION)
+    }
+
+    /// asyncpg's copy_records_to_table: Parse, Describe and Flush (no
+    /// Sync), then, once answered, COPY FROM STDIN as a Query. Accepted
+    /// only when every extended message has been answered without an
+    /// error; the Query's ReadyForQuery then ends the batch.
+    #[test]
+    fn a_query_after_a_fully_answered_extended_batch_is_accepted() {
+        use crate::protocol::pg::{build, frames, parse_frontend};
+        let session = demo_session();
+        let mut wire = bytes::BytesMut::new();
+        build::parse(
+            &mut wire,
+            "__asyncpg_stmt_1__",
+            "SELECT id FROM items_in LIMIT 0",
+            &[],
+        );
+        build::describe(&mut wire, TargetKind::Statement, "__asyncpg_stmt_1__");
+        build::query(&mut wire, "COPY items_in (id) FROM STDIN (FORMAT binary)");
+        let messages: Vec<FrontendMessage<'_>> = frames(&wire, usize::MAX)
+            .map(|f| parse_frontend(f.unwrap()).unwrap())
+            .collect();
+        let [parse, describe, copy] = &messages[..] else {
+            panic!("three messages");
+        };
+        assert!(matches!(send(&session, parse, b'P'), Verdict::Forward));
+        assert!(matches!(send(&session, describe, b'D'), Verdict::Forward));
+        send(&session, &FrontendMessage::Flush, b'H');
+        // Not answered yet: the batch could still fail, and the server
+        // would then skip the Query.
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'1', b"");
+        session.observe_backend(b't', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'T', b"");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
+        session.observe_backend(b'G', b"");
+        session.observe_backend(b'C', b"");
+        session.observe_backend(b'Z', b"I");
+        // The Query ended the batch: the next one starts clean, and the
+        // statement parsed before it is settled as allowed.
+        assert_eq!(session.batches_settled.get(), session.batches_sent.get());
+        assert!(!session.extended_open.get());
+
+        // An error in the batch: the Query is refused until a Sync.
+        assert!(matches!(send(&session, parse, b'P'), Verdict::Forward));
+        send(&session, &FrontendMessage::Flush, b'H');
+        session.observe_backend(b'E', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        send(&session, &FrontendMessage::Sync, b'S');
+        session.observe_backend(b'Z', b"I");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
+    }
+
     #[test]
     fn encodings() {
         assert!(client_encoding_is_safe("UTF8"));

@@ -1,5 +1,5 @@
 //! End-to-end: asyncpg (tests/python_asyncpg/) through the real gateway,
-//! with a policy that blocks DDL and masking with column rules. asyncpg behaves
+//! with the demo policy and masking with column rules. asyncpg behaves
 //! unlike libpq on the wire: extended protocol only, every statement
 //! prepared and described once then bound without a Describe, binary
 //! result formats, pipelined executemany, portals with row limits, binary
@@ -27,56 +27,43 @@ INSERT INTO asyncpg_people VALUES
  (2, 'John Smith', 'j.smith+ai@mail.example.org', '5555555555554444',
   'no pii here, order 12345 shipped 2024-05-01', '{\"tags\": [\"a\", \"b\"]}', 42);
 ALTER TABLE asyncpg_people OWNER TO sluice_up;
+CREATE TYPE asyncpg_mood AS ENUM ('sad', 'happy');
 ";
 
-/// The demo policy's blocking rules (DROP, TRUNCATE, ALTER, privileges,
-/// COPY PROGRAM) and its approvals for unbounded writes and code, without
-/// its rule that holds server administration functions: the cancellation
-/// tests need `pg_sleep`, and asyncpg's type introspection calls
-/// `set_config('jit', ...)`, both of which that rule would hold (and, with
-/// no approval service here, refuse).
-const POLICY: &str = r#"
-[policy]
-default = "allow"
-unknown = "approve"
-
+/// A rule put before the demo policy's own: on the target "secret" (the
+/// same database), server administration functions are allowed, so that
+/// the cancellation tests can run `pg_sleep`, which the demo policy holds
+/// for approval (and, with no approval service here, refuses). Everything
+/// else runs on "app" under the demo policy as shipped.
+const SLEEP_RULE: &str = r#"
 [[policy.rules]]
-id = "block-destructive-ddl"
-classes = ["drop", "truncate", "alter"]
-action = "block"
-message = "DROP, TRUNCATE and ALTER are not allowed through sluice; ask a DBA."
-
-[[policy.rules]]
-id = "block-privileges"
-classes = ["privileges"]
-action = "block"
-
-[[policy.rules]]
-id = "block-copy-program"
-classes = ["copy_program"]
-action = "block"
-
-[[policy.rules]]
-id = "approve-unbounded-writes"
-classes = ["update_no_where", "delete_no_where"]
-action = "approve"
-
-[[policy.rules]]
-id = "approve-code"
-classes = ["do", "create_function"]
-action = "approve"
+id = "allow-admin-on-secret"
+targets = ["secret"]
+classes = ["admin"]
+action = "allow"
 "#;
 
-/// The common test config, [`POLICY`] and masking: every detector for the
-/// agent, plus a column rule that masks `asyncpg_people.name` (no detector
-/// finds names) and one that sends `amount` as NULL.
+/// The common test config, deploy/policy.demo.toml with [`SLEEP_RULE`]
+/// first, and masking: every detector for the agent, plus a column rule
+/// that masks `asyncpg_people.name` (no detector finds names) and one that
+/// sends `amount` as NULL.
 fn gateway() -> Gateway {
     let env = env();
     env.admin("app", PEOPLE_SQL);
     let port = free_port();
     let dir = env.unique_dir("asyncpg-gw");
     let mut config = config_toml(env, &GatewayOpts::default(), port);
-    config.push_str(POLICY);
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.demo.toml"),
+    )
+    .expect("deploy/policy.demo.toml");
+    let first_rule = demo
+        .find("[[policy.rules]]")
+        .expect("the demo policy has rules");
+    config.push_str(&demo[..first_rule]);
+    config.push_str(SLEEP_RULE.trim_start());
+    config.push('\n');
+    config.push_str(&demo[first_rule..]);
     // A small pending bound: the pipelined executemany of 20000 rows must
     // fit in it (identical Binds share one entry).
     let _ = write!(

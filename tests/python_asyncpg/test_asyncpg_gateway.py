@@ -1,11 +1,15 @@
 """asyncpg through sluice, compared with the same statements run directly
 against PostgreSQL.
 
-The gateway (tests/e2e_asyncpg.rs) runs a policy like the demo's (DROP, TRUNCATE
-and ALTER blocked; reads and writes allowed) and masking with every
-detector plus two column rules on asyncpg_people: `name` masked whole,
-`amount` sent as NULL. The tables `items` (5000 rows without sensitive
-values) and `items_in` (empty) come from tests/common/mod.rs.
+The gateway (tests/e2e_asyncpg.rs) runs the demo policy (DROP, TRUNCATE
+and ALTER blocked; reads and writes allowed; server administration
+functions held for approval, which without an approval service means
+refused) and masking with every detector plus two column rules on
+asyncpg_people: `name` masked whole, `amount` sent as NULL. The target
+"secret" (the same database) additionally allows administration
+functions, for the `pg_sleep` of the cancellation tests. The tables
+`items` (5000 rows without sensitive values) and `items_in` (empty) come
+from tests/common/mod.rs.
 """
 
 import asyncio
@@ -452,9 +456,46 @@ async def sleeping_backends():
     return rows[0][0]
 
 
-def test_timeout_cancels_through_sluice_and_the_connection_recovers():
+def test_pg_sleep_is_refused_by_the_demo_policy_on_app():
     async def body():
         conn = await gateway()
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError) as error:
+                await conn.fetchval("SELECT pg_sleep(0)")
+            assert "approve-admin" in str(error.value)
+            assert await conn.fetchval("SELECT 1") == 1
+        finally:
+            await conn.close()
+
+    run(body())
+
+
+def test_type_introspection_passes_the_demo_policy():
+    """asyncpg introspects types it has no built-in codec for (enums,
+    domains, composites) between set_config('jit', 'off') and
+    set_config('jit', <previous>): plain session settings."""
+
+    async def body():
+        conn = await gateway()
+        try:
+            mood = await conn.fetchval("SELECT 'happy'::asyncpg_mood")
+            assert mood == "happy"
+            moods = await conn.fetchval("SELECT ARRAY['sad', 'happy']::asyncpg_mood[]")
+            assert moods == ["sad", "happy"]
+            assert await conn.fetchval("SHOW jit") == await direct_fetch_value("SHOW jit")
+        finally:
+            await conn.close()
+
+    run(body())
+
+
+async def direct_fetch_value(query):
+    return (await direct_fetch(query))[0][0]
+
+
+def test_timeout_cancels_through_sluice_and_the_connection_recovers():
+    async def body():
+        conn = await gateway(database="secret")
         try:
             started = time.monotonic()
             with pytest.raises(asyncio.TimeoutError):
@@ -476,9 +517,9 @@ def test_timeout_cancels_through_sluice_and_the_connection_recovers():
 
 def test_pool_recovers_after_a_cancelled_statement():
     async def body():
-        pool = await asyncpg.create_pool(
-            min_size=1, max_size=2, **sluice_settings.asyncpg_gateway_kwargs()
-        )
+        kwargs = sluice_settings.asyncpg_gateway_kwargs()
+        kwargs["database"] = "secret"
+        pool = await asyncpg.create_pool(min_size=1, max_size=2, **kwargs)
         try:
             async with pool.acquire() as conn:
                 started = time.monotonic()

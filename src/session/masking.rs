@@ -1372,7 +1372,7 @@ mod tests {
             build::execute(&mut frontend, b"", 0);
             build::sync(&mut frontend);
             stage.observe_frontend(&frontend).unwrap();
-            let row = masked_row(&mut stage, |b| build::bind_complete(b));
+            let row = masked_row(&mut stage, build::bind_complete);
             assert_eq!(row, expected, "execution {round}");
             let mut backend = BytesMut::new();
             build::command_complete(&mut backend, "SELECT 1");

@@ -19,10 +19,20 @@
 //! which statement each Describe and each Bind names and the result formats
 //! of each Bind ([`SessionMasking::observe_frontend`]), and applies those
 //! formats when the Bind's BindComplete arrives for the statement that was
-//! described. Whenever the pairing is not certain (rows without any
-//! RowDescription, a Bind of another statement, responses out of step),
-//! the shape is dropped and every value is scanned as text: an unknown
-//! shape costs speed, never privacy.
+//! described. Drivers that describe a statement once and bind it many
+//! times without a Describe (asyncpg, every prepared statement) get the
+//! shape the session kept for that statement name, until the statement is
+//! parsed again or closed; and a portal keeps its shape for Executes in
+//! later batches (asyncpg's cursors: Bind and Sync, then one Execute with a
+//! row limit per batch) until it is closed or the transaction ends. Both
+//! are bounded by `masking.statement_shapes_max`. Whenever the pairing is
+//! not certain (rows without any RowDescription, a Bind of another
+//! statement, responses out of step), the shape is dropped and every value
+//! is scanned as text. An unknown shape costs speed and, for values in
+//! binary format, may alter a non-text value whose bytes look like text;
+//! column rules cannot apply to it either. Such rows only come from a
+//! client that binds a statement it never described, or from a session
+//! whose responses fell out of step.
 //!
 //! # Column rules and table OIDs
 //!

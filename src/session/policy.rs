@@ -270,9 +270,12 @@ pub struct PolicySession {
     batches_settled: Cell<u64>,
     /// Whether extended-protocol messages were sent since the last Sync.
     extended_open: Cell<bool>,
-    /// Extended-protocol messages sent since the last Sync whose completion
-    /// (ParseComplete, BindComplete, CloseComplete, RowDescription or NoData
-    /// of a Describe, the end of an Execute) has not arrived yet.
+    /// Extended-protocol messages of the batch being sent (since the last
+    /// Query, FunctionCall or Sync) whose completion (ParseComplete,
+    /// BindComplete, CloseComplete, RowDescription or NoData of a Describe,
+    /// the end of an Execute) has not arrived yet. Completions count only
+    /// once every earlier batch is settled: before that, they are earlier
+    /// batches' answers.
     extended_unanswered: Cell<u64>,
     /// An ErrorResponse arrived since the last ReadyForQuery.
     error_seen: Cell<bool>,
@@ -540,6 +543,7 @@ impl PolicySession {
         match tag {
             b'Q' | b'F' | b'S' => {
                 self.batches_sent.set(self.batches_sent.get() + 1);
+                self.extended_unanswered.set(0);
                 // A Query is only accepted inside an extended batch that
                 // can no longer fail, and then it ends that batch too.
                 if tag != b'F' {
@@ -554,10 +558,13 @@ impl PolicySession {
         }
     }
 
-    /// Whether every extended-protocol message since the last Sync has
-    /// been answered, without an error: the batch cannot fail any more.
+    /// Whether every earlier batch is settled and every extended-protocol
+    /// message of the batch being sent has been answered, without an
+    /// error: that batch cannot fail any more.
     fn extended_settled(&self) -> bool {
-        self.extended_unanswered.get() == 0 && !self.error_seen.get()
+        self.batches_settled.get() == self.batches_sent.get()
+            && self.extended_unanswered.get() == 0
+            && !self.error_seen.get()
     }
 
     /// Follows the server's responses: errors, ReadyForQuery, and changes
@@ -565,18 +572,19 @@ impl PolicySession {
     pub fn observe_backend(&self, tag: u8, body: &[u8]) {
         match tag {
             b'E' => self.error_seen.set(true),
-            // The completion of one extended-protocol message. While any
-            // is unanswered, every response belongs to those messages
-            // (the server answers in order): ParseComplete, BindComplete,
+            // The completion of one extended-protocol message of the batch
+            // being sent, once every earlier batch is settled (the server
+            // answers in order): ParseComplete, BindComplete,
             // CloseComplete, a Describe's RowDescription or NoData (its
             // ParameterDescription comes first and is not counted), and
             // the end of an Execute.
-            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b's' | b'I' => {
+            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b's' | b'I'
+                if self.batches_settled.get() == self.batches_sent.get() =>
+            {
                 let unanswered = self.extended_unanswered.get();
                 self.extended_unanswered.set(unanswered.saturating_sub(1));
             }
             b'Z' => {
-                self.extended_unanswered.set(0);
                 let settled = self.batches_settled.get();
                 let had_error = self.error_seen.replace(false);
                 // ReadyForQuery n settles batch n (numbered from 0).
@@ -888,6 +896,24 @@ mod tests {
         // statement parsed before it is settled as allowed.
         assert_eq!(session.batches_settled.get(), session.batches_sent.get());
         assert!(!session.extended_open.get());
+
+        // Pipelined: a batch ended by Sync, then a Parse without one. The
+        // first batch's answers and ReadyForQuery do not answer the Parse.
+        send(&session, parse, b'P');
+        send(&session, &FrontendMessage::Sync, b'S');
+        send(&session, parse, b'P');
+        send(&session, &FrontendMessage::Flush, b'H');
+        session.observe_backend(b'1', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'Z', b"I");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'1', b"");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
+        session.observe_backend(b'Z', b"I");
 
         // An error in the batch: the Query is refused until a Sync.
         assert!(matches!(send(&session, parse, b'P'), Verdict::Forward));

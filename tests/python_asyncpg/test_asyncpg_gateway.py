@@ -377,6 +377,26 @@ def test_masked_columns_in_binary_rows_text_and_jsonb():
     run(body())
 
 
+def test_masking_without_a_statement_cache_and_in_errors():
+    """statement_cache_size=0: every query is the unnamed statement, parsed
+    and described each time. Error messages echo input values: masked."""
+
+    async def body():
+        conn = await gateway(statement_cache_size=0)
+        try:
+            for _ in range(3):
+                assert_masked_people(await conn.fetch(PEOPLE))
+            with pytest.raises(asyncpg.InvalidTextRepresentationError) as error:
+                await conn.fetchval("SELECT $1::text::integer", "card 4111 1111 1111 1111")
+            assert "4111 1111 1111 1111" not in str(error.value)
+            assert "**** **** **** 1111" in str(error.value)
+            assert await conn.fetchval("SELECT name FROM asyncpg_people WHERE id = 2") == "**** *****"
+        finally:
+            await conn.close()
+
+    run(body())
+
+
 def test_copy_from_query_output_is_masked():
     async def body():
         conn = await gateway()
@@ -534,6 +554,33 @@ def test_pool_recovers_after_a_cancelled_statement():
             )
             assert results == [i * 2 for i in range(20)]
             assert await sleeping_backends() == 0
+        finally:
+            await asyncio.wait_for(pool.close(), 10)
+
+    run(body())
+
+
+def test_pool_release_resets_connections_under_the_demo_policy():
+    """Releasing a connection runs asyncpg's reset (advisory unlock, CLOSE
+    ALL, UNLISTEN *, RESET ALL) on target "app", under the demo policy."""
+
+    async def body():
+        pool = await asyncpg.create_pool(
+            min_size=1, max_size=1, **sluice_settings.asyncpg_gateway_kwargs()
+        )
+        try:
+            for round in range(3):
+                # asyncpg warns that it releases a connection with a
+                # listener: the reset's UNLISTEN * is what this checks.
+                with pytest.warns(asyncpg.exceptions.InterfaceWarning):
+                    async with pool.acquire() as conn:
+                        await conn.add_listener("asyncpg_pool", lambda *a: None)
+                        await conn.execute("SET application_name = 'pool round'")
+                        assert await conn.fetchval("SELECT count(*) FROM items") == 5000
+                async with pool.acquire() as conn:
+                    # The reset undid the setting and the listener.
+                    assert await conn.fetchval("SHOW application_name") != "pool round", round
+                    assert await conn.fetch("SELECT pg_listening_channels()") == []
         finally:
             await asyncio.wait_for(pool.close(), 10)
 

@@ -680,8 +680,20 @@ impl SessionMasking {
                 // The portal keeps this shape for Executes in later batches
                 // (asyncpg's cursors Bind, Sync, then Execute with a row
                 // limit); a portal of unknown shape forgets an older one.
+                // Not needed when the portal's Execute is the next answer
+                // (Bind and Execute in one batch): a suspension keeps the
+                // shape then, and a completed portal needs none.
+                let executes_next = matches!(
+                    (self.in_flight.front(), &portal),
+                    (Some(InFlight::Execute { portal: next, .. }), Some(bound)) if next == bound
+                );
                 if let Some(portal) = portal {
                     match &self.state.shape {
+                        // An older shape of the same portal name is stale
+                        // either way.
+                        _ if executes_next => {
+                            self.portal_shapes.remove(&portal);
+                        }
                         Some(shape) => {
                             if self.portal_shapes.len() >= self.shapes_max
                                 && !self.portal_shapes.contains_key(&portal)
@@ -1462,6 +1474,40 @@ mod tests {
         stage.mask_chunk(backend).unwrap();
         assert!(stage.portal_shapes.is_empty());
         assert_eq!(stage.statement_shapes.len(), 1);
+    }
+
+    /// A portal name bound again, to a statement of unknown shape, with its
+    /// Execute in the same batch: the older shape of that name is not used.
+    #[test]
+    fn a_rebound_portal_forgets_its_older_shape() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), name_rule(), 1 << 20);
+        let binary = [FormatCode::Binary, FormatCode::Binary];
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "known");
+        build::bind(&mut frontend, b"c1", b"known", &[], &[], &binary);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(&mut backend, &asyncpg_columns());
+        build::bind_complete(&mut backend);
+        build::ready_for_query(
+            &mut backend,
+            crate::protocol::pg::TransactionStatus::InTransaction,
+        );
+        stage.mask_chunk(backend).unwrap();
+        assert_eq!(stage.portal_shapes.len(), 1);
+
+        let mut frontend = BytesMut::new();
+        build::bind(&mut frontend, b"c1", b"unknown", &[], &[], &binary);
+        build::execute(&mut frontend, b"c1", 0);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let row = masked_row(&mut stage, build::bind_complete);
+        assert_eq!(row, vec![b"Jane Doe".to_vec(), b"**.*.*.*".to_vec()]);
+        assert!(stage.portal_shapes.is_empty());
     }
 
     /// A pipelined executemany (Bind and Execute of one statement per row,

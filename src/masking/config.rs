@@ -61,10 +61,11 @@ pub struct MaskingConfig {
     /// known when rows arrive; an agent that pipelines more is refused.
     #[serde(default = "bind_formats_max")]
     pub pending_binds_max: usize,
-    /// Result shapes a session remembers: one per described prepared
-    /// statement still open (drivers such as asyncpg describe a statement
-    /// once and bind it many times without a Describe) and one per
-    /// suspended portal (a cursor fetched in row-limited steps). An agent
+    /// Result shapes a session remembers, for each kind separately: one
+    /// per described prepared statement still open (drivers such as
+    /// asyncpg describe a statement once and bind it many times without a
+    /// Describe) and one per portal executed in a later batch than its
+    /// Bind (asyncpg's cursors, fetched in row-limited steps). An agent
     /// that keeps more open is refused: its rows could not be masked by
     /// their columns.
     #[serde(default = "statement_shapes_max")]

@@ -500,7 +500,7 @@ impl SessionMasking {
             ErrorSource::Downstream,
             sqlstate::PROGRAM_LIMIT_EXCEEDED,
             format!(
-                "more than masking.statement_shapes_max ({}) prepared statements and suspended portals are open",
+                "more than masking.statement_shapes_max ({}) described prepared statements or open portals",
                 self.shapes_max
             ),
         )

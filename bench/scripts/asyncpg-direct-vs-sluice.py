@@ -35,7 +35,8 @@ EXECUTEMANY_ROWS = 20000
 
 def read_env(path):
     env = {}
-    for line in open(path):
+    # `export A=1 B=2 \` continues on the next line.
+    for line in open(path).read().replace("\\\n", " ").splitlines():
         if line.startswith("export "):
             for pair in line[len("export "):].split():
                 k, _, v = pair.partition("=")

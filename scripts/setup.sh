@@ -64,7 +64,7 @@ REQ=tests/python/requirements.txt
 STAMP="$VENV/.requirements.sha256"
 want="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ] \
-    || ! "$VENV/bin/python" -c 'import psycopg, pytest' >/dev/null 2>&1; then
+    || ! "$VENV/bin/python" -c 'import psycopg, pytest, asyncpg' >/dev/null 2>&1; then
     log "creating Python virtualenv in $VENV"
     mkdir -p var
     "$PY" -m venv "$VENV"

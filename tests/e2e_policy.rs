@@ -333,3 +333,60 @@ fn unsafe_client_encodings_are_refused() {
     );
     c.terminate();
 }
+
+/// asyncpg's copy_records_to_table: Parse, Describe and Flush (no Sync),
+/// and once they are answered, COPY FROM STDIN as a simple Query. The
+/// batch can no longer fail, so the server runs the Query and its
+/// ReadyForQuery ends the batch: sluice accepts it. A Query sent before
+/// the batch's answers arrived could be skipped by the server (if the
+/// batch failed), which would make batches uncountable: that stays a
+/// protocol violation, and a blocked statement cannot ride on it.
+#[test]
+fn a_query_after_an_answered_extended_batch_runs_and_an_unanswered_one_is_refused() {
+    let gw = gateway();
+    scratch_table("pol_after_flush");
+    let mut c = login(&gw);
+    let mut describe = parse_msg("s1", "SELECT id FROM pol_after_flush LIMIT 0");
+    describe.extend(message(b'D', b"Ss1\0"));
+    describe.extend(message(b'H', &[]));
+    c.io.write_all(&describe).unwrap();
+    c.io.flush().unwrap();
+    let mut kinds = String::new();
+    while !kinds.ends_with('T') {
+        let (kind, _) = read_message(&mut c.io).unwrap();
+        kinds.push(kind as char);
+    }
+    assert_eq!(kinds, "1tT");
+    let rows = c
+        .simple_query("INSERT INTO pol_after_flush VALUES (11) RETURNING id")
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(rows, vec![vec![Some("11".to_string())]]);
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM pol_after_flush")
+            .unwrap()
+            .as_deref(),
+        Some("11")
+    );
+    c.terminate();
+
+    // Sent together: the Parse is not answered when the Query arrives (and
+    // it fails on the server, so the server would skip the Query).
+    let mut c = login(&gw);
+    let mut bytes = parse_msg("", "SELEC 1");
+    bytes.extend(message(b'Q', b"DROP TABLE pol_after_flush\0"));
+    c.io.write_all(&bytes).unwrap();
+    c.io.flush().unwrap();
+    let mut codes = Vec::new();
+    while let Ok((kind, body)) = read_message(&mut c.io) {
+        if kind == b'E' {
+            codes.push(PgError::parse(&body).code().to_string());
+        }
+    }
+    assert!(
+        codes.iter().any(|c| c == "08P01"),
+        "{codes:?}\n{}",
+        gw.log_tail()
+    );
+    assert_eq!(count("pol_after_flush"), "11");
+    gw.assert_serves();
+}

@@ -60,6 +60,13 @@ const BENIGN: &[(&str, Class, WhereClause)] = &[
     ("ANALYZE notes", Maintenance, WhereClause::NotApplicable),
     ("SET search_path TO public", Session, WhereClause::NotApplicable),
     ("SET application_name = 'agent'", Session, WhereClause::NotApplicable),
+    // asyncpg turns jit off around its type introspection, and back.
+    (
+        "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new",
+        Session,
+        WhereClause::NotApplicable,
+    ),
+    ("SELECT set_config('jit', $1, false)", Session, WhereClause::NotApplicable),
     ("LISTEN events", ListenNotify, WhereClause::NotApplicable),
     ("NOTIFY events, 'drop'", ListenNotify, WhereClause::NotApplicable),
     ("SAVEPOINT s1", Transaction, WhereClause::NotApplicable),

@@ -165,7 +165,13 @@ const CASES: &[Case] = &[
     case(r#"SELECT U&"pg\005Fterminate_backend"(1)"#, Approve, APPROVE_ADMIN, 0, Admin),
     case("SELECT pg_terminate_backend /* c */ (1)", Approve, APPROVE_ADMIN, 0, Admin),
     case("SELECT * FROM dblink('dbname=x', 'DROP TABLE users') AS t(a int)", Approve, APPROVE_ADMIN, 0, Admin),
-    case("SELECT set_config('role', 'postgres', false)", Approve, APPROVE_ADMIN, 0, Admin),
+    // set_config is SET in another spelling: a role change is blocked like
+    // SET ROLE; a computed setting name needs an approval.
+    case("SELECT set_config('role', 'postgres', false)", Block, BLOCK_PRIV, 0, Role),
+    case("SELECT set_config('SESSION_AUTHORIZATION', 'postgres', true)", Block, BLOCK_PRIV, 0, Role),
+    case("SELECT set_config(E'r\\x6fle', 'postgres', false)", Approve, APPROVE_ADMIN, 0, Admin),
+    case("SELECT set_config('ro' || 'le', 'postgres', false)", Approve, APPROVE_ADMIN, 0, Admin),
+    case("SELECT set_config(name, 'postgres', false) FROM pg_settings", Approve, APPROVE_ADMIN, 0, Admin),
     case("SELECT query_to_xml('DELETE FROM users RETURNING 1', true, true, '')", Approve, "unknown", 0, Unknown),
 ];
 

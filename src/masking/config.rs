@@ -6,6 +6,7 @@
 //! enabled = true                 # default when the section is present
 //! default_profile = "default"    # for agents without masking_profile
 //! pending_binds_max = 4096       # responses awaited per session (bound)
+//! statement_shapes_max = 4096    # prepared result shapes per session (bound)
 //! catalog_timeout_ms = 5000      # resolving column-rule tables (bound)
 //! # Style per detector: "stars" (default), "keep_last4" (default for
 //! # cards) or "redact" (replaces the value by its label; re-frames).
@@ -60,6 +61,15 @@ pub struct MaskingConfig {
     /// known when rows arrive; an agent that pipelines more is refused.
     #[serde(default = "bind_formats_max")]
     pub pending_binds_max: usize,
+    /// Result shapes a session remembers, for each kind separately: one
+    /// per described prepared statement still open (drivers such as
+    /// asyncpg describe a statement once and bind it many times without a
+    /// Describe) and one per portal executed in a later batch than its
+    /// Bind (asyncpg's cursors, fetched in row-limited steps). An agent
+    /// that keeps more open is refused: its rows could not be masked by
+    /// their columns.
+    #[serde(default = "statement_shapes_max")]
+    pub statement_shapes_max: usize,
     /// Time allowed to resolve the table names of column rules on a new
     /// session's upstream connection.
     #[serde(default = "catalog_timeout_ms")]
@@ -134,9 +144,14 @@ fn catalog_timeout_ms() -> u64 {
     5000
 }
 
+fn statement_shapes_max() -> usize {
+    4096
+}
+
 /// Bounds of the numeric keys, so that a typo cannot configure something
 /// absurd.
 pub const PENDING_BINDS_MAX_LIMIT: usize = 1 << 20;
+pub const STATEMENT_SHAPES_MAX_LIMIT: usize = 1 << 20;
 pub const CATALOG_TIMEOUT_MS_MAX: u64 = 600_000;
 
 impl Default for MaskingConfig {
@@ -145,6 +160,7 @@ impl Default for MaskingConfig {
             enabled: true,
             default_profile: default_profile_name(),
             pending_binds_max: bind_formats_max(),
+            statement_shapes_max: statement_shapes_max(),
             catalog_timeout_ms: catalog_timeout_ms(),
             styles: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -216,6 +232,16 @@ impl MaskingConfig {
                 format!(
                     "{} is out of range (allowed 1 to {PENDING_BINDS_MAX_LIMIT})",
                     self.pending_binds_max
+                ),
+            ));
+        }
+        if self.statement_shapes_max == 0 || self.statement_shapes_max > STATEMENT_SHAPES_MAX_LIMIT
+        {
+            errors.push(err(
+                format!("{prefix}.statement_shapes_max"),
+                format!(
+                    "{} is out of range (allowed 1 to {STATEMENT_SHAPES_MAX_LIMIT})",
+                    self.statement_shapes_max
                 ),
             ));
         }

@@ -210,13 +210,19 @@ mod tests {
 
     #[test]
     fn bounds_are_checked() {
-        let cfg: MaskingConfig =
-            toml::from_str("pending_binds_max = 0\ncatalog_timeout_ms = 0").unwrap();
+        let cfg: MaskingConfig = toml::from_str(
+            "pending_binds_max = 0\nstatement_shapes_max = 0\ncatalog_timeout_ms = 0",
+        )
+        .unwrap();
         let errors = MaskingSetup::new(cfg).unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["masking.pending_binds_max", "masking.catalog_timeout_ms"]
+            [
+                "masking.pending_binds_max",
+                "masking.statement_shapes_max",
+                "masking.catalog_timeout_ms"
+            ]
         );
     }
 

@@ -1655,6 +1655,48 @@ impl Analyzer<'_> {
         }
     }
 
+    /// `set_config('name', value, is_local)` whose setting is a plain
+    /// string constant is classified like `SET name`: a session setting, or
+    /// a role change for `role` and `session_authorization`. Drivers call
+    /// it for ordinary settings (asyncpg turns `jit` off around its type
+    /// introspection). Returns false, leaving the call to be classified as
+    /// an administration function, when the name is computed, escaped or
+    /// not a plain setting name.
+    fn set_config_literal(&self, u: Unit<'_>, open: usize, acc: &mut Acc) -> bool {
+        if !u.is(open + 1, TokenKind::String) || !u.is(open + 2, TokenKind::Comma) {
+            return false;
+        }
+        let Some(setting) = u
+            .text(open + 1)
+            .strip_prefix('\'')
+            .and_then(|t| t.strip_suffix('\''))
+        else {
+            return false;
+        };
+        let plain = !setting.is_empty()
+            && setting
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        if !plain {
+            return false;
+        }
+        if setting.eq_ignore_ascii_case("role")
+            || setting.eq_ignore_ascii_case("session_authorization")
+        {
+            acc.add(Class::Role);
+            acc.reason(Reason::ChangesRole);
+        } else if ["standard_conforming_strings", "backslash_quote"]
+            .iter()
+            .any(|s| setting.eq_ignore_ascii_case(s))
+        {
+            acc.add(Class::Session);
+            acc.reason(Reason::ChangesLexing);
+        } else {
+            acc.add(Class::Session);
+        }
+        true
+    }
+
     /// The token scan: looks at every token of `u` for things that act
     /// wherever they appear.
     fn scan(&self, u: Unit<'_>, acc: &mut Acc) {
@@ -1694,6 +1736,9 @@ impl Analyzer<'_> {
                 continue;
             };
             if !u.is(after, TokenKind::LParen) {
+                continue;
+            }
+            if name.as_str() == "set_config" && self.set_config_literal(u, after, acc) {
                 continue;
             }
             if let Some((class, canonical)) = dangerous_function(name.as_str()) {

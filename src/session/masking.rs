@@ -19,10 +19,20 @@
 //! which statement each Describe and each Bind names and the result formats
 //! of each Bind ([`SessionMasking::observe_frontend`]), and applies those
 //! formats when the Bind's BindComplete arrives for the statement that was
-//! described. Whenever the pairing is not certain (rows without any
-//! RowDescription, a Bind of another statement, responses out of step),
-//! the shape is dropped and every value is scanned as text: an unknown
-//! shape costs speed, never privacy.
+//! described. Drivers that describe a statement once and bind it many
+//! times without a Describe (asyncpg, every prepared statement) get the
+//! shape the session kept for that statement name, until the statement is
+//! parsed again or closed; and a portal keeps its shape for Executes in
+//! later batches (asyncpg's cursors: Bind and Sync, then one Execute with a
+//! row limit per batch) until it is closed or the transaction ends. Both
+//! are bounded by `masking.statement_shapes_max`. Whenever the pairing is
+//! not certain (rows without any RowDescription, a Bind of another
+//! statement, responses out of step), the shape is dropped and every value
+//! is scanned as text. An unknown shape costs speed and, for values in
+//! binary format, may alter a non-text value whose bytes look like text;
+//! column rules cannot apply to it either. Such rows only come from a
+//! client that binds a statement it never described, or from a session
+//! whose responses fell out of step.
 //!
 //! # Column rules and table OIDs
 //!
@@ -43,14 +53,14 @@
 //! (scratch space) in a thread-local, used only between awaits.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sluice_ledger::RecordBody;
 
-use crate::masking::message::{ColumnAction, RESULT_COLUMNS_MAX};
+use crate::masking::message::{ColumnAction, ResultShape, RESULT_COLUMNS_MAX};
 use crate::masking::setup::{MaskingSetup, SummaryText};
 use crate::masking::{
     mask_backend_message, ColumnRule, MaskError, MaskingState, Outcome, Profile, Scanner,
@@ -119,6 +129,72 @@ fn with_scanner<T>(
     })
 }
 
+/// The signature that starts a binary COPY file.
+const BINARY_COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Masks every field value of binary COPY data in place (letters and
+/// digits become `*`), leaving the file header, the field counts, the
+/// lengths and the trailer intact. `header_pending` says whether the data
+/// starts with the file header (PostgreSQL sends it with the first row),
+/// and is cleared once the header is seen. Returns false, having changed
+/// nothing, when the data does not hold whole, well-formed tuples.
+fn fill_binary_copy_values(data: &mut [u8], header_pending: &mut bool) -> bool {
+    let mut pos = 0usize;
+    if *header_pending {
+        if !data.starts_with(BINARY_COPY_SIGNATURE) {
+            return false;
+        }
+        // Signature, flags field, header extension length, extension.
+        pos = BINARY_COPY_SIGNATURE.len() + 4;
+        let Some(extension) = data.get(pos..pos + 4) else {
+            return false;
+        };
+        let extension =
+            u32::from_be_bytes([extension[0], extension[1], extension[2], extension[3]]);
+        pos = match pos.checked_add(4 + extension as usize) {
+            Some(end) if end <= data.len() => end,
+            _ => return false,
+        };
+    }
+    // First pass: check the framing, collecting the value ranges.
+    let mut values: Vec<(usize, usize)> = Vec::new();
+    while pos < data.len() {
+        let Some(count) = data.get(pos..pos + 2) else {
+            return false;
+        };
+        let count = i16::from_be_bytes([count[0], count[1]]);
+        pos += 2;
+        if count == -1 {
+            // The trailer ends the data.
+            if pos != data.len() {
+                return false;
+            }
+            break;
+        }
+        for _ in 0..count.max(0) {
+            let Some(length) = data.get(pos..pos + 4) else {
+                return false;
+            };
+            let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+            pos += 4;
+            if length < 0 {
+                continue;
+            }
+            let end = match pos.checked_add(length as usize) {
+                Some(end) if end <= data.len() => end,
+                _ => return false,
+            };
+            values.push((pos, end));
+            pos = end;
+        }
+    }
+    for (start, end) in values {
+        crate::masking::style::fill(&mut data[start..end]);
+    }
+    *header_pending = false;
+    true
+}
+
 /// What the session expects back from the server, in order, for the
 /// frontend messages that matter to result shapes.
 #[derive(Debug)]
@@ -126,15 +202,30 @@ enum Pending {
     /// A Describe of this statement: answered by ParameterDescription and
     /// RowDescription (or NoData).
     DescribeStatement(Box<[u8]>),
-    /// A Bind of this statement with these result formats (None when the
-    /// Bind listed more codes than a result can have columns).
+    /// `count` Binds in a row of this portal and statement with these
+    /// result formats (None when the Bind listed more codes than a result
+    /// can have columns). A pipelined executemany binds the same statement
+    /// once per row: it costs one entry.
     Bind {
+        portal: Box<[u8]>,
         statement: Box<[u8]>,
         formats: Option<Vec<FormatCode>>,
+        count: u32,
     },
     /// Sync, Query or FunctionCall: answered by one ReadyForQuery, before
     /// which the server skips what an error left unanswered.
     ReadyForQuery,
+}
+
+/// Executes in flight, in order, with the batch boundaries between them
+/// (kept apart from [`Pending`] and run-length encoded, so that a
+/// pipelined executemany of many rows costs one entry).
+#[derive(Debug)]
+enum InFlight {
+    /// `count` Executes of `portal` in a row.
+    Execute { portal: Box<[u8]>, count: u32 },
+    /// `count` Syncs, Queries or FunctionCalls in a row.
+    Barrier { count: u32 },
 }
 
 /// One session's masking: profile, resolved rules, result-shape tracking
@@ -156,6 +247,17 @@ pub struct SessionMasking {
     server_message_bytes_max: usize,
     /// A COPY TO STDOUT in progress, and whether it is binary.
     copy_out: Option<FormatCode>,
+    /// A binary COPY TO STDOUT whose file header has not been seen yet.
+    copy_header_pending: bool,
+    /// The shape of each described prepared statement (formats as the
+    /// Describe reported them), for Binds that come without a Describe.
+    statement_shapes: HashMap<Box<[u8]>, ResultShape>,
+    /// The shape (with the Bind's formats) of each open portal, for the
+    /// Executes of later batches that run or continue it.
+    portal_shapes: HashMap<Box<[u8]>, ResultShape>,
+    shapes_max: usize,
+    /// Executes whose responses have not ended yet, and batch boundaries.
+    in_flight: VecDeque<InFlight>,
 }
 
 impl SessionMasking {
@@ -220,6 +322,11 @@ impl SessionMasking {
             summary: SummaryText::default(),
             server_message_bytes_max,
             copy_out: None,
+            copy_header_pending: false,
+            statement_shapes: HashMap::new(),
+            portal_shapes: HashMap::new(),
+            shapes_max: setup.config.statement_shapes_max,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -231,25 +338,80 @@ impl SessionMasking {
         }
         for frame in frames(outgoing, usize::MAX).flatten() {
             let pending = match frame.tag {
-                b'S' | b'Q' | b'F' => Pending::ReadyForQuery,
-                b'B' | b'D' => match parse_frontend(frame) {
+                b'S' | b'Q' | b'F' => {
+                    self.note_in_flight(None)?;
+                    Pending::ReadyForQuery
+                }
+                b'B' | b'D' | b'P' | b'C' | b'E' => match parse_frontend(frame) {
                     Ok(FrontendMessage::Bind {
+                        portal,
                         statement,
                         result_formats,
                         ..
                     }) => Pending::Bind {
+                        portal: portal.into(),
                         statement: statement.into(),
                         formats: (result_formats.len() <= RESULT_COLUMNS_MAX)
                             .then(|| result_formats.iter().collect()),
+                        count: 1,
                     },
                     Ok(FrontendMessage::Describe {
                         kind: TargetKind::Statement,
                         name,
                     }) => Pending::DescribeStatement(name.into()),
+                    // A statement parsed again or closed has no known shape
+                    // any more (forgotten early: an unknown shape is
+                    // scanned as text, never trusted).
+                    Ok(FrontendMessage::Parse { statement, .. }) => {
+                        self.statement_shapes.remove(statement);
+                        continue;
+                    }
+                    Ok(FrontendMessage::Close {
+                        kind: TargetKind::Statement,
+                        name,
+                    }) => {
+                        self.statement_shapes.remove(name);
+                        continue;
+                    }
+                    Ok(FrontendMessage::Close {
+                        kind: TargetKind::Portal,
+                        name,
+                    }) => {
+                        self.portal_shapes.remove(name);
+                        continue;
+                    }
+                    Ok(FrontendMessage::Execute { portal, .. }) => {
+                        self.note_in_flight(Some(portal))?;
+                        continue;
+                    }
                     _ => continue,
                 },
                 _ => continue,
             };
+            if let (
+                Some(Pending::Bind {
+                    portal,
+                    statement,
+                    formats,
+                    count,
+                }),
+                Pending::Bind {
+                    portal: next_portal,
+                    statement: next_statement,
+                    formats: next_formats,
+                    ..
+                },
+            ) = (self.pending.back_mut(), &pending)
+            {
+                if portal == next_portal
+                    && statement == next_statement
+                    && formats == next_formats
+                    && *count < u32::MAX
+                {
+                    *count += 1;
+                    continue;
+                }
+            }
             if self.pending.len() >= self.pending_max {
                 return Err(MaskFailure::new(
                     ErrorSource::Downstream,
@@ -263,6 +425,85 @@ impl SessionMasking {
             self.pending.push_back(pending);
         }
         Ok(())
+    }
+
+    /// Appends an Execute of `portal` (or, for None, a batch boundary) to
+    /// the messages in flight, merging it with the last entry when that is
+    /// the same.
+    fn note_in_flight(&mut self, portal: Option<&[u8]>) -> Result<(), MaskFailure> {
+        match (self.in_flight.back_mut(), portal) {
+            (
+                Some(InFlight::Execute {
+                    portal: last,
+                    count,
+                }),
+                Some(portal),
+            ) if &**last == portal && *count < u32::MAX => {
+                *count += 1;
+                return Ok(());
+            }
+            (Some(InFlight::Barrier { count }), None) if *count < u32::MAX => {
+                *count += 1;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.in_flight.len() >= self.pending_max {
+            return Err(MaskFailure::new(
+                ErrorSource::Downstream,
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "more than masking.pending_binds_max ({}) Execute and Sync messages await their responses",
+                    self.pending_max
+                ),
+            ));
+        }
+        self.in_flight.push_back(match portal {
+            Some(portal) => InFlight::Execute {
+                portal: portal.into(),
+                count: 1,
+            },
+            None => InFlight::Barrier { count: 1 },
+        });
+        Ok(())
+    }
+
+    /// One Execute's response ended (CommandComplete, EmptyQueryResponse
+    /// or PortalSuspended). A CommandComplete of a simple Query finds a
+    /// batch boundary first and changes nothing.
+    fn execute_ended(&mut self) {
+        if let Some(InFlight::Execute { count, .. }) = self.in_flight.front_mut() {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.pop_front();
+            }
+        }
+    }
+
+    /// ReadyForQuery: everything up to the oldest batch boundary is
+    /// answered (or was skipped by the server after an error).
+    fn batch_ended(&mut self) {
+        while let Some(entry) = self.in_flight.front_mut() {
+            if let InFlight::Barrier { count } = entry {
+                *count -= 1;
+                if *count == 0 {
+                    self.in_flight.pop_front();
+                }
+                return;
+            }
+            self.in_flight.pop_front();
+        }
+    }
+
+    fn shapes_full(&self) -> MaskFailure {
+        MaskFailure::new(
+            ErrorSource::Downstream,
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "more than masking.statement_shapes_max ({}) described prepared statements or open portals",
+                self.shapes_max
+            ),
+        )
     }
 
     /// Masks the startup messages relayed to the agent (ParameterStatus
@@ -297,11 +538,12 @@ impl SessionMasking {
                 ));
             }
             let tag = chunk[pos];
-            self.track_before(tag, &chunk[pos..end]);
+            self.track_before(tag, &chunk[pos..end])?;
             match tag {
                 b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
                 b'V' => self.mask_function_result(&mut chunk[pos..end])?,
                 b'H' => {
+                    self.copy_header_pending = chunk.get(pos + 5) != Some(&0);
                     self.copy_out = Some(match chunk.get(pos + 5) {
                         Some(0) => FormatCode::Text,
                         _ => FormatCode::Binary,
@@ -337,7 +579,7 @@ impl SessionMasking {
                     format!("masking: {other}"),
                 ),
             })?;
-            self.track_after(tag);
+            self.track_after(tag)?;
             if outcome == Outcome::Reframed {
                 if self.out.len() > self.server_message_bytes_max.saturating_add(1) {
                     return Err(MaskFailure::new(
@@ -367,7 +609,7 @@ impl SessionMasking {
 
     /// Shape bookkeeping before the message is masked: folds the summary of
     /// a result that ends, and pairs responses with what the agent sent.
-    fn track_before(&mut self, tag: u8, message: &[u8]) {
+    fn track_before(&mut self, tag: u8, message: &[u8]) -> Result<(), MaskFailure> {
         if matches!(tag, b'C' | b'I' | b'Z' | b'E' | b'T' | b's' | b'H') {
             self.fold_summary();
         }
@@ -385,10 +627,25 @@ impl SessionMasking {
             }
             b'2' => {
                 let bind = loop {
-                    match self.pending.pop_front() {
-                        Some(Pending::Bind { statement, formats }) => {
-                            break Some((statement, formats))
+                    if let Some(Pending::Bind {
+                        portal,
+                        statement,
+                        formats,
+                        count,
+                    }) = self.pending.front_mut()
+                    {
+                        if *count > 1 {
+                            *count -= 1;
+                            break Some((portal.clone(), statement.clone(), formats.clone()));
                         }
+                    }
+                    match self.pending.pop_front() {
+                        Some(Pending::Bind {
+                            portal,
+                            statement,
+                            formats,
+                            ..
+                        }) => break Some((portal, statement, formats)),
                         Some(Pending::DescribeStatement(_)) => continue,
                         Some(Pending::ReadyForQuery) | None => {
                             // Out of step: start afresh at the next Sync.
@@ -398,19 +655,85 @@ impl SessionMasking {
                     }
                 };
                 let matches_described = match (&bind, &self.described) {
-                    (Some((statement, _)), Some(described)) => statement == described,
+                    (Some((_, statement, _)), Some(described)) => statement == described,
                     _ => false,
                 };
+                let portal = bind.as_ref().map(|(portal, _, _)| portal.clone());
                 match (bind, &mut self.state.shape) {
-                    (Some((_, Some(formats))), Some(shape)) if matches_described => {
+                    (Some((_, _, Some(formats))), Some(shape)) if matches_described => {
                         shape.set_result_formats(&formats);
+                    }
+                    // A statement described in an earlier batch (asyncpg
+                    // describes once, then binds without a Describe).
+                    (Some((_, statement, Some(formats))), _) if !matches_described => {
+                        self.state.shape = self.statement_shapes.get(&statement).map(|described| {
+                            let mut shape = described.clone();
+                            shape.set_result_formats(&formats);
+                            shape
+                        });
                     }
                     // A shape that is not this portal's must not be used
                     // for its rows: unknown shapes are scanned as text.
                     _ => self.state.shape = None,
                 }
                 self.described = None;
+                // The portal keeps this shape for Executes in later batches
+                // (asyncpg's cursors Bind, Sync, then Execute with a row
+                // limit); a portal of unknown shape forgets an older one.
+                // Not needed when the portal's Execute is the next answer
+                // (Bind and Execute in one batch): a suspension keeps the
+                // shape then, and a completed portal needs none.
+                let executes_next = matches!(
+                    (self.in_flight.front(), &portal),
+                    (Some(InFlight::Execute { portal: next, .. }), Some(bound)) if next == bound
+                );
+                if let Some(portal) = portal {
+                    match &self.state.shape {
+                        // An older shape of the same portal name is stale
+                        // either way.
+                        _ if executes_next => {
+                            self.portal_shapes.remove(&portal);
+                        }
+                        Some(shape) => {
+                            if self.portal_shapes.len() >= self.shapes_max
+                                && !self.portal_shapes.contains_key(&portal)
+                            {
+                                return Err(self.shapes_full());
+                            }
+                            self.portal_shapes.insert(portal, shape.clone());
+                        }
+                        None => {
+                            self.portal_shapes.remove(&portal);
+                        }
+                    }
+                }
             }
+            b'D' if self.state.shape.is_none() && !self.portal_shapes.is_empty() => {
+                // The first row of an Execute in a later batch than its
+                // portal's Bind (or continuing a suspended portal): the
+                // portal's shape, kept since the Bind or the suspension.
+                if let Some(InFlight::Execute { portal, .. }) = self.in_flight.front() {
+                    if let Some(shape) = self.portal_shapes.remove(portal) {
+                        self.state.shape = Some(shape);
+                    }
+                }
+            }
+            b's' => {
+                // The portal stays open for the next Execute; the current
+                // shape is this portal's and no other result's.
+                if let (Some(InFlight::Execute { portal, .. }), Some(shape)) =
+                    (self.in_flight.front(), self.state.shape.take())
+                {
+                    if self.portal_shapes.len() >= self.shapes_max
+                        && !self.portal_shapes.contains_key(portal)
+                    {
+                        return Err(self.shapes_full());
+                    }
+                    self.portal_shapes.insert(portal.clone(), shape);
+                }
+                self.execute_ended();
+            }
+            b'C' | b'I' => self.execute_ended(),
             b'Z' => {
                 // Everything up to the oldest Sync is answered now (or was
                 // skipped by the server after an error).
@@ -419,23 +742,45 @@ impl SessionMasking {
                         break;
                     }
                 }
+                self.batch_ended();
                 self.described = None;
+                // Outside a transaction block no portal survives.
+                if message.get(5) == Some(&b'I') {
+                    self.portal_shapes.clear();
+                }
             }
             _ => {}
         }
-        let _ = message;
+        Ok(())
     }
 
-    fn track_after(&mut self, tag: u8) {
-        if tag == b'T' && !self.after_parameter_description {
+    fn track_after(&mut self, tag: u8) -> Result<(), MaskFailure> {
+        match (tag, self.after_parameter_description, &self.described) {
+            // A RowDescription answering a statement Describe: that
+            // statement's shape, for later Binds without a Describe.
+            (b'T', true, Some(name)) => {
+                if let Some(shape) = &self.state.shape {
+                    if self.statement_shapes.len() >= self.shapes_max
+                        && !self.statement_shapes.contains_key(name)
+                    {
+                        return Err(self.shapes_full());
+                    }
+                    self.statement_shapes.insert(name.clone(), shape.clone());
+                }
+            }
+            (b'n', true, Some(name)) => {
+                self.statement_shapes.remove(name);
+            }
             // A RowDescription of a portal or simple query carries the real
             // formats; it is not a statement's.
-            self.described = None;
+            (b'T', false, _) => self.described = None,
+            _ => {}
         }
         self.after_parameter_description = tag == b't';
         if tag != b'D' {
             self.fold_summary();
         }
+        Ok(())
     }
 
     /// COPY TO STDOUT data the message layer cannot mask rightly: returns
@@ -452,6 +797,16 @@ impl SessionMasking {
             return Ok(false);
         };
         if !self.rules.is_empty() {
+            // Binary COPY keeps its framing (file header, field counts and
+            // lengths) so that the agent can still read the stream; every
+            // value is masked whole. Data that is not well-formed binary
+            // COPY is masked whole, framing included.
+            if format == FormatCode::Binary
+                && fill_binary_copy_values(data, &mut self.copy_header_pending)
+            {
+                self.state.summary.record_whole(None);
+                return Ok(true);
+            }
             crate::masking::style::fill(data);
             self.state.summary.record_whole(None);
             return Ok(true);
@@ -794,7 +1149,11 @@ pub fn fuzz_stage(data: &[u8]) {
                     .collect();
                 build::bind(
                     &mut frontend,
-                    b"",
+                    if kind & 0x20 != 0 {
+                        b"c1".as_slice()
+                    } else {
+                        b"".as_slice()
+                    },
                     if kind & 0x10 != 0 {
                         b"s1".as_slice()
                     } else {
@@ -814,7 +1173,27 @@ pub fn fuzz_stage(data: &[u8]) {
                     b"".as_slice()
                 },
             ),
-            14 => build::sync(&mut frontend),
+            14 => {
+                let name = if kind & 0x40 != 0 {
+                    b"c1".as_slice()
+                } else {
+                    b"s1".as_slice()
+                };
+                match (kind >> 4) % 4 {
+                    0 => build::sync(&mut frontend),
+                    1 => build::execute(&mut frontend, name, i32::from(kind >> 7)),
+                    2 => build::parse(&mut frontend, name, "SELECT 1", &[]),
+                    _ => build::close(
+                        &mut frontend,
+                        if kind & 0x80 != 0 {
+                            TargetKind::Portal
+                        } else {
+                            TargetKind::Statement
+                        },
+                        name,
+                    ),
+                }
+            }
             _ => {
                 // A raw message of any tag, framed correctly.
                 let tag = body.first().copied().unwrap_or(b'D');
@@ -933,6 +1312,301 @@ mod tests {
         build::bind_complete(&mut backend);
         stage.mask_chunk(backend).unwrap();
         assert!(stage.state.shape.is_none());
+    }
+
+    /// A text column `name` of table 7 (a column rule masks it) and an
+    /// int8 column `n`, as a statement Describe reports them (text).
+    fn asyncpg_columns() -> [crate::protocol::pg::FieldDescription<'static>; 2] {
+        [
+            crate::protocol::pg::FieldDescription {
+                name: b"name",
+                table_oid: 7,
+                column_attribute: 1,
+                type_oid: 25,
+                type_size: -1,
+                type_modifier: -1,
+                format: FormatCode::Text,
+            },
+            int8_column(),
+        ]
+    }
+
+    fn name_rule() -> Vec<ColumnRule> {
+        vec![ColumnRule {
+            table_oid: Some(7),
+            column: "name".into(),
+            action: ColumnAction::Mask,
+        }]
+    }
+
+    /// One DataRow of ("Jane Doe", int8 spelling "10.0.0.1" in binary),
+    /// masked by `stage`; returns the two values as received.
+    fn masked_row(stage: &mut SessionMasking, before: impl FnOnce(&mut BytesMut)) -> Vec<Vec<u8>> {
+        let mut backend = BytesMut::new();
+        before(&mut backend);
+        build::data_row(&mut backend, &[Some(b"Jane Doe"), Some(b"10.0.0.1")]);
+        let out = stage.mask_chunk(backend).unwrap();
+        let row = frames(&out, usize::MAX)
+            .flatten()
+            .find(|f| f.tag == b'D')
+            .expect("a DataRow");
+        match parse_backend(row).unwrap() {
+            BackendMessage::DataRow { values } => {
+                values.map(|v| v.expect("no NULL").to_vec()).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// asyncpg prepares a statement with Parse, Describe and Flush, then
+    /// binds it (binary results) without a Describe, once per execution,
+    /// each in its own Sync batch; cursors Bind a portal and Sync, then
+    /// Execute it with a row limit, batch after batch. Every row must get the
+    /// statement's shape: the column rule applies and binary non-text
+    /// values are left alone.
+    #[test]
+    fn statements_bound_without_describe_and_portals_executed_later_keep_their_shape() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), name_rule(), 1 << 20);
+        let expected = vec![b"**** ***".to_vec(), b"10.0.0.1".to_vec()];
+
+        let mut frontend = BytesMut::new();
+        build::parse(
+            &mut frontend,
+            "__asyncpg_stmt_1__",
+            "SELECT name, n FROM t",
+            &[],
+        );
+        build::describe(&mut frontend, TargetKind::Statement, "__asyncpg_stmt_1__");
+        build::flush(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::parse_complete(&mut backend);
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(&mut backend, &asyncpg_columns());
+        stage.mask_chunk(backend).unwrap();
+
+        let binary = [FormatCode::Binary, FormatCode::Binary];
+        for round in 0..3 {
+            let mut frontend = BytesMut::new();
+            build::bind(&mut frontend, b"", b"__asyncpg_stmt_1__", &[], &[], &binary);
+            build::execute(&mut frontend, b"", 0);
+            build::sync(&mut frontend);
+            stage.observe_frontend(&frontend).unwrap();
+            let row = masked_row(&mut stage, build::bind_complete);
+            assert_eq!(row, expected, "execution {round}");
+            let mut backend = BytesMut::new();
+            build::command_complete(&mut backend, "SELECT 1");
+            build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+            stage.mask_chunk(backend).unwrap();
+        }
+
+        // A cursor: Bind a named portal and Sync; then Execute one row at
+        // a time, each in its own batch, inside the transaction. Another
+        // portal of unknown shape in between must not lend it its shape.
+        let mut frontend = BytesMut::new();
+        build::bind(
+            &mut frontend,
+            b"c1",
+            b"__asyncpg_stmt_1__",
+            &[],
+            &[],
+            &binary,
+        );
+        build::sync(&mut frontend);
+        build::bind(&mut frontend, b"c2", b"never described", &[], &[], &binary);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::bind_complete(&mut backend);
+        build::ready_for_query(
+            &mut backend,
+            crate::protocol::pg::TransactionStatus::InTransaction,
+        );
+        build::bind_complete(&mut backend);
+        build::ready_for_query(
+            &mut backend,
+            crate::protocol::pg::TransactionStatus::InTransaction,
+        );
+        stage.mask_chunk(backend).unwrap();
+        for round in 0..3 {
+            let mut frontend = BytesMut::new();
+            build::execute(&mut frontend, b"c1", 1);
+            build::sync(&mut frontend);
+            build::execute(&mut frontend, b"c2", 1);
+            build::sync(&mut frontend);
+            stage.observe_frontend(&frontend).unwrap();
+            assert_eq!(
+                masked_row(&mut stage, |_| ()),
+                expected,
+                "c1, round {round}"
+            );
+            let mut backend = BytesMut::new();
+            build::portal_suspended(&mut backend);
+            build::ready_for_query(
+                &mut backend,
+                crate::protocol::pg::TransactionStatus::InTransaction,
+            );
+            stage.mask_chunk(backend).unwrap();
+            // c2's shape is unknown: scanned as text, so the int8 spelling
+            // an address is masked and the rule does not apply.
+            let row = masked_row(&mut stage, |_| ());
+            assert_eq!(
+                row,
+                vec![b"Jane Doe".to_vec(), b"**.*.*.*".to_vec()],
+                "c2, round {round}"
+            );
+            let mut backend = BytesMut::new();
+            build::portal_suspended(&mut backend);
+            build::ready_for_query(
+                &mut backend,
+                crate::protocol::pg::TransactionStatus::InTransaction,
+            );
+            stage.mask_chunk(backend).unwrap();
+        }
+        // The transaction ends: no portal survives it.
+        let mut backend = BytesMut::new();
+        build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+        let mut frontend = BytesMut::new();
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        stage.mask_chunk(backend).unwrap();
+        assert!(stage.portal_shapes.is_empty());
+        assert_eq!(stage.statement_shapes.len(), 1);
+    }
+
+    /// A portal name bound again, to a statement of unknown shape, with its
+    /// Execute in the same batch: the older shape of that name is not used.
+    #[test]
+    fn a_rebound_portal_forgets_its_older_shape() {
+        let config: crate::masking::MaskingConfig = toml::from_str("").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), name_rule(), 1 << 20);
+        let binary = [FormatCode::Binary, FormatCode::Binary];
+        let mut frontend = BytesMut::new();
+        build::describe(&mut frontend, TargetKind::Statement, "known");
+        build::bind(&mut frontend, b"c1", b"known", &[], &[], &binary);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(&mut backend, &asyncpg_columns());
+        build::bind_complete(&mut backend);
+        build::ready_for_query(
+            &mut backend,
+            crate::protocol::pg::TransactionStatus::InTransaction,
+        );
+        stage.mask_chunk(backend).unwrap();
+        assert_eq!(stage.portal_shapes.len(), 1);
+
+        let mut frontend = BytesMut::new();
+        build::bind(&mut frontend, b"c1", b"unknown", &[], &[], &binary);
+        build::execute(&mut frontend, b"c1", 0);
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        let row = masked_row(&mut stage, build::bind_complete);
+        assert_eq!(row, vec![b"Jane Doe".to_vec(), b"**.*.*.*".to_vec()]);
+        assert!(stage.portal_shapes.is_empty());
+    }
+
+    /// A pipelined executemany (Bind and Execute of one statement per row,
+    /// one Sync) costs one pending entry, however many rows it has; Binds
+    /// that differ still count one each against the bound.
+    #[test]
+    fn pipelined_executemany_stays_within_a_small_pending_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("pending_binds_max = 4").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), name_rule(), 1 << 20);
+        let mut frontend = BytesMut::new();
+        for _ in 0..10_000 {
+            build::bind(&mut frontend, b"", b"ins", &[], &[], &[FormatCode::Binary]);
+            build::execute(&mut frontend, b"", 0);
+        }
+        build::sync(&mut frontend);
+        stage.observe_frontend(&frontend).unwrap();
+        assert_eq!(stage.pending.len(), 2);
+        assert_eq!(stage.in_flight.len(), 2);
+        let mut backend = BytesMut::new();
+        for _ in 0..10_000 {
+            build::bind_complete(&mut backend);
+            build::command_complete(&mut backend, "INSERT 0 1");
+        }
+        build::ready_for_query(&mut backend, crate::protocol::pg::TransactionStatus::Idle);
+        stage.mask_chunk(backend).unwrap();
+        assert!(stage.pending.is_empty() && stage.in_flight.is_empty());
+
+        let mut frontend = BytesMut::new();
+        for statement in ["a", "b", "c", "d", "e"] {
+            build::bind(&mut frontend, b"", statement, &[], &[], &[]);
+        }
+        let failure = stage.observe_frontend(&frontend).unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.pending_binds_max"));
+    }
+
+    /// Open statement shapes are bounded by masking.statement_shapes_max.
+    #[test]
+    fn too_many_described_statements_is_refused_as_a_named_bound() {
+        let config: crate::masking::MaskingConfig =
+            toml::from_str("statement_shapes_max = 2").unwrap();
+        let setup = Arc::new(MaskingSetup::new(config).unwrap());
+        let mut stage = SessionMasking::new(&setup, Profile::all(), Vec::new(), 1 << 20);
+        let mut result = Ok(BytesMut::new());
+        for name in ["s1", "s2", "s3"] {
+            let mut frontend = BytesMut::new();
+            build::describe(&mut frontend, TargetKind::Statement, name);
+            build::flush(&mut frontend);
+            stage.observe_frontend(&frontend).unwrap();
+            let mut backend = BytesMut::new();
+            build::parameter_description(&mut backend, &[]);
+            build::row_description(&mut backend, &[int8_column()]);
+            result = stage.mask_chunk(backend);
+        }
+        let failure = result.unwrap_err();
+        assert_eq!(failure.sqlstate, sqlstate::PROGRAM_LIMIT_EXCEEDED);
+        assert!(failure.message.contains("masking.statement_shapes_max"));
+        // Closing one makes room again.
+        let mut frontend = BytesMut::new();
+        build::close(&mut frontend, TargetKind::Statement, "s1");
+        build::describe(&mut frontend, TargetKind::Statement, "s4");
+        stage.observe_frontend(&frontend).unwrap();
+        let mut backend = BytesMut::new();
+        build::close_complete(&mut backend);
+        build::parameter_description(&mut backend, &[]);
+        build::row_description(&mut backend, &[int8_column()]);
+        stage.mask_chunk(backend).unwrap();
+    }
+
+    /// Binary COPY keeps its framing when column rules mask it whole.
+    #[test]
+    fn binary_copy_with_column_rules_keeps_its_framing() {
+        let mut data = BINARY_COPY_SIGNATURE.to_vec();
+        data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // flags, no extension
+        data.extend_from_slice(&2i16.to_be_bytes());
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(b"Jane Doe");
+        data.extend_from_slice(&(-1i32).to_be_bytes());
+        let mut pending = true;
+        assert!(fill_binary_copy_values(&mut data, &mut pending));
+        assert!(!pending);
+        assert!(data.starts_with(BINARY_COPY_SIGNATURE));
+        assert!(data.ends_with(b"\0\0\0\x08**** ***\xff\xff\xff\xff"));
+        let mut trailer = (-1i16).to_be_bytes().to_vec();
+        assert!(fill_binary_copy_values(&mut trailer, &mut pending));
+        // Truncated or malformed data is refused unchanged (the caller
+        // then masks it whole).
+        for bad in [
+            &b"PGCOPY"[..],
+            &[0, 1, 0, 0, 0, 9, b'x'][..],
+            &[0xff, 0xff, 0][..],
+        ] {
+            let mut copy = bad.to_vec();
+            let mut pending = bad.starts_with(b"PG");
+            assert!(!fill_binary_copy_values(&mut copy, &mut pending));
+            assert_eq!(copy, bad);
+        }
     }
 
     #[test]

@@ -1755,7 +1755,19 @@ async fn upstream_to_client(
                 match frame {
                     Ok(frame) => {
                         if let Some(policy) = &context.policy {
-                            if matches!(frame.tag, b'E' | b'Z' | b'S') {
+                            if matches!(
+                                frame.tag,
+                                b'E' | b'Z'
+                                    | b'S'
+                                    | b'1'
+                                    | b'2'
+                                    | b'3'
+                                    | b'T'
+                                    | b'n'
+                                    | b'C'
+                                    | b's'
+                                    | b'I'
+                            ) {
                                 policy.observe_backend(frame.tag, frame.body);
                             }
                         }

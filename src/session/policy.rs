@@ -270,6 +270,13 @@ pub struct PolicySession {
     batches_settled: Cell<u64>,
     /// Whether extended-protocol messages were sent since the last Sync.
     extended_open: Cell<bool>,
+    /// Extended-protocol messages of the batch being sent (since the last
+    /// Query, FunctionCall or Sync) whose completion (ParseComplete,
+    /// BindComplete, CloseComplete, RowDescription or NoData of a Describe,
+    /// the end of an Execute) has not arrived yet. Completions count only
+    /// once every earlier batch is settled: before that, they are earlier
+    /// batches' answers.
+    extended_unanswered: Cell<u64>,
     /// An ErrorResponse arrived since the last ReadyForQuery.
     error_seen: Cell<bool>,
     /// The server's client_encoding is one sluice cannot lex.
@@ -294,6 +301,7 @@ impl PolicySession {
             batches_sent: Cell::new(0),
             batches_settled: Cell::new(0),
             extended_open: Cell::new(false),
+            extended_unanswered: Cell::new(0),
             error_seen: Cell::new(false),
             unsafe_encoding: Cell::new(false),
             approvals: false,
@@ -381,13 +389,18 @@ impl PolicySession {
         let batch = self.batches_sent.get();
         match message {
             FrontendMessage::Query { sql } => {
-                if self.extended_open.get() {
-                    // The server may silently skip a Query sent inside a
+                if self.extended_open.get() && !self.extended_settled() {
+                    // The server silently skips a Query sent inside a
                     // failed extended batch, which would make batches
-                    // uncountable; no driver does this.
+                    // uncountable. A batch whose every message has been
+                    // answered without an error can no longer fail: the
+                    // server runs the Query, and its ReadyForQuery ends
+                    // the batch. asyncpg does exactly this (Parse,
+                    // Describe and Flush to learn a table's columns, then
+                    // COPY FROM STDIN as a Query).
                     return Verdict::Refuse(Refusal {
                         sqlstate: sqlstate::PROTOCOL_VIOLATION,
-                        message: "sluice does not accept a Query message inside an unfinished extended-protocol batch; send Sync first".into(),
+                        message: "sluice does not accept a Query message inside an extended-protocol batch whose messages have not all been answered; send Sync first, or wait for the answers".into(),
                         hint: None,
                     });
                 }
@@ -527,12 +540,31 @@ impl PolicySession {
     /// Counts what was actually sent upstream: a Query, FunctionCall or
     /// Sync (the original or its probe replacement) starts a new batch.
     pub fn sent(&self, tag: u8) {
-        if matches!(tag, b'Q' | b'F' | b'S') {
-            self.batches_sent.set(self.batches_sent.get() + 1);
-            if tag == b'S' {
-                self.extended_open.set(false);
+        match tag {
+            b'Q' | b'F' | b'S' => {
+                self.batches_sent.set(self.batches_sent.get() + 1);
+                self.extended_unanswered.set(0);
+                // A Query is only accepted inside an extended batch that
+                // can no longer fail, and then it ends that batch too.
+                if tag != b'F' {
+                    self.extended_open.set(false);
+                }
             }
+            b'P' | b'B' | b'D' | b'E' | b'C' => {
+                self.extended_unanswered
+                    .set(self.extended_unanswered.get() + 1);
+            }
+            _ => {}
         }
+    }
+
+    /// Whether every earlier batch is settled and every extended-protocol
+    /// message of the batch being sent has been answered, without an
+    /// error: that batch cannot fail any more.
+    fn extended_settled(&self) -> bool {
+        self.batches_settled.get() == self.batches_sent.get()
+            && self.extended_unanswered.get() == 0
+            && !self.error_seen.get()
     }
 
     /// Follows the server's responses: errors, ReadyForQuery, and changes
@@ -540,6 +572,18 @@ impl PolicySession {
     pub fn observe_backend(&self, tag: u8, body: &[u8]) {
         match tag {
             b'E' => self.error_seen.set(true),
+            // The completion of one extended-protocol message of the batch
+            // being sent, once every earlier batch is settled (the server
+            // answers in order): ParseComplete, BindComplete,
+            // CloseComplete, a Describe's RowDescription or NoData (its
+            // ParameterDescription comes first and is not counted), and
+            // the end of an Execute.
+            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b's' | b'I'
+                if self.batches_settled.get() == self.batches_sent.get() =>
+            {
+                let unanswered = self.extended_unanswered.get();
+                self.extended_unanswered.set(unanswered.saturating_sub(1));
+            }
             b'Z' => {
                 let settled = self.batches_settled.get();
                 let had_error = self.error_seen.replace(false);
@@ -782,6 +826,105 @@ mod tests {
         names.set(b"", 1, decision(Action::Allow));
         assert_eq!(action(names.lookup(b"", 2)), Some(Action::Block));
         assert_eq!(action(names.lookup(b"unknown", 2)), None);
+    }
+
+    fn demo_session() -> PolicySession {
+        #[derive(serde::Deserialize)]
+        struct File {
+            policy: crate::policy::PolicyConfig,
+        }
+        let file: File = toml::from_str(include_str!("../../deploy/policy.demo.toml")).unwrap();
+        let none: &[&str] = &[];
+        let policy = file.policy.validate(none, none, none).unwrap();
+        PolicySession::new(Arc::new(policy), "agent", &[], "app")
+    }
+
+    /// Sends one frontend message through the session as the proxy does:
+    /// verdict, then `sent` for what was forwarded.
+    fn send(session: &PolicySession, message: &FrontendMessage<'_>, tag: u8) -> Verdict {
+        let verdict = session.verdict(message, &mut Vec::new());
+        session.sent(tag);
+        verdict
+    }
+
+    fn is_protocol_violation(verdict: &Verdict) -> bool {
+        matches!(verdict, Verdict::Refuse(r) if r.sqlstate == sqlstate::PROTOCOL_VIOLATION)
+    }
+
+    /// asyncpg's copy_records_to_table: Parse, Describe and Flush (no
+    /// Sync), then, once answered, COPY FROM STDIN as a Query. Accepted
+    /// only when every extended message has been answered without an
+    /// error; the Query's ReadyForQuery then ends the batch.
+    #[test]
+    fn a_query_after_a_fully_answered_extended_batch_is_accepted() {
+        use crate::protocol::pg::{build, frames, parse_frontend};
+        let session = demo_session();
+        let mut wire = bytes::BytesMut::new();
+        build::parse(
+            &mut wire,
+            "__asyncpg_stmt_1__",
+            "SELECT id FROM items_in LIMIT 0",
+            &[],
+        );
+        build::describe(&mut wire, TargetKind::Statement, "__asyncpg_stmt_1__");
+        build::query(&mut wire, "COPY items_in (id) FROM STDIN (FORMAT binary)");
+        let messages: Vec<FrontendMessage<'_>> = frames(&wire, usize::MAX)
+            .map(|f| parse_frontend(f.unwrap()).unwrap())
+            .collect();
+        let [parse, describe, copy] = &messages[..] else {
+            panic!("three messages");
+        };
+        assert!(matches!(send(&session, parse, b'P'), Verdict::Forward));
+        assert!(matches!(send(&session, describe, b'D'), Verdict::Forward));
+        send(&session, &FrontendMessage::Flush, b'H');
+        // Not answered yet: the batch could still fail, and the server
+        // would then skip the Query.
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'1', b"");
+        session.observe_backend(b't', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'T', b"");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
+        session.observe_backend(b'G', b"");
+        session.observe_backend(b'C', b"");
+        session.observe_backend(b'Z', b"I");
+        // The Query ended the batch: the next one starts clean, and the
+        // statement parsed before it is settled as allowed.
+        assert_eq!(session.batches_settled.get(), session.batches_sent.get());
+        assert!(!session.extended_open.get());
+
+        // Pipelined: a batch ended by Sync, then a Parse without one. The
+        // first batch's answers and ReadyForQuery do not answer the Parse.
+        send(&session, parse, b'P');
+        send(&session, &FrontendMessage::Sync, b'S');
+        send(&session, parse, b'P');
+        send(&session, &FrontendMessage::Flush, b'H');
+        session.observe_backend(b'1', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'Z', b"I");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        session.observe_backend(b'1', b"");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
+        session.observe_backend(b'Z', b"I");
+
+        // An error in the batch: the Query is refused until a Sync.
+        assert!(matches!(send(&session, parse, b'P'), Verdict::Forward));
+        send(&session, &FrontendMessage::Flush, b'H');
+        session.observe_backend(b'E', b"");
+        assert!(is_protocol_violation(
+            &session.verdict(copy, &mut Vec::new())
+        ));
+        send(&session, &FrontendMessage::Sync, b'S');
+        session.observe_backend(b'Z', b"I");
+        assert!(matches!(send(&session, copy, b'Q'), Verdict::Forward));
     }
 
     #[test]

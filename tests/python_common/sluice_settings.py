@@ -1,5 +1,5 @@
-"""Connection settings shared by the pytest suites (tests/python and
-tests/python_approvals).
+"""Connection settings shared by the pytest suites (tests/python,
+tests/python_approvals and tests/python_asyncpg).
 
 tests/common/mod.rs (`run_pytest`) starts a real PostgreSQL and the real
 sluice binary, puts this folder on PYTHONPATH and passes:
@@ -47,4 +47,39 @@ def direct_kwargs():
         password=env("SLUICE_DIRECT_PASSWORD"),
         sslmode="disable",
         connect_timeout=10,
+    )
+
+
+def asyncpg_gateway_kwargs():
+    """asyncpg.connect arguments for the agent, through sluice over TLS:
+    the token as password (SCRAM), and the gateway's certificate verified
+    against the test CA for the host name "localhost" (verify-full)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=env("SLUICE_CA"))
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return dict(
+        host="localhost",
+        port=int(env("SLUICE_GW_PORT")),
+        database="app",
+        user=env("SLUICE_AGENT"),
+        password=env("SLUICE_TOKEN"),
+        ssl=context,
+        timeout=10,
+        command_timeout=30,
+    )
+
+
+def asyncpg_direct_kwargs():
+    """asyncpg.connect arguments for PostgreSQL itself, without sluice."""
+    return dict(
+        host="127.0.0.1",
+        port=int(env("SLUICE_DIRECT_PORT")),
+        database="app",
+        user=env("SLUICE_DIRECT_USER"),
+        password=env("SLUICE_DIRECT_PASSWORD"),
+        ssl=False,
+        timeout=10,
+        command_timeout=30,
     )

@@ -126,15 +126,31 @@ enum Pending {
     /// A Describe of this statement: answered by ParameterDescription and
     /// RowDescription (or NoData).
     DescribeStatement(Box<[u8]>),
-    /// A Bind of this statement with these result formats (None when the
-    /// Bind listed more codes than a result can have columns).
+    /// A Describe of this portal: answered by RowDescription or NoData.
+    DescribePortal(Box<[u8]>),
+    /// A Bind of this statement into this portal with these result formats
+    /// (None when the Bind listed more codes than a result can have
+    /// columns).
     Bind {
+        portal: Box<[u8]>,
         statement: Box<[u8]>,
         formats: Option<Vec<FormatCode>>,
     },
+    /// An Execute of this portal: answered by its rows, then
+    /// CommandComplete, EmptyQueryResponse, PortalSuspended or an error.
+    Execute(Box<[u8]>),
     /// Sync, Query or FunctionCall: answered by one ReadyForQuery, before
     /// which the server skips what an error left unanswered.
     ReadyForQuery,
+}
+
+/// Whose rows the current result shape describes.
+#[derive(Debug, PartialEq, Eq)]
+enum ShapeOwner {
+    /// The statement of a simple Query (its RowDescription comes with it).
+    Query,
+    /// This portal (described, or bound from a described statement).
+    Portal(Box<[u8]>),
 }
 
 /// One session's masking: profile, resolved rules, result-shape tracking
@@ -152,6 +168,11 @@ pub struct SessionMasking {
     described: Option<Box<[u8]>>,
     /// The previous backend message was a ParameterDescription.
     after_parameter_description: bool,
+    /// Whose rows the current shape describes (None: not known, and the
+    /// shape is not used for rows).
+    shape_owner: Option<ShapeOwner>,
+    /// The rows now arriving were checked against `shape_owner`.
+    rows_owner_checked: bool,
     summary: SummaryText,
     server_message_bytes_max: usize,
     /// A COPY TO STDOUT in progress, and whether it is binary.
@@ -217,6 +238,8 @@ impl SessionMasking {
             pending_max: setup.config.pending_binds_max,
             described: None,
             after_parameter_description: false,
+            shape_owner: None,
+            rows_owner_checked: false,
             summary: SummaryText::default(),
             server_message_bytes_max,
             copy_out: None,
@@ -232,12 +255,14 @@ impl SessionMasking {
         for frame in frames(outgoing, usize::MAX).flatten() {
             let pending = match frame.tag {
                 b'S' | b'Q' | b'F' => Pending::ReadyForQuery,
-                b'B' | b'D' => match parse_frontend(frame) {
+                b'B' | b'D' | b'E' => match parse_frontend(frame) {
                     Ok(FrontendMessage::Bind {
+                        portal,
                         statement,
                         result_formats,
                         ..
                     }) => Pending::Bind {
+                        portal: portal.into(),
                         statement: statement.into(),
                         formats: (result_formats.len() <= RESULT_COLUMNS_MAX)
                             .then(|| result_formats.iter().collect()),
@@ -246,6 +271,11 @@ impl SessionMasking {
                         kind: TargetKind::Statement,
                         name,
                     }) => Pending::DescribeStatement(name.into()),
+                    Ok(FrontendMessage::Describe {
+                        kind: TargetKind::Portal,
+                        name,
+                    }) => Pending::DescribePortal(name.into()),
+                    Ok(FrontendMessage::Execute { portal, .. }) => Pending::Execute(portal.into()),
                     _ => continue,
                 },
                 _ => continue,
@@ -255,7 +285,7 @@ impl SessionMasking {
                     ErrorSource::Downstream,
                     sqlstate::PROGRAM_LIMIT_EXCEEDED,
                     format!(
-                        "more than masking.pending_binds_max ({}) Bind, Describe and Sync messages await their responses",
+                        "more than masking.pending_binds_max ({}) Bind, Describe, Execute and Sync messages await their responses",
                         self.pending_max
                     ),
                 ));
@@ -383,14 +413,74 @@ impl SessionMasking {
                     }
                 }
             }
+            b'T' => {
+                self.rows_owner_checked = false;
+                // A RowDescription after a ParameterDescription is a
+                // statement's: it belongs to a portal only once a Bind of
+                // that statement completes. Otherwise it answers the
+                // oldest Describe of a portal, or a simple Query.
+                self.shape_owner = if self.after_parameter_description {
+                    None
+                } else {
+                    match self.pending.front() {
+                        Some(Pending::DescribePortal(_)) => match self.pending.pop_front() {
+                            Some(Pending::DescribePortal(name)) => Some(ShapeOwner::Portal(name)),
+                            _ => None,
+                        },
+                        Some(Pending::ReadyForQuery) => Some(ShapeOwner::Query),
+                        _ => None,
+                    }
+                };
+            }
+            b'n' => {
+                // NoData answers a Describe of a portal, or (right after a
+                // ParameterDescription) of a statement.
+                if !self.after_parameter_description
+                    && matches!(self.pending.front(), Some(Pending::DescribePortal(_)))
+                {
+                    self.pending.pop_front();
+                }
+            }
+            b'D' if !self.rows_owner_checked => {
+                self.rows_owner_checked = true;
+                // Rows answer the oldest Execute (or a simple Query). A
+                // shape that is not that portal's must not be used for its
+                // rows: another portal's columns can be binary integers
+                // where these rows hold text. Unknown shapes are scanned
+                // as text.
+                let owned = match (self.pending.front(), &self.shape_owner) {
+                    (Some(Pending::Execute(portal)), Some(ShapeOwner::Portal(owner))) => {
+                        portal == owner
+                    }
+                    (Some(Pending::ReadyForQuery), Some(ShapeOwner::Query)) => true,
+                    _ => false,
+                };
+                if !owned {
+                    self.state.shape = None;
+                }
+            }
+            b'C' | b'I' | b's' | b'E' => {
+                self.rows_owner_checked = false;
+                if matches!(self.pending.front(), Some(Pending::Execute(_))) {
+                    self.pending.pop_front();
+                }
+            }
             b'2' => {
+                self.rows_owner_checked = false;
                 let bind = loop {
                     match self.pending.pop_front() {
-                        Some(Pending::Bind { statement, formats }) => {
-                            break Some((statement, formats))
-                        }
+                        Some(Pending::Bind {
+                            portal,
+                            statement,
+                            formats,
+                        }) => break Some((portal, statement, formats)),
                         Some(Pending::DescribeStatement(_)) => continue,
-                        Some(Pending::ReadyForQuery) | None => {
+                        Some(
+                            Pending::ReadyForQuery
+                            | Pending::DescribePortal(_)
+                            | Pending::Execute(_),
+                        )
+                        | None => {
                             // Out of step: start afresh at the next Sync.
                             self.pending.clear();
                             break None;
@@ -398,16 +488,20 @@ impl SessionMasking {
                     }
                 };
                 let matches_described = match (&bind, &self.described) {
-                    (Some((statement, _)), Some(described)) => statement == described,
+                    (Some((_, statement, _)), Some(described)) => statement == described,
                     _ => false,
                 };
                 match (bind, &mut self.state.shape) {
-                    (Some((_, Some(formats))), Some(shape)) if matches_described => {
+                    (Some((portal, _, Some(formats))), Some(shape)) if matches_described => {
                         shape.set_result_formats(&formats);
+                        self.shape_owner = Some(ShapeOwner::Portal(portal));
                     }
                     // A shape that is not this portal's must not be used
                     // for its rows: unknown shapes are scanned as text.
-                    _ => self.state.shape = None,
+                    _ => {
+                        self.state.shape = None;
+                        self.shape_owner = None;
+                    }
                 }
                 self.described = None;
             }
@@ -420,6 +514,8 @@ impl SessionMasking {
                     }
                 }
                 self.described = None;
+                self.shape_owner = None;
+                self.rows_owner_checked = false;
             }
             _ => {}
         }

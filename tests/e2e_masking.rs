@@ -110,6 +110,12 @@ fn assert_no_originals(gw: &Gateway, what: &str, text: &str) {
             !text.contains(original),
             &format!("{what}: the agent received {original:?}:\n{text}"),
         );
+        // bytea's text form: the value's bytes in hex.
+        let hex: String = original.bytes().map(|b| format!("{b:02x}")).collect();
+        gw.check(
+            !text.to_ascii_lowercase().contains(&hex),
+            &format!("{what}: the agent received {original:?} in hex:\n{text}"),
+        );
     }
 }
 
@@ -968,5 +974,81 @@ fn raw_protocol_portals_cannot_borrow_another_portals_shape() {
     assert_eq!(&rows[1][2..10], &[0, 0, 0, 4, 0, 0, 0, 2]);
     conn.simple_query("COMMIT").unwrap();
     conn.terminate();
+    gw.assert_serves();
+}
+
+/// psql as the attacker: COPY TO STDOUT in text, CSV and binary of values
+/// in many shapes (bytea, arrays, records, citext, hstore), values inside
+/// text made from bytea, EXPLAIN, SHOW and a value as large as a message
+/// may be. Content detection only (no column rules), so COPY data is
+/// scanned rather than masked whole.
+#[test]
+fn psql_attacker_copy_and_encodings_get_no_sensitive_value_out() {
+    prepare_leak_objects();
+    let gw = start("{}", false);
+    let agent = gw.agent("app");
+    let shapes = "SELECT id, convert_to(email, 'UTF8'), array[email, card], row(email, ssn), \
+                  email::citext, hstore('phone', phone), secret::bytea FROM people ORDER BY id";
+    for format in ["text", "csv", "binary"] {
+        let out = agent
+            .command("psql")
+            .args([
+                "-X",
+                "-q",
+                "-c",
+                &format!("\\copy ({shapes}) TO STDOUT WITH (FORMAT {format})"),
+            ])
+            .output_within(Duration::from_secs(60))
+            .unwrap();
+        let copied = String::from_utf8_lossy(&out.stdout);
+        gw.check(
+            out.status.success(),
+            &format!("{}", String::from_utf8_lossy(&out.stderr)),
+        );
+        assert_no_originals(&gw, &format!("\\copy {format}"), &copied);
+        gw.check(
+            copied.contains("****.***@*******.***"),
+            &format!("\\copy {format}: nothing masked?\n{copied}"),
+        );
+        if format != "binary" {
+            // The bytea's hex still decodes: to the masked e-mail.
+            let masked: String = "****.***@*******.***"
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            gw.check(
+                copied.contains(&format!("\\x{masked}")),
+                &format!("\\copy {format}: bytea not masked as hex:\n{copied}"),
+            );
+        }
+    }
+    // bytea's text form inside other values: records, arrays, JSON.
+    for (what, sql) in [
+        (
+            "bytea in a record",
+            "SELECT row(convert_to(email, 'UTF8'), convert_to(card, 'UTF8')) FROM people WHERE id = 1",
+        ),
+        (
+            "bytea in an array",
+            "SELECT array[convert_to(email, 'UTF8'), secret::bytea] FROM people WHERE id = 1",
+        ),
+        (
+            "bytea in JSON",
+            "SELECT to_json(convert_to(notes, 'UTF8')) FROM people WHERE id = 1",
+        ),
+        (
+            "EXPLAIN",
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM people WHERE email = (SELECT 'jane.doe@example.com')",
+        ),
+        (
+            "SHOW",
+            "SET application_name = 'jane.doe@example.com'; SHOW application_name",
+        ),
+    ] {
+        let out = agent
+            .psql(sql)
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", gw.log_tail()));
+        assert_no_originals(&gw, what, &out);
+    }
     gw.assert_serves();
 }

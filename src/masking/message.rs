@@ -481,6 +481,72 @@ pub fn mask_bytea_text(
     true
 }
 
+/// Fewest bytes a hex run must encode to be decoded and scanned: the
+/// shortest value a detector finds (an IPv4 address such as `1.2.3.4`)
+/// has seven.
+const HEX_RUN_BYTES_MIN: usize = 7;
+
+/// Masks sensitive values inside the hex runs of a text value: bytea's
+/// text form (`\x` and hex digits) reaches the agent inside records,
+/// arrays, JSON, COPY rows and error messages, where the column's type
+/// does not say so. Each run after a `\x` is decoded into `scratch`,
+/// scanned, and the bytes that masking changed are written back as hex
+/// in place, so the length never changes and the bytea still decodes.
+/// Returns whether anything was masked.
+pub fn mask_hex_runs(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    value: &mut [u8],
+    scratch: &mut Vec<u8>,
+    column: Option<u16>,
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() {
+        return false;
+    }
+    let mut changed = false;
+    let mut from = 0usize;
+    while let Some(found) = memchr::memchr(b'\\', &value[from..]) {
+        let start = from + found + 2;
+        from += found + 1;
+        if value.get(start - 1) != Some(&b'x') {
+            continue;
+        }
+        let digits = value[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        let end = start + (digits & !1);
+        from = from.max(start + digits);
+        if end - start < 2 * HEX_RUN_BYTES_MIN {
+            continue;
+        }
+        scratch.clear();
+        scratch.extend(
+            value[start..end]
+                .chunks_exact(2)
+                .map(|pair| hex_pair(pair[0], pair[1])),
+        );
+        if scanner.mask_value(scratch, set, column, summary) == 0 {
+            continue;
+        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, &byte) in value[start..end].chunks_exact_mut(2).zip(scratch.iter()) {
+            if hex_pair(pair[0], pair[1]) != byte {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0xf)];
+            }
+        }
+        changed = true;
+    }
+    changed
+}
+
+/// The byte of two hex digits (both already checked to be hex digits).
+fn hex_pair(high: u8, low: u8) -> u8 {
+    hex_digit(high).unwrap_or(0) << 4 | hex_digit(low).unwrap_or(0)
+}
+
 fn hex_digit(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -737,6 +803,8 @@ struct Masker<'s> {
     scanner: &'s mut Scanner,
     set: DetectorSet,
     changed: bool,
+    /// Decoded bytes of a hex run (allocated only when one is found).
+    hex_scratch: Vec<u8>,
 }
 
 impl<'s> Masker<'s> {
@@ -745,6 +813,7 @@ impl<'s> Masker<'s> {
             scanner,
             set,
             changed: false,
+            hex_scratch: Vec::new(),
         }
     }
 
@@ -767,6 +836,14 @@ impl<'s> Masker<'s> {
         summary: &mut super::MaskSummary,
     ) -> ValueResult {
         let value = &mut buf[range];
+        self.changed |= mask_hex_runs(
+            self.scanner,
+            self.set,
+            value,
+            &mut self.hex_scratch,
+            column,
+            summary,
+        );
         let engine = std::sync::Arc::clone(self.scanner.engine());
         let scan = self.scanner.scan(value, self.set);
         if !scan.complete {

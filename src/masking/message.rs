@@ -407,7 +407,7 @@ fn length_prefixed_items(
 /// has-nulls flag, the element type, per dimension its size and lower
 /// bound, then each element as a length and bytes), or None when `value`
 /// is not exactly one well-formed array.
-fn binary_array_elements(value: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+pub(crate) fn binary_array_elements(value: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
     let dimensions = be_i32(value, 0)?;
     let flags = be_i32(value, 4)?;
     be_i32(value, 8)?;
@@ -429,7 +429,7 @@ fn binary_array_elements(value: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
 /// The fields of a binary record (`record_send`: a field count, then per
 /// field its type OID, a length and bytes), or None when `value` is not
 /// exactly one well-formed record.
-fn binary_record_fields(value: &[u8]) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
+pub(crate) fn binary_record_fields(value: &[u8]) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
     let count = usize::try_from(be_i32(value, 0)?).ok()?;
     if count > RESULT_COLUMNS_MAX {
         return None;

@@ -1052,3 +1052,28 @@ fn psql_attacker_copy_and_encodings_get_no_sensitive_value_out() {
     }
     gw.assert_serves();
 }
+
+/// Column rules follow the column's origin (table and attribute number in
+/// RowDescription), not the name the query gives it: an alias must not
+/// take a column out of its rule.
+#[test]
+fn column_rules_follow_the_column_through_an_alias() {
+    prepare_people();
+    let gw = start("{}", true);
+    let agent = gw.agent("app");
+    let rows = agent
+        .psql("SELECT name AS n, amount AS a, p.name AS \"Name\" FROM people p WHERE id = 1")
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log_tail()));
+    assert_eq!(rows.trim(), "**** ***||**** ***", "{}", gw.log_tail());
+    // A sub-select's column keeps its origin too.
+    let names = agent
+        .psql("SELECT n FROM (SELECT name AS n FROM people) s ORDER BY 1")
+        .unwrap();
+    for name in NAMES {
+        gw.check(
+            !names.contains(name),
+            &format!("a sub-select's alias let {name:?} through:\n{names}"),
+        );
+    }
+    gw.assert_serves();
+}

@@ -454,6 +454,7 @@ impl MaskingConfig {
             .iter()
             .map(|r| ColumnRule {
                 table_oid: r.table.as_deref().map(|t| resolve_table(t).unwrap_or(0)),
+                column_attribute: None,
                 column: r.column.clone(),
                 action: match r.action.as_deref() {
                     Some("null") => ColumnAction::Null,

@@ -119,11 +119,13 @@ pub fn rewrite(data: &[u8]) {
         vec![
             ColumnRule {
                 table_oid: Some(1),
+                column_attribute: None,
                 column: "c1".into(),
                 action: ColumnAction::Mask,
             },
             ColumnRule {
                 table_oid: None,
+                column_attribute: None,
                 column: "c2".into(),
                 action: ColumnAction::Null,
             },

@@ -48,7 +48,25 @@ pub enum ColumnAction {
 pub struct ColumnRule {
     pub table_oid: Option<u32>,
     pub column: String,
+    /// The column's attribute number in that table, when the session
+    /// resolved it: then the rule also applies to the column under any
+    /// other name (an alias, a sub-select's column), since RowDescription
+    /// names the origin of a plain column reference by table OID and
+    /// attribute number whatever the query calls it.
+    pub column_attribute: Option<i16>,
     pub action: ColumnAction,
+}
+
+impl ColumnRule {
+    /// Whether the rule applies to the described column.
+    pub fn applies_to(&self, field: &FieldDescription<'_>) -> bool {
+        let Some(table) = self.table_oid else {
+            return self.column.as_bytes() == field.name;
+        };
+        table == field.table_oid
+            && (self.column.as_bytes() == field.name
+                || self.column_attribute == Some(field.column_attribute))
+    }
 }
 
 /// How one column's values are treated.
@@ -179,13 +197,7 @@ impl ResultShape {
         let mut shape = ResultShape::default();
         for f in fields.take(RESULT_COLUMNS_MAX) {
             let rule = if profile.column_rules {
-                rules
-                    .iter()
-                    .find(|r| {
-                        r.column.as_bytes() == f.name
-                            && r.table_oid.is_none_or(|t| t == f.table_oid)
-                    })
-                    .map(|r| r.action)
+                rules.iter().find(|r| r.applies_to(&f)).map(|r| r.action)
             } else {
                 None
             };

@@ -66,8 +66,9 @@ use super::ErrorSource;
 /// Largest message of the catalog query's answer (a row holds an OID and
 /// two names).
 const CATALOG_MESSAGE_BYTES_MAX: usize = 64 * 1024;
-/// Most tables one catalog answer may name; more means the rules match
-/// far more than any sane configuration does.
+/// Most columns one catalog answer may list (every column of every table
+/// the rules name); more means the rules match far more than any sane
+/// configuration does.
 const CATALOG_ROWS_MAX: usize = 64 * 1024;
 
 /// A failure of the masking stage, tagged with where it came from.
@@ -639,11 +640,21 @@ impl SessionMasking {
     }
 }
 
-/// The column rules with their table names replaced by OIDs. A name
-/// without a schema matches every schema's table of that name; a rule
-/// whose table does not exist (yet) is left out, since no result can come
-/// from it.
-fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<ColumnRule> {
+/// One column of a table named by a column rule, from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogColumn {
+    table_oid: u32,
+    schema: String,
+    table: String,
+    column: String,
+    attribute: i16,
+}
+
+/// The column rules with their table names replaced by OIDs and their
+/// columns by attribute numbers. A name without a schema matches every
+/// schema's table of that name; a rule whose table does not exist (yet)
+/// is left out, since no result can come from it.
+fn rules_for(setup: &MaskingSetup, columns: &[CatalogColumn]) -> Vec<ColumnRule> {
     let mut rules = Vec::new();
     for r in &setup.config.column_rules {
         let action = match r.action.as_deref() {
@@ -654,6 +665,7 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
             None => rules.push(ColumnRule {
                 table_oid: None,
                 column: r.column.clone(),
+                column_attribute: None,
                 action,
             }),
             Some(table) => {
@@ -661,11 +673,34 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
                     Some((s, n)) => (Some(s), n),
                     None => (None, table),
                 };
-                for (oid, nsp, rel) in oids {
-                    if rel == name && schema.is_none_or(|s| s == nsp) {
+                let mut tables: Vec<u32> = Vec::new();
+                for c in columns {
+                    if c.table != name || !schema.is_none_or(|s| s == c.schema) {
+                        continue;
+                    }
+                    if !tables.contains(&c.table_oid) {
+                        tables.push(c.table_oid);
+                    }
+                    if c.column == r.column {
                         rules.push(ColumnRule {
-                            table_oid: Some(*oid),
+                            table_oid: Some(c.table_oid),
                             column: r.column.clone(),
+                            column_attribute: Some(c.attribute),
+                            action,
+                        });
+                    }
+                }
+                // A table without the rule's column still gets the rule by
+                // name (it masks an alias of that name; nothing leaks).
+                for table_oid in tables {
+                    if !rules
+                        .iter()
+                        .any(|x| x.table_oid == Some(table_oid) && x.column == r.column)
+                    {
+                        rules.push(ColumnRule {
+                            table_oid: Some(table_oid),
+                            column: r.column.clone(),
+                            column_attribute: None,
                             action,
                         });
                     }
@@ -677,22 +712,27 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
 }
 
 /// Runs the catalog query for `tables` on the fresh upstream connection
-/// and returns (oid, schema, table) for every table of those names.
+/// and returns every column of every table of those names (with its
+/// table's OID and schema, and its attribute number).
 async fn resolve_tables(
     tables: &[&str],
     reader: &mut TransportReader,
     writer: &TransportWriter,
     buffer: &mut BytesMut,
-) -> Result<Vec<(u32, String, String)>, MaskFailure> {
+) -> Result<Vec<CatalogColumn>, MaskFailure> {
     let names: Vec<String> = tables
         .iter()
         .map(|t| t.rsplit('.').next().unwrap_or(t))
         // Validated: no quotes, backslashes or control characters.
         .map(|n| format!("'{n}'"))
         .collect();
+    // Every column of those tables, not only the rules' columns: column
+    // names are not restricted like table names, and so never go into
+    // the query text.
     let sql = format!(
-        "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+        "SELECT c.oid, n.nspname, c.relname, a.attname, a.attnum FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE c.relname IN ({})",
         names.join(", ")
     );
@@ -730,16 +770,27 @@ async fn resolve_tables(
                         .flatten()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                 };
-                let (Some(oid), Some(nsp), Some(rel)) = (text(0), text(1), text(2)) else {
+                let (Some(oid), Some(schema), Some(table), Some(column), Some(attribute)) =
+                    (text(0), text(1), text(2), text(3), text(4))
+                else {
                     return Err(upstream("unexpected catalog row".into()));
                 };
-                let oid: u32 = oid
+                let table_oid: u32 = oid
                     .parse()
                     .map_err(|_| upstream(format!("unexpected OID {oid:?}")))?;
+                let attribute: i16 = attribute
+                    .parse()
+                    .map_err(|_| upstream(format!("unexpected attribute number {attribute:?}")))?;
                 if found.len() >= CATALOG_ROWS_MAX {
-                    return Err(upstream("too many matching tables".into()));
+                    return Err(upstream("too many columns in the rules' tables".into()));
                 }
-                found.push((oid, nsp, rel));
+                found.push(CatalogColumn {
+                    table_oid,
+                    schema,
+                    table,
+                    column,
+                    attribute,
+                });
             }
             Ok(BackendMessage::ErrorResponse(fields)) => {
                 failed = Some(
@@ -794,6 +845,8 @@ pub fn fuzz_stage(data: &[u8]) {
         vec![ColumnRule {
             table_oid: Some(7),
             column: "c1".into(),
+            // The fuzzer's RowDescriptions give column `ci` attribute i.
+            column_attribute: Some(1),
             action: if control & 4 != 0 {
                 ColumnAction::Null
             } else {

@@ -1145,3 +1145,64 @@ fn ledger_of_the_attacker_session_holds_only_masked_values() {
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     assert_no_originals(&gw, "ledger summary", &summaries[0]);
 }
+
+/// Binary COPY keeps its framing: a field's length word whose last byte
+/// is a letter (a 100-byte field: 0x64, `d`) sits right before an e-mail
+/// and must not be taken into the match and masked.
+#[test]
+fn binary_copy_fields_keep_their_lengths() {
+    prepare_people();
+    let gw = start("{}", false);
+    let out = gw
+        .agent("app")
+        .command("psql")
+        .args([
+            "-X",
+            "-q",
+            "-c",
+            "\\copy (SELECT rpad(email, 100), array[rpad(card, 100)] FROM people WHERE id = 1) TO STDOUT WITH (FORMAT binary)",
+        ])
+        .output_within(Duration::from_secs(60))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = out.stdout;
+    assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0"), "{data:?}");
+    // Header: signature (11), flags (4), extension length (4, zero).
+    let mut pos = 19;
+    let word = |at: usize| i32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+    assert_eq!(
+        i16::from_be_bytes([data[pos], data[pos + 1]]),
+        2,
+        "{data:?}"
+    );
+    pos += 2;
+    assert_eq!(word(pos), 100, "the text field's length changed: {data:?}");
+    let field = &data[pos + 4..pos + 104];
+    assert!(
+        field.starts_with(b"****.***@*******.*** "),
+        "{:?}",
+        String::from_utf8_lossy(field)
+    );
+    pos += 104;
+    // The array field: its element's length word is 100 as well.
+    let array_len = usize::try_from(word(pos)).unwrap();
+    let array = &data[pos + 4..pos + 4 + array_len];
+    assert_eq!(
+        i32::from_be_bytes(array[20..24].try_into().unwrap()),
+        100,
+        "{array:?}"
+    );
+    assert!(
+        array[24..].starts_with(b"**** **** **** 1111 "),
+        "{:?}",
+        String::from_utf8_lossy(array)
+    );
+    pos += 4 + array_len;
+    // The trailer.
+    assert_eq!(&data[pos..], &[0xff, 0xff]);
+    gw.assert_serves();
+}

@@ -433,7 +433,8 @@ pub fn binary_record(fields: &[(u32, Option<&[u8]>)]) -> Vec<u8> {
     out
 }
 
-/// Checks the walk of binary values and the hex-run masking on one input
+/// Checks the walk of binary values, binary COPY data and the hex-run
+/// masking on one input
 /// (panics on a violation). The first byte chooses the type and whether
 /// the rest is taken as it is or built into an array, a record, or a
 /// record holding an array, from the pieces between 0xFF bytes.
@@ -445,7 +446,8 @@ pub fn binary_record(fields: &[(u32, Option<&[u8]>)]) -> Vec<u8> {
 /// stays hex digits.
 pub fn binary_values(data: &[u8]) {
     use super::message::{
-        binary_array_elements, binary_record_fields, mask_binary_value, mask_hex_runs,
+        binary_array_elements, binary_record_fields, mask_binary_copy_data, mask_binary_value,
+        mask_hex_runs,
     };
     let Some((&control, rest)) = data.split_first() else {
         return;
@@ -510,6 +512,17 @@ pub fn binary_values(data: &[u8]) {
             binary_record_fields(&value),
             "a record's structure changed"
         );
+
+        // The same bytes as one CopyData message of a binary COPY.
+        let mut copy = original.clone();
+        mask_binary_copy_data(scanner, DetectorSet::ALL, &mut copy, &mut summary);
+        assert_eq!(copy.len(), original.len(), "COPY data changed length");
+        for (before, after) in original.iter().zip(&copy) {
+            assert!(
+                before == after || (before.is_ascii_alphanumeric() && *after == b'*'),
+                "COPY masking wrote {after:#04x} over {before:#04x}"
+            );
+        }
 
         let mut text = original.clone();
         let mut scratch = Vec::new();

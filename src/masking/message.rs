@@ -493,6 +493,108 @@ pub fn mask_bytea_text(
     true
 }
 
+/// The signature that opens binary COPY data.
+const BINARY_COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Masks one CopyData message of a binary COPY TO STDOUT in place, with
+/// the same-length styles. PostgreSQL sends one tuple per message (the
+/// first after the header): each field is a length and bytes, without a
+/// type, and goes through [`mask_binary_value`] as a value of unknown
+/// type, so the length words of tuples and of arrays and records inside
+/// fields are never touched by a match that runs into them. Data that
+/// does not parse as whole tuples (another server's chunking) is scanned
+/// as it is from where parsing stopped: nothing is left unscanned.
+/// Returns whether anything was masked.
+pub fn mask_binary_copy_data(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    data: &mut [u8],
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() {
+        return false;
+    }
+    let mut pos = 0usize;
+    if data.starts_with(BINARY_COPY_SIGNATURE) {
+        // Signature, flags word, header extension length and extension.
+        let extension =
+            be_i32(data, BINARY_COPY_SIGNATURE.len() + 4).and_then(|n| usize::try_from(n).ok());
+        match extension {
+            Some(n) if BINARY_COPY_SIGNATURE.len() + 8 + n <= data.len() => {
+                pos = BINARY_COPY_SIGNATURE.len() + 8 + n;
+            }
+            _ => return scanner.mask_value(data, set, None, summary) > 0,
+        }
+    }
+    // First the whole message is checked to be whole tuples, so that a
+    // chunk that is not is scanned as one piece rather than in part.
+    let mut fields: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut cursor = pos;
+    let whole = loop {
+        if cursor == data.len() {
+            break true;
+        }
+        let Some(count) = data
+            .get(cursor..cursor + 2)
+            .map(|w| i16::from_be_bytes([w[0], w[1]]))
+        else {
+            break false;
+        };
+        cursor += 2;
+        if count == -1 {
+            // The trailer ends the data.
+            break cursor == data.len();
+        }
+        let Ok(count) = usize::try_from(count) else {
+            break false;
+        };
+        let mut ok = true;
+        for _ in 0..count {
+            let Some(len) = be_i32(data, cursor) else {
+                ok = false;
+                break;
+            };
+            cursor += 4;
+            if len == -1 {
+                continue;
+            }
+            match usize::try_from(len)
+                .ok()
+                .and_then(|l| cursor.checked_add(l))
+                .filter(|&e| e <= data.len())
+            {
+                Some(end) => {
+                    fields.push(cursor..end);
+                    cursor = end;
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            break false;
+        }
+    };
+    if !whole {
+        return scanner.mask_value(&mut data[pos..], set, None, summary) > 0;
+    }
+    let mut changed = false;
+    for range in fields {
+        changed |= mask_binary_value(
+            scanner,
+            set,
+            &mut data[range],
+            UNKNOWN_TYPE_OID,
+            None,
+            summary,
+            0,
+        );
+    }
+    changed
+}
+
 /// Fewest bytes a hex run must encode to be decoded and scanned: the
 /// shortest value a detector finds (an IPv4 address such as `1.2.3.4`)
 /// has seven.

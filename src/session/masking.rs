@@ -542,8 +542,9 @@ impl SessionMasking {
     /// pick their column out of COPY rows: when the agent's profile has
     /// column rules, COPY data is masked whole (fail closed; a SELECT gets
     /// the precise masking). Binary COPY data is not text as a whole, but
-    /// text values sit in it verbatim: it is scanned like text, with the
-    /// same-length styles so that its framing stays intact.
+    /// text values sit in it verbatim: its tuples' fields are walked and
+    /// scanned with the same-length styles, so that its framing (and the
+    /// framing of arrays and records inside fields) stays intact.
     fn mask_copy_data(&mut self, data: &mut [u8]) -> Result<bool, MaskFailure> {
         let Some(format) = self.copy_out else {
             return Ok(false);
@@ -557,7 +558,7 @@ impl SessionMasking {
             let set = self.profile.detectors;
             let summary = &mut self.state.summary;
             with_scanner(&self.setup, |scanner| {
-                scanner.mask_value(data, set, None, summary)
+                crate::masking::message::mask_binary_copy_data(scanner, set, data, summary)
             })?;
             return Ok(true);
         }

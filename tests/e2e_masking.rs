@@ -1206,3 +1206,74 @@ fn binary_copy_fields_keep_their_lengths() {
     assert_eq!(&data[pos..], &[0xff, 0xff]);
     gw.assert_serves();
 }
+
+/// Values near and beyond limits.server_message_bytes_max: a row larger
+/// than the limit and a redaction that would grow a message past it are
+/// refused with an error the agent can read, never forwarded unmasked.
+#[test]
+fn messages_near_the_size_limit_are_refused_not_leaked() {
+    prepare_people();
+    let (config, port) = masking_config(
+        "{ email = \"redact\" }\nlabels = { email = \"[REDACTED-ELECTRONIC-MAIL-ADDR]\" }",
+        false,
+        None,
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = text.replacen(
+        "[limits]\n",
+        "[limits]\nserver_message_bytes_max = 1048576\n",
+        1,
+    );
+    assert_ne!(text, limited, "no [limits] section to extend");
+    std::fs::write(&config, limited).unwrap();
+    let gw = Gateway::start_with_config(config, port);
+    let agent = gw.agent("app");
+    let run = |sql: &str| {
+        let out = agent
+            .command("psql")
+            .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql])
+            .output_within(Duration::from_secs(60))
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Just under the limit: masked and delivered.
+    let (ok, rows, err) = run("SELECT repeat('a ', 500000) || email FROM people WHERE id = 1");
+    assert!(ok, "{err}\n{}", gw.log_tail());
+    assert_no_originals(&gw, "a value near the limit", &rows);
+    assert!(rows
+        .trim_end()
+        .ends_with("a [REDACTED-ELECTRONIC-MAIL-ADDR]"));
+    // Over the limit: refused.
+    let (ok, rows, err) = run("SELECT repeat('a ', 600000) || email FROM people WHERE id = 1");
+    assert!(!ok, "a 1.2 MB row passed a 1 MiB limit");
+    assert_no_originals(&gw, "a row over the limit", &format!("{rows}{err}"));
+    // More findings in one value than masking::FINDINGS_MAX: masked whole.
+    let (ok, rows, err) =
+        run("SELECT string_agg('x' || g || '@example.io', ' ') FROM generate_series(1, 45000) g");
+    assert!(ok, "{err}");
+    assert!(
+        !rows.contains("example") && rows.contains("***@*******.**"),
+        "{}",
+        &rows[..200.min(rows.len())]
+    );
+    // A redaction that grows a message beyond the limit (988,000 bytes
+    // with 4,000 six-byte e-mails, 1,088,000 redacted): 54000.
+    let (ok, rows, err) = run(
+        "SELECT repeat('a ', 480000) || string_agg('a@b.io', ' ') FROM generate_series(1, 4000)",
+    );
+    assert!(
+        !ok,
+        "a redaction grew a message past the limit: {} bytes",
+        rows.len()
+    );
+    assert!(
+        err.contains("54000") && err.contains("limits.server_message_bytes_max"),
+        "{err}"
+    );
+    assert!(!rows.contains("a@b.io"), "{rows}");
+    gw.assert_serves();
+}

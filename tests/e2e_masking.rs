@@ -1277,3 +1277,51 @@ fn messages_near_the_size_limit_are_refused_not_leaked() {
     assert!(!rows.contains("a@b.io"), "{rows}");
     gw.assert_serves();
 }
+
+/// Errors about a row of a table that column rules cover echo the row
+/// ("Failing row contains (...)", "Key (...)=(...)") in DETAIL, where no
+/// RowDescription says which value is which column: the DETAIL is masked
+/// whole (fail closed), as COPY data is.
+#[test]
+fn error_details_about_a_ruled_table_do_not_echo_ruled_columns() {
+    prepare_people();
+    let gw = start("{}", true);
+    let agent = gw.agent("app");
+    let err = agent
+        .psql("UPDATE people SET id = NULL WHERE id = 1")
+        .expect_err("the NOT NULL violation must fail");
+    for name in NAMES {
+        gw.check(
+            !err.contains(name),
+            &format!("the error's DETAIL echoed {name:?}:\n{err}"),
+        );
+    }
+    assert_no_originals(&gw, "not-null violation", &err);
+    gw.check(
+        err.contains("violates not-null constraint")
+            && err.contains("DETAIL:  ******* *** ******** (****, **** ***, "),
+        &format!("unexpected error:\n{err}"),
+    );
+    // A key violation on the ruled table whose key has no ruled column
+    // keeps its DETAIL (content detection still applies to it).
+    let err = agent
+        .psql("INSERT INTO people (id, name) VALUES (1, 'x')")
+        .expect_err("the duplicate must fail");
+    gw.check(
+        err.contains("Key (id)=(1) already exists"),
+        &format!("unexpected error:\n{err}"),
+    );
+    // An error about another table keeps its DETAIL (content detection
+    // still applies to it).
+    let err = agent
+        .psql(
+            "CREATE TEMP TABLE other (id int PRIMARY KEY, name text); \
+             INSERT INTO other VALUES (1, 'Jane Doe'); INSERT INTO other VALUES (1, 'x')",
+        )
+        .expect_err("the duplicate must fail");
+    gw.check(
+        err.contains("Key (id)=(1) already exists"),
+        &format!("unexpected error:\n{err}"),
+    );
+    gw.assert_serves();
+}

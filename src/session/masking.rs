@@ -330,6 +330,9 @@ impl SessionMasking {
             let tag = chunk[pos];
             self.track_before(tag, &chunk[pos..end]);
             match tag {
+                b'E' | b'N' if !self.rules.is_empty() => {
+                    self.mask_ruled_table_detail(&mut chunk[pos..end])
+                }
                 b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
                 b'V' => self.mask_function_result(&mut chunk[pos..end])?,
                 b'H' => {
@@ -563,6 +566,66 @@ impl SessionMasking {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// An error or notice about a row of a table that a column rule
+    /// covers echoes that row in its DETAIL (`Failing row contains (...)`
+    /// for NOT NULL, CHECK and partition constraints; `Key (...)=(...)`
+    /// for unique, foreign-key and exclusion constraints), with nothing
+    /// saying which value is which column: the DETAIL is masked whole in
+    /// place (fail closed, as COPY data is), unless it is a key violation
+    /// whose key has none of the rules' columns. The table comes from the
+    /// message's schema and table fields; a rule without a table covers
+    /// every table. Other fields are scanned as usual afterwards.
+    fn mask_ruled_table_detail(&mut self, message: &mut [u8]) {
+        let mut schema: Option<std::ops::Range<usize>> = None;
+        let mut table: Option<std::ops::Range<usize>> = None;
+        let mut detail: Option<std::ops::Range<usize>> = None;
+        let mut pos = 5usize;
+        while pos < message.len() && message[pos] != 0 {
+            let code = message[pos];
+            let start = pos + 1;
+            let Some(length) = message[start..].iter().position(|&b| b == 0) else {
+                break;
+            };
+            let range = start..start + length;
+            pos = range.end + 1;
+            match code {
+                b's' => schema = Some(range),
+                b't' => table = Some(range),
+                b'D' => detail = Some(range),
+                _ => {}
+            }
+        }
+        let (Some(table), Some(detail)) = (table, detail) else {
+            return;
+        };
+        let table_name = &message[table];
+        let schema_name = schema.map(|r| &message[r]);
+        let text = &message[detail.clone()];
+        // A key violation names its key's columns before the last `)=(`
+        // (values come after it; a value holding `)=(` only lengthens the
+        // part searched): the DETAIL is left to content detection when
+        // no ruled column is among them. Every other DETAIL is masked.
+        let key_columns = text
+            .strip_prefix(b"Key (")
+            .and_then(|rest| memchr::memmem::rfind(rest, b")=(").map(|at| &rest[..at]));
+        let covered = self.setup.config.column_rules.iter().any(|r| {
+            let table_matches = match r.table.as_deref() {
+                None => true,
+                Some(name) => match name.split_once('.') {
+                    Some((s, t)) => t.as_bytes() == table_name && schema_name == Some(s.as_bytes()),
+                    None => name.as_bytes() == table_name,
+                },
+            };
+            table_matches
+                && key_columns
+                    .is_none_or(|k| memchr::memmem::find(k, r.column.as_bytes()).is_some())
+        });
+        if covered {
+            crate::masking::style::fill(&mut message[detail]);
+            self.state.summary.record_whole(None);
+        }
     }
 
     /// A FunctionCallResponse carries a function's result (the fast-path

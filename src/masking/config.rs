@@ -55,9 +55,10 @@ pub struct MaskingConfig {
     /// masks everything, "none" nothing, unless the section redefines them.
     #[serde(default = "default_profile_name")]
     pub default_profile: String,
-    /// Bind messages (and statement Describes) whose responses have not
-    /// arrived yet that a session remembers, so that result formats are
-    /// known when rows arrive; an agent that pipelines more is refused.
+    /// Bind, Describe, Execute and Sync messages whose responses have not
+    /// arrived yet that a session remembers, so that result formats and
+    /// the portal rows belong to are known when rows arrive; an agent
+    /// that pipelines more is refused.
     #[serde(default = "bind_formats_max")]
     pub pending_binds_max: usize,
     /// Time allowed to resolve the table names of column rules on a new

@@ -10,11 +10,16 @@
 //!
 //! Which values are scanned follows the result shape
 //! ([`ResultShape`], built from RowDescription): text-format values of any
-//! type that can hold text, binary-format values of text-like types
-//! (text, varchar, bpchar, name, char, json, jsonb after its version byte,
-//! xml, unknown), every ErrorResponse/NoticeResponse field that can echo
-//! data (all but severity, SQLSTATE, file, line, routine and positions),
-//! NotificationResponse payloads and text/CSV COPY data.
+//! type that can hold text (bytea's hex form decoded first), binary-format
+//! values of text-like types (text, varchar, bpchar, name, char, json,
+//! jsonb after its version byte, xml, unknown), binary arrays and records
+//! walked to their elements, binary values of every other type that is
+//! not known to be a number, a date or the like (bytea, citext, hstore,
+//! enums, ...) scanned as they are, every ErrorResponse/NoticeResponse
+//! field that can echo data (all but severity, SQLSTATE, file, line,
+//! routine and positions), NotificationResponse channels and payloads,
+//! RowDescription column names, text/CSV COPY data and, field by field,
+//! binary COPY data ([`mask_binary_copy_data`]).
 
 use bytes::BytesMut;
 

@@ -801,6 +801,8 @@ fn psycopg_attacker_gets_no_sensitive_value_out() {
     let bytea = "columns [email, secret] rows [[****.***@*******.***, ********************]]";
     assert_eq!(got("text bytea_cast"), bytea);
     assert_eq!(got("binary bytea_cast"), bytea);
+    // Pipelined Bind/Execute pairs stay within masking.pending_binds_max.
+    assert_eq!(got("executemany"), "[[5000, **@*******.**]]");
     // A column named after a stored value, and a channel named after one.
     assert_eq!(
         got("column name from data select"),

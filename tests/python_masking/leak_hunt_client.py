@@ -207,6 +207,20 @@ def main():
         except psycopg.Error as e:
             out["named cursor"] = error_text(e)
 
+        # executemany: psycopg pipelines Bind/Execute pairs; the session
+        # remembers each until answered (masking.pending_binds_max).
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE TEMP TABLE leak_many (n int, e text)")
+                cur.executemany(
+                    "INSERT INTO leak_many VALUES (%s, %s)",
+                    [(i, f"x{i}@example.io") for i in range(5000)],
+                )
+                cur.execute("SELECT count(*), min(e) FROM leak_many")
+                out["executemany"] = text_of(cur.fetchall())
+        except psycopg.Error as e:
+            out["executemany"] = error_text(e)
+
         # Binary COPY through psycopg.
         try:
             with conn.cursor() as cur:

@@ -471,7 +471,7 @@ pub fn mask_bytea_text(
     if set.is_empty() {
         return false;
     }
-    let hex = value.starts_with(b"\\x") && value.len() % 2 == 0;
+    let hex = value.starts_with(b"\\x") && value.len().is_multiple_of(2);
     let decoded = hex && {
         scratch.clear();
         value[2..]

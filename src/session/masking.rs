@@ -436,14 +436,12 @@ impl SessionMasking {
                     }
                 };
             }
-            b'n' => {
-                // NoData answers a Describe of a portal, or (right after a
-                // ParameterDescription) of a statement.
-                if !self.after_parameter_description
-                    && matches!(self.pending.front(), Some(Pending::DescribePortal(_)))
-                {
-                    self.pending.pop_front();
-                }
+            // NoData answers a Describe of a portal, or (right after a
+            // ParameterDescription) of a statement.
+            b'n' if !self.after_parameter_description
+                && matches!(self.pending.front(), Some(Pending::DescribePortal(_))) =>
+            {
+                self.pending.pop_front();
             }
             b'D' if !self.rows_owner_checked => {
                 self.rows_owner_checked = true;
@@ -739,7 +737,7 @@ fn rules_for(setup: &MaskingSetup, columns: &[CatalogColumn]) -> Vec<ColumnRule>
                 };
                 let mut tables: Vec<u32> = Vec::new();
                 for c in columns {
-                    if c.table != name || !schema.is_none_or(|s| s == c.schema) {
+                    if c.table != name || schema.is_some_and(|s| s != c.schema) {
                         continue;
                     }
                     if !tables.contains(&c.table_oid) {

@@ -120,7 +120,7 @@ fn recover_and_check_with(
         key(),
         crash_config(),
         Box::new(sluice_ledger::writer::SystemClock),
-        &mut |record| observed.push((record.index, record.descriptor.clone())),
+        &mut |record| observed.push((record.index, record.descriptor)),
     )
     .unwrap_or_else(|e| panic!("{context}: recovery refused: {e}"));
     let size_after_recovery = writer.tree_size();

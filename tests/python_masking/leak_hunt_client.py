@@ -121,6 +121,14 @@ def main():
             "large_value": "SELECT repeat('x ', 300000) || email || repeat(' y', 300000) || ' ' || card FROM people WHERE id = 1",
             "enum": "SELECT enum_range(NULL::leak_enum), (SELECT email FROM people WHERE id = 1)::leak_enum",
             "int8_card": "SELECT amount FROM people WHERE id = 1",
+            "card_dots": "SELECT replace(card, ' ', '.') FROM people WHERE id = 1",
+            "ssn_spaces": "SELECT replace(ssn, '-', ' ') FROM people WHERE id = 1",
+            "card_fullwidth": "SELECT translate(card, '0123456789', '０１２３４５６７８９') FROM people WHERE id = 1",
+            "email_fullwidth_at": "SELECT replace(email, '@', '＠') FROM people WHERE id = 1",
+            "email_unicode_neighbours": "SELECT 'é' || email || 'ü' FROM people WHERE id = 1",
+            "card_nbsp": "SELECT replace(card, ' ', chr(160)) FROM people WHERE id = 1",
+            "split_columns": "SELECT split_part(email, '@', 1), split_part(email, '@', 2) FROM people WHERE id = 1",
+            "base64": "SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM people WHERE id = 1",
         }
         for name, sql in shapes.items():
             attempt("text " + name, sql, False)

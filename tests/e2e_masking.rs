@@ -836,16 +836,20 @@ mod wire {
 
     /// Bind without parameters; `binary` asks for every column in binary.
     pub fn bind(portal: &str, statement: &str, binary: bool) -> Vec<u8> {
+        bind_formats(portal, statement, if binary { &[1] } else { &[] })
+    }
+
+    /// Bind without parameters, with these result format codes (none:
+    /// all text; one: all columns; otherwise one per column).
+    pub fn bind_formats(portal: &str, statement: &str, formats: &[u16]) -> Vec<u8> {
         let mut b = Vec::new();
         cstr(&mut b, portal);
         cstr(&mut b, statement);
         b.extend_from_slice(&0u16.to_be_bytes());
         b.extend_from_slice(&0u16.to_be_bytes());
-        if binary {
-            b.extend_from_slice(&1u16.to_be_bytes());
-            b.extend_from_slice(&1u16.to_be_bytes());
-        } else {
-            b.extend_from_slice(&0u16.to_be_bytes());
+        b.extend_from_slice(&(formats.len() as u16).to_be_bytes());
+        for f in formats {
+            b.extend_from_slice(&f.to_be_bytes());
         }
         message(b'B', &b)
     }
@@ -980,6 +984,41 @@ fn raw_protocol_portals_cannot_borrow_another_portals_shape() {
     assert_eq!(&rows[0][2..10], &[0, 0, 0, 4, 0, 0, 0, 1]);
     assert_eq!(&rows[1][2..10], &[0, 0, 0, 4, 0, 0, 0, 2]);
     conn.simple_query("COMMIT").unwrap();
+
+    // Result formats chosen per column: text, binary text[], binary
+    // record, text; a statement described first, as libpq's
+    // PQprepare/PQdescribePrepared/PQexecPrepared do.
+    let got = exchange(
+        &mut conn,
+        &[
+            wire::parse(
+                "mixed",
+                "SELECT email, array[email, card], row(ssn, phone), notes FROM people ORDER BY id",
+            ),
+            wire::describe(b'S', "mixed"),
+            wire::sync(),
+        ],
+    );
+    assert!(got.iter().all(|(k, _)| *k != b'E'), "{got:?}");
+    let got = exchange(
+        &mut conn,
+        &[
+            wire::bind_formats("", "mixed", &[0, 1, 1, 0]),
+            wire::execute("", 0),
+            wire::sync(),
+        ],
+    );
+    assert_no_originals_in_messages(&gw, "per-column result formats", &got);
+    let got = exchange(
+        &mut conn,
+        &[
+            wire::describe(b'S', "mixed"),
+            wire::bind_formats("", "mixed", &[0, 1, 1, 0]),
+            wire::execute("", 0),
+            wire::sync(),
+        ],
+    );
+    assert_no_originals_in_messages(&gw, "per-column result formats, described", &got);
     conn.terminate();
     gw.assert_serves();
 }

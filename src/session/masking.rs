@@ -19,10 +19,15 @@
 //! which statement each Describe and each Bind names and the result formats
 //! of each Bind ([`SessionMasking::observe_frontend`]), and applies those
 //! formats when the Bind's BindComplete arrives for the statement that was
-//! described. Whenever the pairing is not certain (rows without any
-//! RowDescription, a Bind of another statement, responses out of step),
-//! the shape is dropped and every value is scanned as text: an unknown
-//! shape costs speed, never privacy.
+//! described. A shape belongs to one portal (the one described, or the
+//! one bound from the described statement) or to a simple Query, and the
+//! first row of each Execute's answer is checked against it: rows of
+//! another portal (an agent can describe one portal and execute another)
+//! never borrow its column formats. Whenever the pairing is not certain
+//! (rows without any RowDescription, a Bind of another statement, rows of
+//! a portal the shape is not for, responses out of step), the shape is
+//! dropped and every value is scanned as text: an unknown shape costs
+//! speed, never privacy.
 //!
 //! # Column rules and table OIDs
 //!

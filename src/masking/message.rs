@@ -924,6 +924,10 @@ struct Masker<'s> {
     changed: bool,
     /// Decoded bytes of a hex run (allocated only when one is found).
     hex_scratch: Vec<u8>,
+    /// Whether the values may hold a hex run (a backslash): a DataRow is
+    /// checked once as a whole, so that rows without one (nearly all)
+    /// cost one search instead of one per value.
+    hex_possible: bool,
 }
 
 impl<'s> Masker<'s> {
@@ -933,6 +937,7 @@ impl<'s> Masker<'s> {
             set,
             changed: false,
             hex_scratch: Vec::new(),
+            hex_possible: true,
         }
     }
 
@@ -955,14 +960,16 @@ impl<'s> Masker<'s> {
         summary: &mut super::MaskSummary,
     ) -> ValueResult {
         let value = &mut buf[range];
-        self.changed |= mask_hex_runs(
-            self.scanner,
-            self.set,
-            value,
-            &mut self.hex_scratch,
-            column,
-            summary,
-        );
+        if self.hex_possible {
+            self.changed |= mask_hex_runs(
+                self.scanner,
+                self.set,
+                value,
+                &mut self.hex_scratch,
+                column,
+                summary,
+            );
+        }
         let engine = std::sync::Arc::clone(self.scanner.engine());
         let scan = self.scanner.scan(value, self.set);
         if !scan.complete {
@@ -1027,6 +1034,7 @@ fn mask_data_row(
         _ => unknown_plan(profile),
     };
     let mut m = Masker::new(scanner, profile.detectors);
+    m.hex_possible = memchr::memchr(b'\\', &frame[7..]).is_some();
     let mut reframe = false;
     let mut pos = 7usize;
     // First pass: mask in place what can be, note what cannot.

@@ -1023,12 +1023,25 @@ pub fn fuzz_stage(data: &[u8]) {
             }
             13 => build::describe(
                 &mut frontend,
-                TargetKind::Statement,
+                if kind & 0x20 != 0 {
+                    TargetKind::Portal
+                } else {
+                    TargetKind::Statement
+                },
                 if kind & 0x10 != 0 {
                     b"s1".as_slice()
                 } else {
                     b"".as_slice()
                 },
+            ),
+            14 if kind & 0x20 != 0 => build::execute(
+                &mut frontend,
+                if kind & 0x10 != 0 {
+                    b"s1".as_slice()
+                } else {
+                    b"".as_slice()
+                },
+                0,
             ),
             14 => build::sync(&mut frontend),
             _ => {

@@ -335,8 +335,13 @@ impl SessionMasking {
             let tag = chunk[pos];
             self.track_before(tag, &chunk[pos..end]);
             match tag {
-                b'E' | b'N' if !self.rules.is_empty() => {
-                    self.mask_ruled_table_detail(&mut chunk[pos..end])
+                b'E' | b'N' => {
+                    if tag == b'E' {
+                        self.copy_out = None;
+                    }
+                    if !self.rules.is_empty() {
+                        self.mask_ruled_table_detail(&mut chunk[pos..end]);
+                    }
                 }
                 b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
                 b'V' => self.mask_function_result(&mut chunk[pos..end])?,
@@ -346,7 +351,7 @@ impl SessionMasking {
                         _ => FormatCode::Binary,
                     })
                 }
-                b'c' | b'C' | b'E' | b'Z' => self.copy_out = None,
+                b'c' | b'C' | b'Z' => self.copy_out = None,
                 b'd' if self.mask_copy_data(&mut chunk[pos + 5..end])? => {
                     pos = end;
                     continue;

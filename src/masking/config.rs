@@ -56,9 +56,10 @@ pub struct MaskingConfig {
     /// masks everything, "none" nothing, unless the section redefines them.
     #[serde(default = "default_profile_name")]
     pub default_profile: String,
-    /// Bind messages (and statement Describes) whose responses have not
-    /// arrived yet that a session remembers, so that result formats are
-    /// known when rows arrive; an agent that pipelines more is refused.
+    /// Bind, Describe, Execute and Sync messages whose responses have not
+    /// arrived yet that a session remembers, so that result formats and
+    /// the portal rows belong to are known when rows arrive; an agent
+    /// that pipelines more is refused.
     #[serde(default = "bind_formats_max")]
     pub pending_binds_max: usize,
     /// Result shapes a session remembers, for each kind separately: one
@@ -480,6 +481,7 @@ impl MaskingConfig {
             .iter()
             .map(|r| ColumnRule {
                 table_oid: r.table.as_deref().map(|t| resolve_table(t).unwrap_or(0)),
+                column_attribute: None,
                 column: r.column.clone(),
                 action: match r.action.as_deref() {
                     Some("null") => ColumnAction::Null,

@@ -10,11 +10,16 @@
 //!
 //! Which values are scanned follows the result shape
 //! ([`ResultShape`], built from RowDescription): text-format values of any
-//! type that can hold text, binary-format values of text-like types
-//! (text, varchar, bpchar, name, char, json, jsonb after its version byte,
-//! xml, unknown), every ErrorResponse/NoticeResponse field that can echo
-//! data (all but severity, SQLSTATE, file, line, routine and positions),
-//! NotificationResponse payloads and text/CSV COPY data.
+//! type that can hold text (bytea's hex form decoded first), binary-format
+//! values of text-like types (text, varchar, bpchar, name, char, json,
+//! jsonb after its version byte, xml, unknown), binary arrays and records
+//! walked to their elements, binary values of every other type that is
+//! not known to be a number, a date or the like (bytea, citext, hstore,
+//! enums, ...) scanned as they are, every ErrorResponse/NoticeResponse
+//! field that can echo data (all but severity, SQLSTATE, file, line,
+//! routine and positions), NotificationResponse channels and payloads,
+//! RowDescription column names, text/CSV COPY data and, field by field,
+//! binary COPY data ([`mask_binary_copy_data`]).
 
 use bytes::BytesMut;
 
@@ -48,7 +53,25 @@ pub enum ColumnAction {
 pub struct ColumnRule {
     pub table_oid: Option<u32>,
     pub column: String,
+    /// The column's attribute number in that table, when the session
+    /// resolved it: then the rule also applies to the column under any
+    /// other name (an alias, a sub-select's column), since RowDescription
+    /// names the origin of a plain column reference by table OID and
+    /// attribute number whatever the query calls it.
+    pub column_attribute: Option<i16>,
     pub action: ColumnAction,
+}
+
+impl ColumnRule {
+    /// Whether the rule applies to the described column.
+    pub fn applies_to(&self, field: &FieldDescription<'_>) -> bool {
+        let Some(table) = self.table_oid else {
+            return self.column.as_bytes() == field.name;
+        };
+        table == field.table_oid
+            && (self.column.as_bytes() == field.name
+                || self.column_attribute == Some(field.column_attribute))
+    }
 }
 
 /// How one column's values are treated.
@@ -59,6 +82,16 @@ pub enum ColumnPlan {
     /// Scanned with the profile's detectors, from byte `offset` (1 for
     /// binary jsonb, whose first byte is a format version).
     Scan { offset: u8 },
+    /// A binary-format value of a type that is not text itself but can
+    /// carry text: arrays, composites (records), and types sluice knows
+    /// only by a dynamic OID (enums, domains inside containers, citext,
+    /// hstore, ...). Arrays and records describe their own element types
+    /// and are walked to their text leaves ([`mask_binary_value`]); other
+    /// values are scanned as they are with the same-length styles.
+    Walk { type_oid: u32 },
+    /// bytea in text format: the hex form (`\x6a61...`) is decoded, the
+    /// bytes are scanned, and masked bytes are encoded back in place.
+    HexBytes,
     /// Masked whole in place (letters and digits become `*`).
     Fill,
     /// Replaced by NULL (the message is re-framed).
@@ -85,6 +118,59 @@ fn never_text(type_oid: u32) -> bool {
         16 | 17 | 21 | 26 | 700 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 | 2950
     )
 }
+
+/// Type OIDs whose *binary* form holds no text: booleans, integers,
+/// oid/xid/cid/tid, floats, numeric (base-10000 digits), money, dates and
+/// times, intervals, UUIDs, geometric types, network addresses (inet and
+/// cidr are address bytes) and macaddr. Every other binary value can
+/// carry text (bytea, arrays, records, enums, citext, hstore, ...) and is
+/// walked or scanned.
+fn binary_never_text(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        16 | 20
+            | 21
+            | 23
+            | 26
+            | 27
+            | 28
+            | 29
+            | 600
+            | 601
+            | 602
+            | 603
+            | 604
+            | 628
+            | 650
+            | 700
+            | 701
+            | 718
+            | 774
+            | 790
+            | 829
+            | 869
+            | 1082
+            | 1083
+            | 1114
+            | 1184
+            | 1186
+            | 1266
+            | 1700
+            | 2950
+    )
+}
+
+/// The `bytea` type.
+const BYTEA_OID: u32 = 17;
+/// The `jsonb` type, whose binary form starts with a version byte.
+const JSONB_OID: u32 = 3802;
+/// Deepest nesting of arrays and records walked inside one binary value.
+/// PostgreSQL's arrays have at most 6 dimensions, but records and arrays
+/// can nest each other; deeper values are scanned as they are instead
+/// (no text escapes the scan, only the structure is not followed).
+pub const BINARY_NESTING_MAX: usize = 16;
+/// Most dimensions of a binary array (PostgreSQL's MAXDIM).
+const ARRAY_DIMENSIONS_MAX: i32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ColumnInfo {
@@ -116,13 +202,7 @@ impl ResultShape {
         let mut shape = ResultShape::default();
         for f in fields.take(RESULT_COLUMNS_MAX) {
             let rule = if profile.column_rules {
-                rules
-                    .iter()
-                    .find(|r| {
-                        r.column.as_bytes() == f.name
-                            && r.table_oid.is_none_or(|t| t == f.table_oid)
-                    })
-                    .map(|r| r.action)
+                rules.iter().find(|r| r.applies_to(&f)).map(|r| r.action)
             } else {
                 None
             };
@@ -136,6 +216,18 @@ impl ResultShape {
             shape.names.push((from, shape.name_bytes.len() as u32));
         }
         shape
+    }
+
+    /// Replaces the column names (for summaries) by those of `fields`,
+    /// the same RowDescription after its names were masked.
+    pub fn set_names<'a>(&mut self, fields: impl Iterator<Item = FieldDescription<'a>>) {
+        self.name_bytes.clear();
+        self.names.clear();
+        for f in fields.take(RESULT_COLUMNS_MAX) {
+            let from = self.name_bytes.len() as u32;
+            self.name_bytes.extend_from_slice(f.name);
+            self.names.push((from, self.name_bytes.len() as u32));
+        }
     }
 
     /// Applies the result format codes of a Bind: none means all text, one
@@ -181,23 +273,405 @@ impl ResultShape {
             return ColumnPlan::Skip;
         }
         match c.format {
+            FormatCode::Text if c.type_oid == BYTEA_OID => ColumnPlan::HexBytes,
             FormatCode::Text if never_text(c.type_oid) => ColumnPlan::Skip,
             FormatCode::Text => ColumnPlan::Scan { offset: 0 },
-            FormatCode::Binary if c.type_oid == 3802 => ColumnPlan::Scan { offset: 1 },
+            FormatCode::Binary if c.type_oid == JSONB_OID => ColumnPlan::Scan { offset: 1 },
             FormatCode::Binary if text_like(c.type_oid) => ColumnPlan::Scan { offset: 0 },
-            FormatCode::Binary => ColumnPlan::Skip,
+            FormatCode::Binary if binary_never_text(c.type_oid) => ColumnPlan::Skip,
+            FormatCode::Binary => ColumnPlan::Walk {
+                type_oid: c.type_oid,
+            },
         }
     }
 }
 
 /// Values of a result whose shape is unknown are scanned as text: that is
 /// the safe side for privacy (a binary value could be altered, but the
-/// framing never is).
+/// framing never is). A value that starts with a NUL byte cannot be text
+/// and may be a binary array or record: it is walked like one
+/// ([`ColumnPlan::Walk`] with no type), so that masking does not touch
+/// the length words between its elements.
 fn unknown_plan(profile: &Profile) -> ColumnPlan {
     if profile.detectors.is_empty() {
         ColumnPlan::Skip
     } else {
-        ColumnPlan::Scan { offset: 0 }
+        ColumnPlan::Walk {
+            type_oid: UNKNOWN_TYPE_OID,
+        }
+    }
+}
+
+/// The type of a value whose type is not known (not a real OID).
+const UNKNOWN_TYPE_OID: u32 = 0;
+
+/// Whether a [`ColumnPlan::Walk`] value is walked as binary structure
+/// (true) or scanned as text, where a redaction may re-frame it (false).
+/// Text never holds a NUL byte, and every binary array or record starts
+/// with one (their first word is a small count). Masking never writes a
+/// NUL, so both passes over a row decide alike.
+fn walked_as_structure(value: &[u8]) -> bool {
+    value.first() == Some(&0)
+}
+
+/// Masks the text inside one binary value of type `type_oid`, in place
+/// and with the same-length styles (the value's inner length words must
+/// not change). Arrays and records name the types of their elements, so
+/// they are walked to their leaves: text-like leaves are scanned, leaves
+/// whose binary form holds no text are skipped, and anything else
+/// (bytea, enums, citext, hstore, ...) is scanned as it is. A value that
+/// does not parse as the structure it claims is scanned whole: the walk
+/// can only narrow what is scanned when the structure is certain.
+/// Returns whether anything was masked.
+pub fn mask_binary_value(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    value: &mut [u8],
+    type_oid: u32,
+    column: Option<u16>,
+    summary: &mut super::MaskSummary,
+    depth: usize,
+) -> bool {
+    if set.is_empty() || value.is_empty() {
+        return false;
+    }
+    if type_oid == JSONB_OID {
+        return scanner.mask_value(&mut value[1..], set, column, summary) > 0;
+    }
+    if binary_never_text(type_oid) {
+        return false;
+    }
+    if text_like(type_oid) || !walked_as_structure(value) || depth >= BINARY_NESTING_MAX {
+        return scanner.mask_value(value, set, column, summary) > 0;
+    }
+    if let Some(elements) = binary_array_elements(value) {
+        let element_type = u32::from_be_bytes([value[8], value[9], value[10], value[11]]);
+        let mut changed = false;
+        for range in elements {
+            changed |= mask_binary_value(
+                scanner,
+                set,
+                &mut value[range],
+                element_type,
+                column,
+                summary,
+                depth + 1,
+            );
+        }
+        return changed;
+    }
+    if let Some(fields) = binary_record_fields(value) {
+        let mut changed = false;
+        for (field_type, range) in fields {
+            changed |= mask_binary_value(
+                scanner,
+                set,
+                &mut value[range],
+                field_type,
+                column,
+                summary,
+                depth + 1,
+            );
+        }
+        return changed;
+    }
+    scanner.mask_value(value, set, column, summary) > 0
+}
+
+fn be_i32(bytes: &[u8], at: usize) -> Option<i32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(i32::from_be_bytes([word[0], word[1], word[2], word[3]]))
+}
+
+/// Reads `count` length-prefixed items starting at `pos` (a length of -1
+/// is NULL and has no bytes); `type_before` tells whether each length is
+/// preceded by a type OID (records). Returns the items' types and ranges
+/// when they end exactly at the end of `value`.
+fn length_prefixed_items(
+    value: &[u8],
+    mut pos: usize,
+    count: usize,
+    type_before: bool,
+) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
+    // Every item takes at least four bytes, so a count beyond what the
+    // value can hold is refused before anything is allocated.
+    if count > value.len() / 4 {
+        return None;
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let item_type = if type_before {
+            let t = be_i32(value, pos)? as u32;
+            pos += 4;
+            t
+        } else {
+            UNKNOWN_TYPE_OID
+        };
+        let len = be_i32(value, pos)?;
+        pos += 4;
+        if len == -1 {
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        let end = pos.checked_add(len).filter(|&e| e <= value.len())?;
+        items.push((item_type, pos..end));
+        pos = end;
+    }
+    (pos == value.len()).then_some(items)
+}
+
+/// The element ranges of a binary array (`array_send`: dimensions, a
+/// has-nulls flag, the element type, per dimension its size and lower
+/// bound, then each element as a length and bytes), or None when `value`
+/// is not exactly one well-formed array.
+pub(crate) fn binary_array_elements(value: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let dimensions = be_i32(value, 0)?;
+    let flags = be_i32(value, 4)?;
+    be_i32(value, 8)?;
+    if !(0..=ARRAY_DIMENSIONS_MAX).contains(&dimensions) || !(0..=1).contains(&flags) {
+        return None;
+    }
+    let mut count: usize = if dimensions == 0 { 0 } else { 1 };
+    let mut pos = 12usize;
+    for _ in 0..dimensions {
+        let size = usize::try_from(be_i32(value, pos)?).ok()?;
+        be_i32(value, pos + 4)?;
+        count = count.checked_mul(size)?;
+        pos += 8;
+    }
+    let items = length_prefixed_items(value, pos, count, false)?;
+    Some(items.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The fields of a binary record (`record_send`: a field count, then per
+/// field its type OID, a length and bytes), or None when `value` is not
+/// exactly one well-formed record.
+pub(crate) fn binary_record_fields(value: &[u8]) -> Option<Vec<(u32, std::ops::Range<usize>)>> {
+    let count = usize::try_from(be_i32(value, 0)?).ok()?;
+    if count > RESULT_COLUMNS_MAX {
+        return None;
+    }
+    length_prefixed_items(value, 4, count, true)
+}
+
+/// Masks a bytea value in text format. The hex form (`\x` and two hex
+/// digits per byte, PostgreSQL's default output) is decoded into
+/// `scratch`, scanned, and the masked bytes are written back as hex in
+/// place, so the length never changes and the client still decodes a
+/// valid bytea. The escape form keeps printable bytes as they are and is
+/// scanned as text. Returns whether anything was masked.
+pub fn mask_bytea_text(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    value: &mut [u8],
+    scratch: &mut Vec<u8>,
+    column: Option<u16>,
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() {
+        return false;
+    }
+    let hex = value.starts_with(b"\\x") && value.len().is_multiple_of(2);
+    let decoded = hex && {
+        scratch.clear();
+        value[2..]
+            .chunks_exact(2)
+            .all(|pair| match (hex_digit(pair[0]), hex_digit(pair[1])) {
+                (Some(high), Some(low)) => {
+                    scratch.push(high << 4 | low);
+                    true
+                }
+                _ => false,
+            })
+    };
+    if !decoded {
+        return scanner.mask_value(value, set, column, summary) > 0;
+    }
+    if scanner.mask_value(scratch, set, column, summary) == 0 {
+        return false;
+    }
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, &byte) in value[2..].chunks_exact_mut(2).zip(scratch.iter()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    true
+}
+
+/// The signature that opens binary COPY data.
+const BINARY_COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Masks one CopyData message of a binary COPY TO STDOUT in place, with
+/// the same-length styles. PostgreSQL sends one tuple per message (the
+/// first after the header): each field is a length and bytes, without a
+/// type, and goes through [`mask_binary_value`] as a value of unknown
+/// type, so the length words of tuples and of arrays and records inside
+/// fields are never touched by a match that runs into them. Data that
+/// does not parse as whole tuples (another server's chunking) is scanned
+/// as it is from where parsing stopped: nothing is left unscanned.
+/// Returns whether anything was masked.
+pub fn mask_binary_copy_data(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    data: &mut [u8],
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() {
+        return false;
+    }
+    let mut pos = 0usize;
+    if data.starts_with(BINARY_COPY_SIGNATURE) {
+        // Signature, flags word, header extension length and extension.
+        let extension =
+            be_i32(data, BINARY_COPY_SIGNATURE.len() + 4).and_then(|n| usize::try_from(n).ok());
+        match extension {
+            Some(n) if BINARY_COPY_SIGNATURE.len() + 8 + n <= data.len() => {
+                pos = BINARY_COPY_SIGNATURE.len() + 8 + n;
+            }
+            _ => return scanner.mask_value(data, set, None, summary) > 0,
+        }
+    }
+    // First the whole message is checked to be whole tuples, so that a
+    // chunk that is not is scanned as one piece rather than in part.
+    let mut fields: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut cursor = pos;
+    let whole = loop {
+        if cursor == data.len() {
+            break true;
+        }
+        let Some(count) = data
+            .get(cursor..cursor + 2)
+            .map(|w| i16::from_be_bytes([w[0], w[1]]))
+        else {
+            break false;
+        };
+        cursor += 2;
+        if count == -1 {
+            // The trailer ends the data.
+            break cursor == data.len();
+        }
+        let Ok(count) = usize::try_from(count) else {
+            break false;
+        };
+        let mut ok = true;
+        for _ in 0..count {
+            let Some(len) = be_i32(data, cursor) else {
+                ok = false;
+                break;
+            };
+            cursor += 4;
+            if len == -1 {
+                continue;
+            }
+            match usize::try_from(len)
+                .ok()
+                .and_then(|l| cursor.checked_add(l))
+                .filter(|&e| e <= data.len())
+            {
+                Some(end) => {
+                    fields.push(cursor..end);
+                    cursor = end;
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            break false;
+        }
+    };
+    if !whole {
+        return scanner.mask_value(&mut data[pos..], set, None, summary) > 0;
+    }
+    let mut changed = false;
+    for range in fields {
+        changed |= mask_binary_value(
+            scanner,
+            set,
+            &mut data[range],
+            UNKNOWN_TYPE_OID,
+            None,
+            summary,
+            0,
+        );
+    }
+    changed
+}
+
+/// Fewest bytes a hex run must encode to be decoded and scanned: the
+/// shortest value a detector finds (an IPv4 address such as `1.2.3.4`)
+/// has seven.
+const HEX_RUN_BYTES_MIN: usize = 7;
+
+/// Masks sensitive values inside the hex runs of a text value: bytea's
+/// text form (`\x` and hex digits) reaches the agent inside records,
+/// arrays, JSON, COPY rows and error messages, where the column's type
+/// does not say so. Each run after a `\x` is decoded into `scratch`,
+/// scanned, and the bytes that masking changed are written back as hex
+/// in place, so the length never changes and the bytea still decodes.
+/// Returns whether anything was masked.
+pub fn mask_hex_runs(
+    scanner: &mut Scanner,
+    set: DetectorSet,
+    value: &mut [u8],
+    scratch: &mut Vec<u8>,
+    column: Option<u16>,
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() {
+        return false;
+    }
+    let mut changed = false;
+    let mut from = 0usize;
+    while let Some(found) = memchr::memchr(b'\\', &value[from..]) {
+        let start = from + found + 2;
+        from += found + 1;
+        if value.get(start - 1) != Some(&b'x') {
+            continue;
+        }
+        let digits = value[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        let end = start + (digits & !1);
+        from = from.max(start + digits);
+        if end - start < 2 * HEX_RUN_BYTES_MIN {
+            continue;
+        }
+        scratch.clear();
+        scratch.extend(
+            value[start..end]
+                .chunks_exact(2)
+                .map(|pair| hex_pair(pair[0], pair[1])),
+        );
+        if scanner.mask_value(scratch, set, column, summary) == 0 {
+            continue;
+        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, &byte) in value[start..end].chunks_exact_mut(2).zip(scratch.iter()) {
+            if hex_pair(pair[0], pair[1]) != byte {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0xf)];
+            }
+        }
+        changed = true;
+    }
+    changed
+}
+
+/// The byte of two hex digits (both already checked to be hex digits).
+fn hex_pair(high: u8, low: u8) -> u8 {
+    hex_digit(high).unwrap_or(0) << 4 | hex_digit(low).unwrap_or(0)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -218,6 +692,8 @@ pub struct MaskingState {
     /// Reused buffers for re-framing (allocated once they are needed).
     values: Vec<Option<(usize, usize)>>,
     bytes: Vec<u8>,
+    /// Decoded bytes of a hex-encoded bytea value being scanned.
+    hex_scratch: Vec<u8>,
 }
 
 /// What happened to a message.
@@ -290,6 +766,23 @@ pub fn mask_backend_message(
             if let BackendMessage::RowDescription { fields } = msg {
                 state.shape = Some(ResultShape::from_fields(fields, rules, profile));
             }
+            // Column names can carry data too (a view made by dynamic SQL
+            // can name a column after a stored value): they are masked in
+            // place with the same-length styles, after the column rules
+            // were matched against them, and the shape keeps the masked
+            // names for the session's summary.
+            if mask_column_names(scanner, frame, profile.detectors, &mut state.summary) {
+                if let (Some(shape), Ok(BackendMessage::RowDescription { fields })) = (
+                    state.shape.as_mut(),
+                    parse_backend(Frame {
+                        tag,
+                        body: &frame[5..],
+                    }),
+                ) {
+                    shape.set_names(fields);
+                }
+                return Ok(Outcome::MaskedInPlace);
+            }
             Ok(Outcome::Unchanged)
         }
         b'H' | b'W' => {
@@ -359,7 +852,17 @@ pub fn mask_backend_message(
             // Int32 process id, channel, payload (both NUL-terminated).
             let channel_end = 9 + frame[9..].iter().position(|&b| b == 0).unwrap_or(0);
             let payload = channel_end + 1..frame.len() - 1;
+            // The channel is a name the sender chose, and can be a stored
+            // value (`pg_notify(email, ...)`): masked in place with the
+            // same-length styles, like column names.
+            let channel_masked = scanner.mask_value(
+                &mut frame[9..channel_end],
+                profile.detectors,
+                None,
+                &mut state.summary,
+            ) > 0;
             let mut m = Masker::new(scanner, profile.detectors);
+            m.changed = channel_masked;
             if m.value(frame, payload.clone(), None, &mut state.summary)
                 == ValueResult::NeedsReframe
             {
@@ -376,6 +879,36 @@ pub fn mask_backend_message(
     }
 }
 
+/// Masks the column names of a RowDescription (`frame`, already parsed
+/// and so well-formed) in place with the same-length styles. Returns
+/// whether a name was masked.
+fn mask_column_names(
+    scanner: &mut Scanner,
+    frame: &mut [u8],
+    set: DetectorSet,
+    summary: &mut super::MaskSummary,
+) -> bool {
+    if set.is_empty() || frame.len() < 7 {
+        return false;
+    }
+    let count = usize::from(u16::from_be_bytes([frame[5], frame[6]]));
+    let mut pos = 7usize;
+    let mut changed = false;
+    for _ in 0..count {
+        let Some(length) = frame
+            .get(pos..)
+            .and_then(|rest| rest.iter().position(|&b| b == 0))
+        else {
+            break;
+        };
+        changed |= scanner.mask_value(&mut frame[pos..pos + length], set, None, summary) > 0;
+        // The name's NUL, then table OID, attribute number, type OID, type
+        // size, type modifier and format code (18 bytes).
+        pos += length + 1 + 18;
+    }
+    changed
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ValueResult {
     Untouched,
@@ -389,6 +922,12 @@ struct Masker<'s> {
     scanner: &'s mut Scanner,
     set: DetectorSet,
     changed: bool,
+    /// Decoded bytes of a hex run (allocated only when one is found).
+    hex_scratch: Vec<u8>,
+    /// Whether the values may hold a hex run (a backslash): a DataRow is
+    /// checked once as a whole, so that rows without one (nearly all)
+    /// cost one search instead of one per value.
+    hex_possible: bool,
 }
 
 impl<'s> Masker<'s> {
@@ -397,6 +936,8 @@ impl<'s> Masker<'s> {
             scanner,
             set,
             changed: false,
+            hex_scratch: Vec::new(),
+            hex_possible: true,
         }
     }
 
@@ -419,6 +960,16 @@ impl<'s> Masker<'s> {
         summary: &mut super::MaskSummary,
     ) -> ValueResult {
         let value = &mut buf[range];
+        if self.hex_possible {
+            self.changed |= mask_hex_runs(
+                self.scanner,
+                self.set,
+                value,
+                &mut self.hex_scratch,
+                column,
+                summary,
+            );
+        }
         let engine = std::sync::Arc::clone(self.scanner.engine());
         let scan = self.scanner.scan(value, self.set);
         if !scan.complete {
@@ -483,6 +1034,7 @@ fn mask_data_row(
         _ => unknown_plan(profile),
     };
     let mut m = Masker::new(scanner, profile.detectors);
+    m.hex_possible = memchr::memchr(b'\\', &frame[7..]).is_some();
     let mut reframe = false;
     let mut pos = 7usize;
     // First pass: mask in place what can be, note what cannot.
@@ -513,6 +1065,34 @@ fn mask_data_row(
                 {
                     reframe = true;
                 }
+            }
+            ColumnPlan::Walk { type_oid } if walked_as_structure(&frame[start..end]) => {
+                m.changed |= mask_binary_value(
+                    m.scanner,
+                    m.set,
+                    &mut frame[start..end],
+                    type_oid,
+                    column,
+                    &mut state.summary,
+                    0,
+                );
+            }
+            ColumnPlan::Walk { .. } => {
+                if m.value(frame, start..end, column, &mut state.summary)
+                    == ValueResult::NeedsReframe
+                {
+                    reframe = true;
+                }
+            }
+            ColumnPlan::HexBytes => {
+                m.changed |= mask_bytea_text(
+                    m.scanner,
+                    m.set,
+                    &mut frame[start..end],
+                    &mut state.hex_scratch,
+                    column,
+                    &mut state.summary,
+                );
             }
         }
     }
@@ -546,9 +1126,14 @@ fn mask_data_row(
                 state.bytes.extend_from_slice(&frame[start..split]);
                 m.redacted(&frame[split..end], &mut state.bytes);
             }
-            ColumnPlan::Skip | ColumnPlan::Fill => {
-                state.bytes.extend_from_slice(&frame[start..end])
+            ColumnPlan::Walk { .. } if !walked_as_structure(&frame[start..end]) => {
+                m.redacted(&frame[start..end], &mut state.bytes);
             }
+            // Masked in place by the first pass.
+            ColumnPlan::Skip
+            | ColumnPlan::Fill
+            | ColumnPlan::Walk { .. }
+            | ColumnPlan::HexBytes => state.bytes.extend_from_slice(&frame[start..end]),
         }
         state.values.push(Some((from, state.bytes.len())));
     }

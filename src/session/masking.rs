@@ -27,8 +27,13 @@
 //! row limit per batch) until it is closed or the transaction ends. Both
 //! are bounded by `masking.statement_shapes_max`. Whenever the pairing is
 //! not certain (rows without any RowDescription, a Bind of another
-//! statement, responses out of step), the shape is dropped and every value
-//! is scanned as text. An unknown shape costs speed and, for values in
+//! statement, rows of a portal the shape is not for, responses out of
+//! step), the shape is dropped and every value is scanned as text. A
+//! shape belongs to one portal (the one described, or the one bound from
+//! a described statement) or to a simple Query, and the first row of each
+//! Execute's answer is checked against it: rows of another portal (an
+//! agent can describe one portal and execute another) never borrow its
+//! column formats. An unknown shape costs speed and, for values in
 //! binary format, may alter a non-text value whose bytes look like text;
 //! column rules cannot apply to it either. Such rows only come from a
 //! client that binds a statement it never described, or from a session
@@ -76,8 +81,9 @@ use super::ErrorSource;
 /// Largest message of the catalog query's answer (a row holds an OID and
 /// two names).
 const CATALOG_MESSAGE_BYTES_MAX: usize = 64 * 1024;
-/// Most tables one catalog answer may name; more means the rules match
-/// far more than any sane configuration does.
+/// Most columns one catalog answer may list (every column of every table
+/// the rules name); more means the rules match far more than any sane
+/// configuration does.
 const CATALOG_ROWS_MAX: usize = 64 * 1024;
 
 /// A failure of the masking stage, tagged with where it came from.
@@ -202,6 +208,8 @@ enum Pending {
     /// A Describe of this statement: answered by ParameterDescription and
     /// RowDescription (or NoData).
     DescribeStatement(Box<[u8]>),
+    /// A Describe of this portal: answered by RowDescription or NoData.
+    DescribePortal(Box<[u8]>),
     /// `count` Binds in a row of this portal and statement with these
     /// result formats (None when the Bind listed more codes than a result
     /// can have columns). A pipelined executemany binds the same statement
@@ -228,6 +236,15 @@ enum InFlight {
     Barrier { count: u32 },
 }
 
+/// Whose rows the current result shape describes.
+#[derive(Debug, PartialEq, Eq)]
+enum ShapeOwner {
+    /// The statement of a simple Query (its RowDescription comes with it).
+    Query,
+    /// This portal (described, or bound from a described statement).
+    Portal(Box<[u8]>),
+}
+
 /// One session's masking: profile, resolved rules, result-shape tracking
 /// and the running summary.
 pub struct SessionMasking {
@@ -243,6 +260,11 @@ pub struct SessionMasking {
     described: Option<Box<[u8]>>,
     /// The previous backend message was a ParameterDescription.
     after_parameter_description: bool,
+    /// Whose rows the current shape describes (None: not known, and the
+    /// shape is not used for rows).
+    shape_owner: Option<ShapeOwner>,
+    /// The rows now arriving were checked against `shape_owner`.
+    rows_owner_checked: bool,
     summary: SummaryText,
     server_message_bytes_max: usize,
     /// A COPY TO STDOUT in progress, and whether it is binary.
@@ -319,6 +341,8 @@ impl SessionMasking {
             pending_max: setup.config.pending_binds_max,
             described: None,
             after_parameter_description: false,
+            shape_owner: None,
+            rows_owner_checked: false,
             summary: SummaryText::default(),
             server_message_bytes_max,
             copy_out: None,
@@ -359,6 +383,10 @@ impl SessionMasking {
                         kind: TargetKind::Statement,
                         name,
                     }) => Pending::DescribeStatement(name.into()),
+                    Ok(FrontendMessage::Describe {
+                        kind: TargetKind::Portal,
+                        name,
+                    }) => Pending::DescribePortal(name.into()),
                     // A statement parsed again or closed has no known shape
                     // any more (forgotten early: an unknown shape is
                     // scanned as text, never trusted).
@@ -417,7 +445,7 @@ impl SessionMasking {
                     ErrorSource::Downstream,
                     sqlstate::PROGRAM_LIMIT_EXCEEDED,
                     format!(
-                        "more than masking.pending_binds_max ({}) Bind, Describe and Sync messages await their responses",
+                        "more than masking.pending_binds_max ({}) Bind, Describe, Execute and Sync messages await their responses",
                         self.pending_max
                     ),
                 ));
@@ -540,6 +568,14 @@ impl SessionMasking {
             let tag = chunk[pos];
             self.track_before(tag, &chunk[pos..end])?;
             match tag {
+                b'E' | b'N' => {
+                    if tag == b'E' {
+                        self.copy_out = None;
+                    }
+                    if !self.rules.is_empty() {
+                        self.mask_ruled_table_detail(&mut chunk[pos..end]);
+                    }
+                }
                 b'S' => self.mask_parameter_status(&mut chunk[pos..end])?,
                 b'V' => self.mask_function_result(&mut chunk[pos..end])?,
                 b'H' => {
@@ -549,7 +585,7 @@ impl SessionMasking {
                         _ => FormatCode::Binary,
                     })
                 }
-                b'c' | b'C' | b'E' | b'Z' => self.copy_out = None,
+                b'c' | b'C' | b'Z' => self.copy_out = None,
                 b'd' if self.mask_copy_data(&mut chunk[pos + 5..end])? => {
                     pos = end;
                     continue;
@@ -625,7 +661,65 @@ impl SessionMasking {
                     }
                 }
             }
+            b'T' => {
+                self.rows_owner_checked = false;
+                // A RowDescription after a ParameterDescription is a
+                // statement's: it belongs to a portal only once a Bind of
+                // that statement completes. Otherwise it answers the
+                // oldest Describe of a portal, or a simple Query.
+                self.shape_owner = if self.after_parameter_description {
+                    None
+                } else {
+                    match self.pending.front() {
+                        Some(Pending::DescribePortal(_)) => match self.pending.pop_front() {
+                            Some(Pending::DescribePortal(name)) => Some(ShapeOwner::Portal(name)),
+                            _ => None,
+                        },
+                        Some(Pending::ReadyForQuery) => Some(ShapeOwner::Query),
+                        _ => None,
+                    }
+                };
+            }
+            // NoData answers a Describe of a portal, or (right after a
+            // ParameterDescription) of a statement.
+            b'n' if !self.after_parameter_description
+                && matches!(self.pending.front(), Some(Pending::DescribePortal(_))) =>
+            {
+                self.pending.pop_front();
+            }
+            b'D' if !self.rows_owner_checked => {
+                self.rows_owner_checked = true;
+                // Rows answer the oldest Execute in flight (or a simple
+                // Query). A shape that is not that portal's must not be
+                // used for its rows: another portal's columns can be binary
+                // integers where these rows hold text. The portal's own
+                // shape may have been kept since its Bind in an earlier
+                // batch or since a suspension (asyncpg's cursors); without
+                // one, the rows are scanned as text.
+                match self.in_flight.front() {
+                    Some(InFlight::Execute { portal, .. }) => {
+                        let owned = self.state.shape.is_some()
+                            && matches!(&self.shape_owner, Some(ShapeOwner::Portal(owner)) if owner == portal);
+                        if !owned {
+                            self.state.shape = self.portal_shapes.remove(portal);
+                            self.shape_owner = self
+                                .state
+                                .shape
+                                .as_ref()
+                                .map(|_| ShapeOwner::Portal(portal.clone()));
+                        }
+                    }
+                    Some(InFlight::Barrier { .. }) => {
+                        if self.shape_owner != Some(ShapeOwner::Query) {
+                            self.state.shape = None;
+                        }
+                    }
+                    None => self.state.shape = None,
+                }
+            }
+            b'E' => self.rows_owner_checked = false,
             b'2' => {
+                self.rows_owner_checked = false;
                 let bind = loop {
                     if let Some(Pending::Bind {
                         portal,
@@ -647,7 +741,7 @@ impl SessionMasking {
                             ..
                         }) => break Some((portal, statement, formats)),
                         Some(Pending::DescribeStatement(_)) => continue,
-                        Some(Pending::ReadyForQuery) | None => {
+                        Some(Pending::ReadyForQuery | Pending::DescribePortal(_)) | None => {
                             // Out of step: start afresh at the next Sync.
                             self.pending.clear();
                             break None;
@@ -660,21 +754,30 @@ impl SessionMasking {
                 };
                 let portal = bind.as_ref().map(|(portal, _, _)| portal.clone());
                 match (bind, &mut self.state.shape) {
-                    (Some((_, _, Some(formats))), Some(shape)) if matches_described => {
+                    (Some((portal, _, Some(formats))), Some(shape)) if matches_described => {
                         shape.set_result_formats(&formats);
+                        self.shape_owner = Some(ShapeOwner::Portal(portal));
                     }
                     // A statement described in an earlier batch (asyncpg
                     // describes once, then binds without a Describe).
-                    (Some((_, statement, Some(formats))), _) if !matches_described => {
+                    (Some((portal, statement, Some(formats))), _) if !matches_described => {
                         self.state.shape = self.statement_shapes.get(&statement).map(|described| {
                             let mut shape = described.clone();
                             shape.set_result_formats(&formats);
                             shape
                         });
+                        self.shape_owner = self
+                            .state
+                            .shape
+                            .as_ref()
+                            .map(|_| ShapeOwner::Portal(portal));
                     }
                     // A shape that is not this portal's must not be used
                     // for its rows: unknown shapes are scanned as text.
-                    _ => self.state.shape = None,
+                    _ => {
+                        self.state.shape = None;
+                        self.shape_owner = None;
+                    }
                 }
                 self.described = None;
                 // The portal keeps this shape for Executes in later batches
@@ -708,19 +811,11 @@ impl SessionMasking {
                     }
                 }
             }
-            b'D' if self.state.shape.is_none() && !self.portal_shapes.is_empty() => {
-                // The first row of an Execute in a later batch than its
-                // portal's Bind (or continuing a suspended portal): the
-                // portal's shape, kept since the Bind or the suspension.
-                if let Some(InFlight::Execute { portal, .. }) = self.in_flight.front() {
-                    if let Some(shape) = self.portal_shapes.remove(portal) {
-                        self.state.shape = Some(shape);
-                    }
-                }
-            }
             b's' => {
+                self.rows_owner_checked = false;
                 // The portal stays open for the next Execute; the current
-                // shape is this portal's and no other result's.
+                // shape is this portal's (checked at its first row) and no
+                // other result's.
                 if let (Some(InFlight::Execute { portal, .. }), Some(shape)) =
                     (self.in_flight.front(), self.state.shape.take())
                 {
@@ -733,7 +828,10 @@ impl SessionMasking {
                 }
                 self.execute_ended();
             }
-            b'C' | b'I' => self.execute_ended(),
+            b'C' | b'I' => {
+                self.rows_owner_checked = false;
+                self.execute_ended();
+            }
             b'Z' => {
                 // Everything up to the oldest Sync is answered now (or was
                 // skipped by the server after an error).
@@ -748,6 +846,8 @@ impl SessionMasking {
                 if message.get(5) == Some(&b'I') {
                     self.portal_shapes.clear();
                 }
+                self.shape_owner = None;
+                self.rows_owner_checked = false;
             }
             _ => {}
         }
@@ -790,8 +890,9 @@ impl SessionMasking {
     /// pick their column out of COPY rows: when the agent's profile has
     /// column rules, COPY data is masked whole (fail closed; a SELECT gets
     /// the precise masking). Binary COPY data is not text as a whole, but
-    /// text values sit in it verbatim: it is scanned like text, with the
-    /// same-length styles so that its framing stays intact.
+    /// text values sit in it verbatim: its tuples' fields are walked and
+    /// scanned with the same-length styles, so that its framing (and the
+    /// framing of arrays and records inside fields) stays intact.
     fn mask_copy_data(&mut self, data: &mut [u8]) -> Result<bool, MaskFailure> {
         let Some(format) = self.copy_out else {
             return Ok(false);
@@ -815,11 +916,71 @@ impl SessionMasking {
             let set = self.profile.detectors;
             let summary = &mut self.state.summary;
             with_scanner(&self.setup, |scanner| {
-                scanner.mask_value(data, set, None, summary)
+                crate::masking::message::mask_binary_copy_data(scanner, set, data, summary)
             })?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// An error or notice about a row of a table that a column rule
+    /// covers echoes that row in its DETAIL (`Failing row contains (...)`
+    /// for NOT NULL, CHECK and partition constraints; `Key (...)=(...)`
+    /// for unique, foreign-key and exclusion constraints), with nothing
+    /// saying which value is which column: the DETAIL is masked whole in
+    /// place (fail closed, as COPY data is), unless it is a key violation
+    /// whose key has none of the rules' columns. The table comes from the
+    /// message's schema and table fields; a rule without a table covers
+    /// every table. Other fields are scanned as usual afterwards.
+    fn mask_ruled_table_detail(&mut self, message: &mut [u8]) {
+        let mut schema: Option<std::ops::Range<usize>> = None;
+        let mut table: Option<std::ops::Range<usize>> = None;
+        let mut detail: Option<std::ops::Range<usize>> = None;
+        let mut pos = 5usize;
+        while pos < message.len() && message[pos] != 0 {
+            let code = message[pos];
+            let start = pos + 1;
+            let Some(length) = message[start..].iter().position(|&b| b == 0) else {
+                break;
+            };
+            let range = start..start + length;
+            pos = range.end + 1;
+            match code {
+                b's' => schema = Some(range),
+                b't' => table = Some(range),
+                b'D' => detail = Some(range),
+                _ => {}
+            }
+        }
+        let (Some(table), Some(detail)) = (table, detail) else {
+            return;
+        };
+        let table_name = &message[table];
+        let schema_name = schema.map(|r| &message[r]);
+        let text = &message[detail.clone()];
+        // A key violation names its key's columns before the last `)=(`
+        // (values come after it; a value holding `)=(` only lengthens the
+        // part searched): the DETAIL is left to content detection when
+        // no ruled column is among them. Every other DETAIL is masked.
+        let key_columns = text
+            .strip_prefix(b"Key (")
+            .and_then(|rest| memchr::memmem::rfind(rest, b")=(").map(|at| &rest[..at]));
+        let covered = self.setup.config.column_rules.iter().any(|r| {
+            let table_matches = match r.table.as_deref() {
+                None => true,
+                Some(name) => match name.split_once('.') {
+                    Some((s, t)) => t.as_bytes() == table_name && schema_name == Some(s.as_bytes()),
+                    None => name.as_bytes() == table_name,
+                },
+            };
+            table_matches
+                && key_columns
+                    .is_none_or(|k| memchr::memmem::find(k, r.column.as_bytes()).is_some())
+        });
+        if covered {
+            crate::masking::style::fill(&mut message[detail]);
+            self.state.summary.record_whole(None);
+        }
     }
 
     /// A FunctionCallResponse carries a function's result (the fast-path
@@ -898,11 +1059,21 @@ impl SessionMasking {
     }
 }
 
-/// The column rules with their table names replaced by OIDs. A name
-/// without a schema matches every schema's table of that name; a rule
-/// whose table does not exist (yet) is left out, since no result can come
-/// from it.
-fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<ColumnRule> {
+/// One column of a table named by a column rule, from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogColumn {
+    table_oid: u32,
+    schema: String,
+    table: String,
+    column: String,
+    attribute: i16,
+}
+
+/// The column rules with their table names replaced by OIDs and their
+/// columns by attribute numbers. A name without a schema matches every
+/// schema's table of that name; a rule whose table does not exist (yet)
+/// is left out, since no result can come from it.
+fn rules_for(setup: &MaskingSetup, columns: &[CatalogColumn]) -> Vec<ColumnRule> {
     let mut rules = Vec::new();
     for r in &setup.config.column_rules {
         let action = match r.action.as_deref() {
@@ -913,6 +1084,7 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
             None => rules.push(ColumnRule {
                 table_oid: None,
                 column: r.column.clone(),
+                column_attribute: None,
                 action,
             }),
             Some(table) => {
@@ -920,11 +1092,34 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
                     Some((s, n)) => (Some(s), n),
                     None => (None, table),
                 };
-                for (oid, nsp, rel) in oids {
-                    if rel == name && schema.is_none_or(|s| s == nsp) {
+                let mut tables: Vec<u32> = Vec::new();
+                for c in columns {
+                    if c.table != name || schema.is_some_and(|s| s != c.schema) {
+                        continue;
+                    }
+                    if !tables.contains(&c.table_oid) {
+                        tables.push(c.table_oid);
+                    }
+                    if c.column == r.column {
                         rules.push(ColumnRule {
-                            table_oid: Some(*oid),
+                            table_oid: Some(c.table_oid),
                             column: r.column.clone(),
+                            column_attribute: Some(c.attribute),
+                            action,
+                        });
+                    }
+                }
+                // A table without the rule's column still gets the rule by
+                // name (it masks an alias of that name; nothing leaks).
+                for table_oid in tables {
+                    if !rules
+                        .iter()
+                        .any(|x| x.table_oid == Some(table_oid) && x.column == r.column)
+                    {
+                        rules.push(ColumnRule {
+                            table_oid: Some(table_oid),
+                            column: r.column.clone(),
+                            column_attribute: None,
                             action,
                         });
                     }
@@ -936,22 +1131,27 @@ fn rules_for(setup: &MaskingSetup, oids: &[(u32, String, String)]) -> Vec<Column
 }
 
 /// Runs the catalog query for `tables` on the fresh upstream connection
-/// and returns (oid, schema, table) for every table of those names.
+/// and returns every column of every table of those names (with its
+/// table's OID and schema, and its attribute number).
 async fn resolve_tables(
     tables: &[&str],
     reader: &mut TransportReader,
     writer: &TransportWriter,
     buffer: &mut BytesMut,
-) -> Result<Vec<(u32, String, String)>, MaskFailure> {
+) -> Result<Vec<CatalogColumn>, MaskFailure> {
     let names: Vec<String> = tables
         .iter()
         .map(|t| t.rsplit('.').next().unwrap_or(t))
         // Validated: no quotes, backslashes or control characters.
         .map(|n| format!("'{n}'"))
         .collect();
+    // Every column of those tables, not only the rules' columns: column
+    // names are not restricted like table names, and so never go into
+    // the query text.
     let sql = format!(
-        "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+        "SELECT c.oid, n.nspname, c.relname, a.attname, a.attnum FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE c.relname IN ({})",
         names.join(", ")
     );
@@ -989,16 +1189,27 @@ async fn resolve_tables(
                         .flatten()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                 };
-                let (Some(oid), Some(nsp), Some(rel)) = (text(0), text(1), text(2)) else {
+                let (Some(oid), Some(schema), Some(table), Some(column), Some(attribute)) =
+                    (text(0), text(1), text(2), text(3), text(4))
+                else {
                     return Err(upstream("unexpected catalog row".into()));
                 };
-                let oid: u32 = oid
+                let table_oid: u32 = oid
                     .parse()
                     .map_err(|_| upstream(format!("unexpected OID {oid:?}")))?;
+                let attribute: i16 = attribute
+                    .parse()
+                    .map_err(|_| upstream(format!("unexpected attribute number {attribute:?}")))?;
                 if found.len() >= CATALOG_ROWS_MAX {
-                    return Err(upstream("too many matching tables".into()));
+                    return Err(upstream("too many columns in the rules' tables".into()));
                 }
-                found.push((oid, nsp, rel));
+                found.push(CatalogColumn {
+                    table_oid,
+                    schema,
+                    table,
+                    column,
+                    attribute,
+                });
             }
             Ok(BackendMessage::ErrorResponse(fields)) => {
                 failed = Some(
@@ -1053,6 +1264,8 @@ pub fn fuzz_stage(data: &[u8]) {
         vec![ColumnRule {
             table_oid: Some(7),
             column: "c1".into(),
+            // The fuzzer's RowDescriptions give column `ci` attribute i.
+            column_attribute: Some(1),
             action: if control & 4 != 0 {
                 ColumnAction::Null
             } else {
@@ -1166,7 +1379,11 @@ pub fn fuzz_stage(data: &[u8]) {
             }
             13 => build::describe(
                 &mut frontend,
-                TargetKind::Statement,
+                if kind & 0x20 != 0 {
+                    TargetKind::Portal
+                } else {
+                    TargetKind::Statement
+                },
                 if kind & 0x10 != 0 {
                     b"s1".as_slice()
                 } else {
@@ -1174,10 +1391,10 @@ pub fn fuzz_stage(data: &[u8]) {
                 },
             ),
             14 => {
-                let name = if kind & 0x40 != 0 {
-                    b"c1".as_slice()
-                } else {
-                    b"s1".as_slice()
+                let name = match (kind >> 6) % 3 {
+                    0 => b"c1".as_slice(),
+                    1 => b"s1".as_slice(),
+                    _ => b"".as_slice(),
                 };
                 match (kind >> 4) % 4 {
                     0 => build::sync(&mut frontend),
@@ -1335,6 +1552,7 @@ mod tests {
         vec![ColumnRule {
             table_oid: Some(7),
             column: "name".into(),
+            column_attribute: Some(1),
             action: ColumnAction::Mask,
         }]
     }

@@ -1121,6 +1121,36 @@ fn column_rules_follow_the_column_through_an_alias() {
             &format!("a sub-select's alias let {name:?} through:\n{names}"),
         );
     }
+    // A raw client executes a statement it never described: its rows come
+    // without a RowDescription, so the rule cannot find its column, and
+    // the rows are masked whole rather than let through.
+    let mut conn = gw
+        .login_agent("app")
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", gw.log_tail()));
+    let got = exchange(
+        &mut conn,
+        &[
+            wire::parse("names", "SELECT name FROM people ORDER BY id"),
+            wire::bind("", "names", false),
+            wire::execute("", 0),
+            wire::sync(),
+        ],
+    );
+    let rows: Vec<String> = got
+        .iter()
+        .filter(|(kind, _)| *kind == b'D')
+        .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+        .collect();
+    gw.check(
+        rows.len() == NAMES.len(),
+        &format!("expected a row per name, got {got:?}"),
+    );
+    for name in NAMES {
+        gw.check(
+            rows.iter().all(|row| !row.contains(name)),
+            &format!("an undescribed statement's rows let {name:?} through: {rows:?}"),
+        );
+    }
     gw.assert_serves();
 }
 

@@ -808,7 +808,7 @@ pub fn mask_backend_message(
                 tag,
                 body: &frame[5..],
             })?;
-            mask_data_row(scanner, frame, state, profile, out)
+            mask_data_row(scanner, frame, state, !rules.is_empty(), profile, out)
         }
         b'd' => {
             parse_backend(Frame {
@@ -1019,18 +1019,28 @@ impl<'s> Masker<'s> {
     }
 }
 
+/// Masks one DataRow. `ruled`: the session applies column rules, which
+/// need the row's shape to know which value is which column.
 fn mask_data_row(
     scanner: &mut Scanner,
     frame: &mut [u8],
     state: &mut MaskingState,
+    ruled: bool,
     profile: &Profile,
     out: &mut BytesMut,
 ) -> Result<Outcome, MaskError> {
     let count = usize::from(u16::from_be_bytes([frame[5], frame[6]]));
     let shape = state.shape.take();
     let shape_fits = shape.as_ref().is_some_and(|s| s.len() == count);
+    // Without a shape, a column rule cannot find its column, and a ruled
+    // column (a name, say) holds nothing content detection would find: the
+    // row is masked whole, as COPY data is under column rules (fail
+    // closed). Drivers describe what they execute, so only a client that
+    // executes statements it never described (or a session whose answers
+    // fell out of step) gets such rows.
     let plan = |i: usize| match &shape {
         Some(s) if shape_fits => s.plan(i, profile),
+        _ if ruled => ColumnPlan::Fill,
         _ => unknown_plan(profile),
     };
     let mut m = Masker::new(scanner, profile.detectors);

@@ -35,9 +35,10 @@
 //! agent can describe one portal and execute another) never borrow its
 //! column formats. An unknown shape costs speed and, for values in
 //! binary format, may alter a non-text value whose bytes look like text;
-//! column rules cannot apply to it either. Such rows only come from a
-//! client that binds a statement it never described, or from a session
-//! whose responses fell out of step.
+//! column rules cannot find their columns in it either, so under column
+//! rules such rows are masked whole (fail closed). Such rows only come
+//! from a client that binds a statement it never described, or from a
+//! session whose responses fell out of step.
 //!
 //! # Column rules and table OIDs
 //!

@@ -63,6 +63,41 @@ fn prepare_people() {
 /// the styles key; `rules` adds column rules (names masked whole, amounts
 /// sent as NULL, and a rule for a table that does not exist); `ledger` adds
 /// a `[ledger]` section.
+/// A fresh ledger directory and signing key under the test environment:
+/// returns the ledger directory and the key file.
+fn new_ledger(name: &str) -> (PathBuf, PathBuf) {
+    let dir = env().dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("ledger.key");
+    let signer = sluice_ledger::SignerKey::generate("sluice.e2e").unwrap();
+    sluice_ledger::keys::write_key_pair(&signer, &key, &dir.join("ledger.vkey")).unwrap();
+    (dir.join("ledger"), key)
+}
+
+/// What the ledger says was delivered to agents (every server message's
+/// bytes, concatenated) and its masking summaries (values masked, rules).
+fn delivered_and_summaries(ledger: &Path) -> (String, Vec<(u64, String)>) {
+    let storage = sluice_ledger::FsStorage::new(ledger.to_path_buf());
+    let records = sluice_ledger::LedgerReader::new(&storage)
+        .records()
+        .expect("read ledger");
+    let mut delivered = Vec::new();
+    let mut summaries = Vec::new();
+    for r in records {
+        match r.body {
+            Some(sluice_ledger::RecordBody::ServerMessage { bytes }) => {
+                delivered.extend_from_slice(&bytes)
+            }
+            Some(sluice_ledger::RecordBody::MaskingSummary {
+                values_masked,
+                rules,
+            }) => summaries.push((values_masked, rules)),
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&delivered).into_owned(), summaries)
+}
+
 fn masking_config(styles: &str, rules: bool, ledger: Option<(&Path, &Path)>) -> (PathBuf, u16) {
     let env = env();
     let port = free_port();
@@ -266,36 +301,50 @@ fn profile_none_sees_originals() {
     );
 }
 
-fn run_python_client(gw: &Gateway, agent: &str) -> serde_json::Value {
+/// Runs the psycopg client `script` (in tests/python_masking) as `agent`
+/// through `gw`, with the shared connection settings module on
+/// PYTHONPATH, and returns the JSON document it prints.
+fn run_masking_script(
+    gw: &Gateway,
+    script: &str,
+    agent: &str,
+    extra_env: &[(&str, &str)],
+    timeout: Duration,
+) -> serde_json::Value {
     let python = venv_python();
     assert!(
         python.exists(),
         "{} is missing: run scripts/setup.sh",
         python.display()
     );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python_masking/masking_client.py"
-    );
-    let out = Command::new(&python)
-        .arg(script)
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut command = Command::new(&python);
+    command
+        .arg(tests.join("python_masking").join(script))
+        .env("PYTHONPATH", tests.join("python_common"))
         .env("SLUICE_GW_PORT", gw.port.to_string())
         .env("SLUICE_AGENT", agent)
         .env("SLUICE_TOKEN", env().token(agent))
         .env("SLUICE_CA", &env().certs.ca_cert)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("PGSSLMODE")
-        .env_remove("PGHOST")
-        .output_within(Duration::from_secs(60))
-        .unwrap();
+        .env_remove("PGHOST");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    let out = command.output_within(timeout).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "psycopg client failed:\n{stdout}\n{}\n--- sluice ---\n{}",
+        "{script} failed:\n{stdout}\n{}\n--- sluice ---\n{}",
         String::from_utf8_lossy(&out.stderr),
         gw.log_tail()
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn run_python_client(gw: &Gateway, agent: &str) -> serde_json::Value {
+    run_masking_script(gw, "masking_client.py", agent, &[], Duration::from_secs(60))
 }
 
 #[test]
@@ -398,13 +447,7 @@ fn redaction_reframes_through_psql_and_psycopg() {
 #[test]
 fn ledger_records_masked_bytes_and_a_summary_without_values() {
     prepare_people();
-    let dir = env().dir.join("mask-ledger");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("ledger.key");
-    let vkey = dir.join("ledger.vkey");
-    let signer = sluice_ledger::SignerKey::generate("sluice.e2e").unwrap();
-    sluice_ledger::keys::write_key_pair(&signer, &key, &vkey).unwrap();
-    let ledger = dir.join("ledger");
+    let (ledger, key) = new_ledger("mask-ledger");
     let (config, port) = masking_config("{}", true, Some((&ledger, &key)));
     let mut gw = Gateway::start_with_config(config, port);
     gw.agent("app")
@@ -413,25 +456,7 @@ fn ledger_records_masked_bytes_and_a_summary_without_values() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(20)).is_some());
 
-    let storage = sluice_ledger::FsStorage::new(ledger.clone());
-    let records = sluice_ledger::LedgerReader::new(&storage)
-        .records()
-        .expect("read ledger");
-    let mut delivered = Vec::new();
-    let mut summaries = Vec::new();
-    for r in records {
-        match r.body {
-            Some(sluice_ledger::RecordBody::ServerMessage { bytes }) => {
-                delivered.extend_from_slice(&bytes)
-            }
-            Some(sluice_ledger::RecordBody::MaskingSummary {
-                values_masked,
-                rules,
-            }) => summaries.push((values_masked, rules)),
-            _ => {}
-        }
-    }
-    let delivered = String::from_utf8_lossy(&delivered);
+    let (delivered, summaries) = delivered_and_summaries(&ledger);
     assert!(delivered.contains("****.***@*******.***"), "{delivered}");
     assert_no_originals(&gw, "ledger server messages", &delivered);
     assert_eq!(summaries.len(), 1, "{summaries:?}");
@@ -687,33 +712,16 @@ fn run_leak_hunt_client(
     agent: &str,
     skip: &[&str],
 ) -> serde_json::Map<String, serde_json::Value> {
-    let python = venv_python();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python_masking/leak_hunt_client.py"
-    );
-    let out = Command::new(&python)
-        .arg(script)
-        .env("SLUICE_GW_PORT", gw.port.to_string())
-        .env("SLUICE_AGENT", agent)
-        .env("SLUICE_TOKEN", env().token(agent))
-        .env("SLUICE_CA", &env().certs.ca_cert)
-        .env("LEAK_HUNT_SKIP", skip.join(","))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PGSSLMODE")
-        .env_remove("PGHOST")
-        .output_within(Duration::from_secs(120))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "psycopg attacker failed:\n{stdout}\n{}\n--- sluice ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gw.log_tail()
-    );
-    match serde_json::from_str(&stdout) {
-        Ok(serde_json::Value::Object(map)) => map,
-        other => panic!("not a JSON object: {other:?}: {stdout}"),
+    let skip = skip.join(",");
+    match run_masking_script(
+        gw,
+        "leak_hunt_client.py",
+        agent,
+        &[("LEAK_HUNT_SKIP", &skip)],
+        Duration::from_secs(120),
+    ) {
+        serde_json::Value::Object(map) => map,
+        other => panic!("not a JSON object: {other}"),
     }
 }
 
@@ -1160,13 +1168,7 @@ fn column_rules_follow_the_column_through_an_alias() {
 #[test]
 fn ledger_of_the_attacker_session_holds_only_masked_values() {
     prepare_leak_objects();
-    let dir = env().dir.join("leak-hunt-ledger");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("ledger.key");
-    let vkey = dir.join("ledger.vkey");
-    let signer = sluice_ledger::SignerKey::generate("sluice.e2e").unwrap();
-    sluice_ledger::keys::write_key_pair(&signer, &key, &vkey).unwrap();
-    let ledger = dir.join("ledger");
+    let (ledger, key) = new_ledger("leak-hunt-ledger");
     let (config, port) = masking_config(
         "{ email = \"redact\", card = \"redact\", ssn = \"redact\" }",
         false,
@@ -1195,26 +1197,11 @@ fn ledger_of_the_attacker_session_holds_only_masked_values() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(20)).is_some());
 
-    let storage = sluice_ledger::FsStorage::new(ledger.clone());
-    let records = sluice_ledger::LedgerReader::new(&storage)
-        .records()
-        .expect("read ledger");
-    let mut delivered = Vec::new();
-    let mut summaries = Vec::new();
-    for r in records {
-        match r.body {
-            Some(sluice_ledger::RecordBody::ServerMessage { bytes }) => {
-                delivered.extend_from_slice(&bytes)
-            }
-            Some(sluice_ledger::RecordBody::MaskingSummary { rules, .. }) => summaries.push(rules),
-            _ => {}
-        }
-    }
-    let delivered = String::from_utf8_lossy(&delivered);
+    let (delivered, summaries) = delivered_and_summaries(&ledger);
     assert!(delivered.contains("[EMAIL]"), "{delivered}");
     assert_no_originals(&gw, "ledger server messages", &delivered);
     assert_eq!(summaries.len(), 1, "{summaries:?}");
-    assert_no_originals(&gw, "ledger summary", &summaries[0]);
+    assert_no_originals(&gw, "ledger summary", &summaries[0].1);
 }
 
 /// Binary COPY keeps its framing: a field's length word whose last byte

@@ -1,5 +1,6 @@
 """Connection settings shared by the pytest suites (tests/python,
-tests/python_approvals and tests/python_asyncpg).
+tests/python_approvals and tests/python_asyncpg) and the psycopg clients
+of tests/e2e_masking.rs (tests/python_masking).
 
 tests/common/mod.rs (`run_pytest`) starts a real PostgreSQL and the real
 sluice binary, puts this folder on PYTHONPATH and passes:

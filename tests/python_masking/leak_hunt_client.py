@@ -13,8 +13,10 @@ attempt's name. Nothing is judged here: the Rust test decides what may
 appear. Bytes are decoded as Latin-1 so that a value hidden in a binary
 structure is still visible to the Rust test as text.
 
-Environment: SLUICE_GW_PORT, SLUICE_AGENT, SLUICE_TOKEN, SLUICE_CA, and
-optionally LEAK_HUNT_SKIP (attempt names to leave out, comma-separated).
+Environment: SLUICE_GW_PORT, SLUICE_AGENT, SLUICE_TOKEN, SLUICE_CA (read by
+tests/python_common/sluice_settings.py, which the Rust test puts on
+PYTHONPATH), and optionally LEAK_HUNT_SKIP (attempt names to leave out,
+comma-separated).
 """
 
 import json
@@ -22,6 +24,7 @@ import os
 import sys
 
 import psycopg
+from sluice_settings import gateway_kwargs
 
 
 def text_of(value):
@@ -47,17 +50,7 @@ def error_text(e):
 
 
 def main():
-    kwargs = dict(
-        host="localhost",
-        port=int(os.environ["SLUICE_GW_PORT"]),
-        dbname="app",
-        user=os.environ["SLUICE_AGENT"],
-        password=os.environ["SLUICE_TOKEN"],
-        sslmode="verify-full",
-        sslrootcert=os.environ["SLUICE_CA"],
-        connect_timeout=10,
-        autocommit=True,
-    )
+    kwargs = dict(gateway_kwargs(), autocommit=True)
     out = {}
     with psycopg.connect(**kwargs) as conn:
         notices = []

@@ -4,28 +4,19 @@ prepared statements, text results, JSON, a parameter status set from data,
 a notice and a notification) and prints everything it received as one JSON
 document on stdout. The Rust test decides what may and may not appear.
 
-Environment: SLUICE_GW_PORT, SLUICE_AGENT, SLUICE_TOKEN, SLUICE_CA.
+Environment: SLUICE_GW_PORT, SLUICE_AGENT, SLUICE_TOKEN, SLUICE_CA, read by
+tests/python_common/sluice_settings.py (the Rust test puts it on PYTHONPATH).
 """
 
 import json
-import os
 import sys
 
 import psycopg
+from sluice_settings import gateway_kwargs
 
 
 def main():
-    kwargs = dict(
-        host="localhost",
-        port=int(os.environ["SLUICE_GW_PORT"]),
-        dbname="app",
-        user=os.environ["SLUICE_AGENT"],
-        password=os.environ["SLUICE_TOKEN"],
-        sslmode="verify-full",
-        sslrootcert=os.environ["SLUICE_CA"],
-        connect_timeout=10,
-        autocommit=True,
-    )
+    kwargs = dict(gateway_kwargs(), autocommit=True)
     out = {}
     notices = []
     with psycopg.connect(**kwargs) as conn:

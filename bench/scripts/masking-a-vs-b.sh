@@ -23,61 +23,28 @@ bulk_mib=${6:-300}
 args=${PGBENCH_ARGS:--S -M prepared -c 8 -j 2}
 work=$(mktemp -d /tmp/sluice-masking-ab.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib/demo-pair.sh"
 
-[ -f "$demo_dir/sluice.toml" ] || { echo "start \`make demo\` first" >&2; exit 2; }
-if ! (. "$demo_dir/direct.env" && psql -XAtqc "select 1 from pgbench_accounts limit 1" >/dev/null 2>&1); then
-    (. "$demo_dir/direct.env" && pgbench -i -s 10 -q >/dev/null)
-fi
-
+pair_check_demo
 port=${BENCH_PORT_BASE:-17600}
-declare -A ports binaries=([a]=$binary_a [b]=$binary_b)
-for build in a b; do
-    port=$((port + 1)); ports[$build]=$port
-    cfg="$work/$build.toml"
-    awk -v listen="listen = \"127.0.0.1:$port\"" '
-        /^\[/ { section = $0; skip = (section == "[ledger]" || section == "[[masking.column_rules]]" || section == "[admin]" || section == "[[approvers]]") }
-        section == "[server]" && /^listen = / { print listen; next }
-        !skip' "$demo_dir/sluice.toml" > "$cfg"
-    "${binaries[$build]}" check-config "$cfg" >/dev/null
-    "${binaries[$build]}" serve --config "$cfg" >"$work/$build.log" 2>&1 &
-done
-for build in a b; do
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/${ports[$build]}") 2>/dev/null && break
-        sleep 0.1
-    done
-    (exec 3<>"/dev/tcp/127.0.0.1/${ports[$build]}") 2>/dev/null ||
-        { echo "sluice ($build) did not start:" >&2; cat "$work/$build.log" >&2; exit 1; }
-done
+pair_start a $((port + 1)) "$binary_a" on
+pair_start b $((port + 2)) "$binary_b" on
+pair_wait a b
 
 probe="select email from customers order by id limit 1"
 for build in a b; do
-    echo "probe $build: $(. "$demo_dir/agent.env" && PGPORT=${ports[$build]} psql -XAtqc "$probe")"
+    echo "probe $build: $(pair_psql "$build" -c "$probe")"
 done
-
-run_pgbench() { # build -> tps
-    (. "$demo_dir/agent.env" && PGPORT=${ports[$1]} pgbench $args -T "$seconds" 2>&1) | awk '/^tps/ {print $3}'
-}
-table_bytes=$(. "$demo_dir/direct.env" && psql -XAtqc "copy customers to stdout" | wc -c)
-copies=$(( (bulk_mib * 1024 * 1024 + table_bytes - 1) / table_bytes ))
-rows_sql="select c.* from customers c cross join generate_series(1, $copies)"
-run_timed() { # build, psql arguments... -> "bytes seconds"
-    local build=$1 start end bytes
-    shift
-    start=$(date +%s.%N)
-    bytes=$( (. "$demo_dir/agent.env" && PGPORT=${ports[$build]} psql -XAtq "$@") | wc -c)
-    end=$(date +%s.%N)
-    echo "$bytes $(echo "$end - $start" | bc)"
-}
+rows_sql=$(pair_rows_sql "$bulk_mib")
 
 declare -A tps copy select
 for ((i = 1; i <= rounds; i++)); do
     line="round $i:"
     for build in a b; do
-        t=$(run_pgbench "$build"); tps[$build]+="$t "
-        read -r bytes secs < <(run_timed "$build" -c "\\copy ($rows_sql) to stdout")
+        t=$(pair_pgbench "$build"); tps[$build]+="$t "
+        read -r bytes secs < <(pair_timed "$build" -c "\\copy ($rows_sql) to stdout")
         copy[$build]+="$bytes:$secs "
-        read -r sbytes ssecs < <(run_timed "$build" -v FETCH_COUNT=10000 -c "$rows_sql")
+        read -r sbytes ssecs < <(pair_timed "$build" -v FETCH_COUNT=10000 -c "$rows_sql")
         select[$build]+="$sbytes:$ssecs "
         line+=" $build $(printf '%.0f' "$t") tps, copy $(echo "scale=1; $bytes / $secs / 1048576" | bc) MiB/s, select $(echo "scale=1; $sbytes / $ssecs / 1048576" | bc) MiB/s;"
     done

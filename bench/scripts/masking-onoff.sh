@@ -24,71 +24,29 @@ args=${PGBENCH_ARGS:--S -M prepared -c 16 -j 2}
 sluice=${SLUICE:-target/release/sluice}
 work=$(mktemp -d /tmp/sluice-masking-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib/demo-pair.sh"
 
-[ -f "$demo_dir/sluice.toml" ] || { echo "start \`make demo\` first" >&2; exit 2; }
+pair_check_demo
 grep -q '^\[masking\]' "$demo_dir/sluice.toml" || { echo "the demo config has no [masking] section" >&2; exit 2; }
-if ! (. "$demo_dir/direct.env" && psql -XAtqc "select 1 from pgbench_accounts limit 1" >/dev/null 2>&1); then
-    (. "$demo_dir/direct.env" && pgbench -i -s 10 -q >/dev/null)
-fi
-
-# One config per mode, derived from the demo's: own port, no ledger, no
-# column rules; "off" disables the [masking] section.
 port=${BENCH_PORT_BASE:-17500}
-declare -A ports
-for mode in off on; do
-    port=$((port + 1)); ports[$mode]=$port
-    cfg="$work/$mode.toml"
-    # Own [server] listen address; no admin listener (the demo's would
-    # collide between the two instances), ledger or column rules.
-    awk -v listen="listen = \"127.0.0.1:$port\"" '
-        /^\[/ { section = $0; skip = (section == "[ledger]" || section == "[[masking.column_rules]]" || section == "[admin]" || section == "[[approvers]]") }
-        section == "[server]" && /^listen = / { print listen; next }
-        !skip' "$demo_dir/sluice.toml" > "$cfg"
-    if [ "$mode" = off ]; then
-        sed -i 's/^\[masking\]$/[masking]\nenabled = false/' "$cfg"
-    fi
-    "$sluice" check-config "$cfg" >/dev/null
-    "$sluice" serve --config "$cfg" >"$work/$mode.log" 2>&1 &
-done
-# Wait until both listen (start-up compiles the detectors and resolves
-# the demo's keys; a fixed sleep was too short on a busy machine).
-for mode in off on; do
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/${ports[$mode]}") 2>/dev/null && break
-        sleep 0.1
-    done
-    (exec 3<>"/dev/tcp/127.0.0.1/${ports[$mode]}") 2>/dev/null ||
-        { echo "sluice ($mode) did not start:" >&2; cat "$work/$mode.log" >&2; exit 1; }
-done
+pair_start off $((port + 1)) "$sluice" off
+pair_start on $((port + 2)) "$sluice" on
+pair_wait off on
 
 # Masking really is on in one and off in the other.
 probe="select email from customers order by id limit 1"
-on_email=$(. "$demo_dir/agent.env" && PGPORT=${ports[on]} psql -XAtqc "$probe")
-off_email=$(. "$demo_dir/agent.env" && PGPORT=${ports[off]} psql -XAtqc "$probe")
+on_email=$(pair_psql on -c "$probe")
+off_email=$(pair_psql off -c "$probe")
 echo "probe: on sees $on_email, off sees $off_email"
 [ "$on_email" != "$off_email" ] || { echo "masking made no difference" >&2; exit 1; }
 
-run_pgbench() { # mode -> tps
-    (. "$demo_dir/agent.env" && PGPORT=${ports[$1]} pgbench $args -T "$seconds" 2>&1) | awk '/^tps/ {print $3}'
-}
-
-# Enough copies of customers for BULK_MIB MiB of COPY text.
-table_bytes=$(. "$demo_dir/direct.env" && psql -XAtqc "copy customers to stdout" | wc -c)
-copies=$(( (bulk_mib * 1024 * 1024 + table_bytes - 1) / table_bytes ))
-bulk_sql="\\copy (select c.* from customers c cross join generate_series(1, $copies)) to stdout"
-run_bulk() { # mode -> "bytes seconds"
-    local start end bytes
-    start=$(date +%s.%N)
-    bytes=$( (. "$demo_dir/agent.env" && PGPORT=${ports[$1]} psql -XAtq -c "$bulk_sql") | wc -c)
-    end=$(date +%s.%N)
-    echo "$bytes $(echo "$end - $start" | bc)"
-}
+bulk_sql="\\copy ($(pair_rows_sql "$bulk_mib")) to stdout"
 
 declare -A tps bulk
 for ((i = 1; i <= rounds; i++)); do
     line="pgbench round $i:"
     for mode in off on; do
-        t=$(run_pgbench "$mode"); tps[$mode]+="$t "
+        t=$(pair_pgbench "$mode"); tps[$mode]+="$t "
         line+=" $mode $(printf '%.0f' "$t") tps,"
     done
     echo "${line%,}"
@@ -96,7 +54,7 @@ done
 for ((i = 1; i <= rounds; i++)); do
     line="bulk round $i:"
     for mode in off on; do
-        read -r bytes secs < <(run_bulk "$mode")
+        read -r bytes secs < <(pair_timed "$mode" -c "$bulk_sql")
         bulk[$mode]+="$bytes:$secs "
         line+=" $mode $bytes bytes in ${secs}s ($(echo "scale=1; $bytes / $secs / 1048576" | bc) MiB/s),"
     done
